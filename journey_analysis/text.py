@@ -160,7 +160,7 @@ never came fixed broken slow fast easy hard price money refund order delivery pr
 back went told said asked would could should much many well even also did done give gave take took make made
 come came go going gone see saw look like know think want need one two three five star plus top new old day week
 month year people man today tomorrow yesterday us em ha haha hahaha fun car show weather via quick really sure
-right left first last next way work works working use used using buy bought sold pay paid free call im die.split())
+right left first last next way work works working use used using buy bought sold pay paid free call im die""".split())
 _OTHER = {
     "fr": set("""le la les un une des du de et est sont pas ne je tu il elle nous vous ils elles que qui quoi dans
 sur avec pour par ce cette ces mon ma mes ton ta son sa leur très tres mais ou où donc car été être avoir fait
