@@ -1,0 +1,50 @@
+# journey-analysis: `make help` lists the targets.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+KERNEL ?= journey-analysis
+CONFIG ?= configs/demo.yaml
+PYTEST_ARGS ?= -n 2
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-fast demo-data validate student lab bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (journey-analysis)" >/dev/null
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create $(VENV) (when missing), install the package with test tools, register the Jupyter kernel
+
+run: $(STAMP) ## Run the whole pipeline on $(CONFIG) (demo data by default) and print where the report is
+	$(BIN)/journey run --config $(CONFIG)
+
+test: $(STAMP) ## Run the whole test suite (unit, real-data, notebook tests)
+	$(BIN)/python -m pytest $(PYTEST_ARGS) tests
+	$(BIN)/python -m pytest --nbval-lax -p no:xdist notebooks/
+
+validate: $(STAMP) ## Check the data named in $(CONFIG) and print a data-quality summary
+	$(BIN)/journey validate --config $(CONFIG)
+
+demo-data: $(STAMP) ## Regenerate the frozen demo data in data/raw/demo (seed 0)
+	$(BIN)/journey demo-data --out data/raw/demo
+
+student: $(STAMP) ## Write copies of the notebooks without solution cells to notebooks/student/
+	$(BIN)/journey student --out notebooks/student
+
+lab: $(STAMP) ## Open JupyterLab on the notebooks
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(STAMP) ## Run the benchmarks (slow; see benchmarks/README.md)
+	$(BIN)/python benchmarks/bench_steps.py --sizes 1,10
+	$(BIN)/python benchmarks/bench_sentiment.py
+	$(BIN)/python benchmarks/bench_segment.py
+
+clean: ## Remove the virtual environment and caches (keeps data and reports)
+	rm -rf $(VENV) .pytest_cache build *.egg-info

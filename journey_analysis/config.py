@@ -1,0 +1,225 @@
+"""Project paths and the run configuration.
+
+Paths are derived from the package's location (the project root is the folder above
+``journey_analysis/``), so they are the same from a notebook, a test or the ``journey`` command.
+The run configuration is a YAML file read with ``yaml.safe_load`` and validated into a frozen
+:class:`RunConfig`; anything wrong becomes one :class:`~journey_analysis.errors.JourneyError`
+naming the file, the key and what was expected.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from journey_analysis.errors import JourneyError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = PROJECT_ROOT / "data"
+RAW_DIR = DATA_DIR / "raw"
+PROCESSED_DIR = DATA_DIR / "processed"
+REPORTS_DIR = PROJECT_ROOT / "reports"
+CONFIGS_DIR = PROJECT_ROOT / "configs"
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+DEMO_CONFIG = CONFIGS_DIR / "demo.yaml"
+
+#: Known rating types and their scales (min, max). Ratings outside their scale are rejected.
+RATING_SCALES: dict[str, tuple[float, float]] = {
+    "csat": (1, 5),
+    "stars": (1, 5),
+    "ces": (1, 7),
+    "nps": (0, 10),
+}
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class Stage(BaseModel):
+    """One stage of the journey, with what customers expect and what the organisation delivers."""
+
+    model_config = _STRICT
+    name: str = Field(min_length=1)
+    description: str = ""
+    expectation: str = ""
+    expected_max_duration_h: float | None = Field(default=None, gt=0)
+    target_satisfaction: float | None = None
+    deliverables: tuple[str, ...] = ()
+    touchpoints: tuple[str, ...] = ()
+
+
+class DataPaths(BaseModel):
+    """Where the raw data is (resolved against the config file's folder) and how columns map."""
+
+    model_config = _STRICT
+    events: Path
+    customers: Path | None = None
+    feedback: Path | None = None
+    columns: dict[Literal["events", "customers", "feedback"], dict[str, str]] = Field(default_factory=dict)
+    duplicates: Literal["drop", "keep"] = "drop"
+
+
+class Satisfaction(BaseModel):
+    """The one declared rating scale used for satisfaction in the map."""
+
+    model_config = _STRICT
+    rating_type: str = "csat"
+    min: float = 1
+    max: float = 5
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not self.min < self.max:
+            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        return self
+
+
+class Segmentation(BaseModel):
+    """Settings for k-means segmentation (see ``journey_analysis.segment``)."""
+
+    model_config = _STRICT
+    k: int | Literal["auto"] = "auto"
+    k_min: int = Field(default=2, ge=2)
+    k_max: int = Field(default=8, ge=2)
+    features: tuple[str, ...] | None = None
+    names: dict[int, str] = Field(default_factory=dict)
+    random_state: int = 0
+    outcome_as_feature: bool = False
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.k_min > self.k_max:
+            raise ValueError(f"k_min ({self.k_min}) must not exceed k_max ({self.k_max})")
+        return self
+
+
+class KPI(BaseModel):
+    """A listening post: a stage metric with a threshold; each breach is flagged in the report."""
+
+    model_config = _STRICT
+    stage: str
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    label: str = ""
+
+    @model_validator(mode="after")
+    def _bound(self):
+        if self.min is None and self.max is None:
+            raise ValueError("a KPI needs a min or a max threshold")
+        return self
+
+
+class RunConfig(BaseModel):
+    """A validated run configuration. Build it with :func:`load_config`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    journey: str = "other"
+    title: str = ""
+    objective: str = Field(min_length=1)
+    outcome: str | None = None
+    outcome_good: bool | int | str | None = False
+    step: str = "stage"
+    data: DataPaths
+    satisfaction: Satisfaction = Field(default_factory=Satisfaction)
+    session_gap_h: float | None = Field(default=None, gt=0)
+    stages: tuple[Stage, ...] = Field(min_length=1)
+    channels: tuple[str, ...] = ()
+    segmentation: Segmentation = Field(default_factory=Segmentation)
+    kpis: tuple[KPI, ...] = ()
+    engine: Literal["pandas", "spark"] = "pandas"
+    spark: dict[str, Any] = Field(default_factory=dict)
+    path: Path | None = None
+
+    @field_validator("stages")
+    @classmethod
+    def _unique_stages(cls, stages):
+        names = [s.name for s in stages]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"stage names must be unique; repeated: {', '.join(repeated)}")
+        return stages
+
+    @model_validator(mode="after")
+    def _kpi_stages(self):
+        unknown = [k.stage for k in self.kpis if k.stage not in self.stage_names]
+        if unknown:
+            raise ValueError(f"KPIs name stages that are not configured: {', '.join(unknown)}")
+        return self
+
+    @property
+    def stage_names(self) -> list[str]:
+        """Stage names in journey order."""
+        return [s.name for s in self.stages]
+
+    def stage(self, name: str) -> Stage:
+        """The configured stage called ``name``."""
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def stages_frame(self):
+        """The configured stages as a DataFrame (one row per stage, in order) for joins and display."""
+        import pandas as pd
+
+        rows = [s.model_dump() for s in self.stages]
+        frame = pd.DataFrame(rows)
+        frame.insert(0, "stage_order", range(len(rows)))
+        return frame.rename(columns={"name": "stage"})
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - {where}: unknown key")
+        elif e["type"] == "missing":
+            lines.append(f"  - {where}: required key is missing")
+        else:
+            lines.append(f"  - {where}: {e['msg']} (got {e.get('input')!r})"[:300])
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a run configuration (YAML).
+
+    Relative data paths are resolved against the folder of the config file. Raises
+    :class:`JourneyError` naming the file and every offending key (unknown keys, repeated stages,
+    wrong types, missing required keys).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise JourneyError("Config file not found.", file=path,
+                           fix="Check the path; the demo config is configs/demo.yaml.")
+    if path.is_dir():
+        raise JourneyError("Expected a YAML config file but found a directory.", file=path,
+                           fix="Pass the .yaml file itself, e.g. configs/demo.yaml.")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise JourneyError("Config file is not UTF-8 text.", file=path,
+                           fix="Save it as UTF-8.") from exc
+    except yaml.YAMLError as exc:
+        raise JourneyError(f"Config file is not valid YAML: {exc}", file=path,
+                           fix="Fix the YAML syntax (indentation, colons, quotes).") from exc
+    if not isinstance(raw, dict):
+        raise JourneyError("Config file must hold a mapping of keys (name, objective, stages, data, ...).",
+                           file=path, expected="a YAML mapping", fix="See configs/demo.yaml for an example.")
+    data = raw.get("data")
+    if isinstance(data, dict):
+        data = dict(data)
+        for key in ("events", "customers", "feedback"):
+            if data.get(key):
+                p = Path(str(data[key])).expanduser()
+                data[key] = p if p.is_absolute() else (path.parent / p).resolve()
+        raw = {**raw, "data": data}
+    try:
+        return RunConfig(**raw, path=path.resolve())
+    except ValidationError as exc:
+        raise JourneyError("Config file is not valid:\n" + _format_validation_error(exc), file=path,
+                           fix="Correct the keys listed above; see configs/demo.yaml and the README's config reference.") from None

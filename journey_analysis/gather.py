@@ -1,0 +1,461 @@
+"""Loading and normalising the raw data: events, customers, feedback (CSV, Parquet, Excel, XES).
+
+Every loader reads ids as strings (``"NA"`` and ``"None"`` stay ids), parses timestamps to UTC
+(mixed offsets allowed; values without an offset are read as UTC), keeps extra columns and the
+original row order (``row_id``, the tie-breaker for equal timestamps), applies a column mapping,
+and validates the result against its contract (``journey_analysis.schema``). Doubtful rows are
+kept or handled by the rules in :data:`journey_analysis.schema.RULES` and recorded in a
+:class:`~journey_analysis.schema.QualityLog`. Raw files are only ever read.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from journey_analysis.errors import JourneyError
+from journey_analysis.schema import MAX_TEXT_CHARS, QualityLog, validate
+
+TIME_COLUMNS = {"timestamp", "end_timestamp", "start_timestamp", "created_at"}
+TEXT_COLUMNS = {"customer_id", "feedback_id", "stage", "touchpoint", "channel", "journey", "source",
+                "rating_type", "text", "activity", "case_id"}
+_OFFSET = r"(?:[zZ]|[+-]\d\d:?\d\d|\bUTC)\s*$"
+
+
+def _check_path(path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise JourneyError("File not found.", file=path,
+                           fix="Check the path (relative paths in a config are read from the config's folder).")
+    if path.is_dir():
+        raise JourneyError("Expected a data file but found a directory.", file=path,
+                           fix="Point to the file itself (CSV, Parquet, Excel or XES), not its folder.")
+    if path.stat().st_size == 0:
+        raise JourneyError("The file is empty (0 bytes).", file=path, expected="a header row and data rows",
+                           fix="Export the data again; the file may have been truncated.")
+    return path
+
+
+def _suffixes(path: Path) -> list[str]:
+    return [s.lower() for s in path.suffixes]
+
+
+def _read_head(path: Path, n: int = 65536) -> bytes:
+    opener = gzip.open if _suffixes(path)[-1:] == [".gz"] else open
+    with opener(path, "rb") as fh:
+        return fh.read(n)
+
+
+def _sniff_delimiter(sample: str) -> str:
+    lines = [ln for ln in sample.splitlines() if ln.strip()][:20]
+    if not lines:
+        return ","
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
+    except csv.Error:
+        header = lines[0]
+        return max(",;\t|", key=header.count)
+
+
+def _utf8_problem(path: Path) -> str | None:
+    """Describe the first non-UTF-8 byte (line and byte), or None when the file decodes."""
+    opener = gzip.open if _suffixes(path)[-1:] == [".gz"] else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return f"byte 0x{raw[exc.start]:02x} at line {line} is not UTF-8"
+    return None
+
+
+def read_table(path, encoding: str | None = None) -> pd.DataFrame:
+    """Read a raw table with every cell as text (no value turned into missing but empty cells).
+
+    CSV (any of , ; tab | as delimiter, UTF-8 with or without BOM, optionally gzipped), Parquet,
+    Excel (.xlsx/.xls) and XES event logs (plain or gzipped, via :mod:`journey_analysis.eventlog`).
+    Raises :class:`JourneyError` for a missing file, a directory, an empty or header-only file and
+    text that is not in the expected encoding.
+    """
+    path = _check_path(path)
+    sfx = _suffixes(path)
+    if ".parquet" in sfx or ".pq" in sfx:
+        frame = pd.read_parquet(path)
+    elif sfx and sfx[-1] in (".xlsx", ".xls", ".xlsm"):
+        frame = pd.read_excel(path, dtype=str, keep_default_na=False)
+    elif ".xes" in sfx:
+        from journey_analysis.eventlog import read_xes
+
+        frame = read_xes(path)
+    else:
+        enc = encoding or "utf-8-sig"
+        head = _read_head(path)
+        if enc.lower().replace("-", "") in ("utf8sig", "utf8"):
+            problem = _utf8_problem(path)
+            if problem:
+                raise JourneyError(f"The file is not UTF-8 text: {problem}.", file=path,
+                                   expected="UTF-8 text (with or without a byte-order mark)",
+                                   fix="Re-save the file as UTF-8 (in Excel: 'CSV UTF-8'), or give its encoding "
+                                       "with --encoding / `encoding:` (for example latin-1).")
+        sample = head.decode(enc, errors="replace")
+        sep = _sniff_delimiter(sample)
+        try:
+            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False,
+                                encoding=enc, compression="infer", skipinitialspace=False)
+        except pd.errors.EmptyDataError:
+            raise JourneyError("The file has no header and no rows.", file=path,
+                               expected="a header row and data rows", fix="Export the data again.") from None
+        except pd.errors.ParserError as exc:
+            raise JourneyError(f"The file could not be read as a table: {exc}", file=path,
+                               expected=f"the same number of {sep!r}-separated fields on every line",
+                               fix="Quote fields that contain the delimiter, or fix the lines named above.") from None
+    frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
+    if frame.empty:
+        raise JourneyError("The file has a header but no data rows.", file=path,
+                           expected="at least one data row", fix="Check the export; it may have been filtered to nothing.")
+    return frame
+
+
+def _apply_mapping(frame: pd.DataFrame, columns: dict | None, path) -> pd.DataFrame:
+    if not columns:
+        return frame
+    missing = [src for src in columns if src not in frame.columns]
+    if missing:
+        raise JourneyError(f"The column mapping names {', '.join(map(repr, missing))}, which the file does not have.",
+                           file=path, column=missing[0],
+                           expected=f"one of: {', '.join(map(str, frame.columns))}",
+                           fix="Correct `columns:` in the config.")
+    return frame.rename(columns=columns)
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    """Text column: strings kept as they are ("NA" stays "NA"); real missing values stay missing."""
+    if pd.api.types.is_string_dtype(s) or s.dtype == object:
+        return s.astype("string").astype(object).where(s.notna(), None)
+    return s.astype("string").astype(object).where(s.notna(), None)
+
+
+def _blank(s: pd.Series) -> pd.Series:
+    return s.isna() | (s.astype("string").str.strip() == "")
+
+
+def parse_timestamps(s: pd.Series, path, column: str, log: QualityLog | None = None,
+                     required: bool = True) -> pd.Series:
+    """Parse a column to UTC datetimes (``datetime64[ns, UTC]``).
+
+    ISO 8601 with any offsets (converted to UTC); values without an offset are read as UTC and,
+    when the column mixes both, counted in the log. Empty cells become NaT (an error when
+    ``required``); any other value that does not parse raises :class:`JourneyError` with its rows.
+    """
+    if pd.api.types.is_datetime64_any_dtype(s):
+        out = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
+        blank = out.isna()
+    else:
+        text = s.astype("string").str.strip()
+        blank = text.isna() | (text == "")
+        text = text.mask(blank)
+        out = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+        bad = out.isna() & ~blank
+        if bad.any():
+            retry = pd.to_datetime(text[bad], utc=True, format="mixed", errors="coerce")
+            out = out.copy()
+            out[bad] = retry
+            bad = out.isna() & ~blank
+        if bad.any():
+            idx = np.flatnonzero(bad.to_numpy())
+            vals = ", ".join(repr(v) for v in text.iloc[idx[:3]])
+            raise JourneyError(f"{int(bad.sum())} value(s) in column {column!r} are not date-times ({vals}).",
+                               file=path, column=column, rows=[i + 1 for i in idx[:5]],
+                               expected="ISO 8601 date-times, e.g. 2024-05-01T10:00:00Z or 2024-05-01 10:00:00+01:00",
+                               fix="Correct those cells, or map the right column in the config.")
+        if log is not None:
+            has_offset = text.str.contains(_OFFSET, regex=True, na=False)
+            n_naive = int((~has_offset & ~blank).sum())
+            if 0 < n_naive < int((~blank).sum()):
+                rows = np.flatnonzero((~has_offset & ~blank).to_numpy()) + 1
+                log.add(path, "naive_timestamp", n_naive, rows, detail=column)
+    if required and blank.any():
+        idx = np.flatnonzero(blank.to_numpy())
+        raise JourneyError(f"{len(idx)} row(s) have no value in column {column!r}.", file=path, column=column,
+                           rows=[i + 1 for i in idx[:5]], expected="a date-time on every row",
+                           fix="Fill in the missing date-times or remove those rows from the export.")
+    return out.astype("datetime64[ns, UTC]")
+
+
+def _infer_extra(s: pd.Series, name: str) -> pd.Series:
+    """Extra column: numbers and booleans become typed when every non-empty value fits; ids stay text."""
+    if not (pd.api.types.is_string_dtype(s) or s.dtype == object):
+        return s
+    if name.endswith("_id") or name == "id":
+        return _as_text(s)
+    text = s.astype("string").str.strip()
+    blank = text.isna() | (text == "")
+    if blank.all():
+        return pd.Series(np.nan, index=s.index, name=name)
+    lowered = text.str.lower()
+    if lowered[~blank].isin(["true", "false"]).all():
+        return lowered.map({"true": True, "false": False}).astype("boolean")
+    nums = pd.to_numeric(text.mask(blank), errors="coerce")
+    if nums[~blank].notna().all() and not text[~blank].str.match(r"^0\d").any():
+        return nums
+    return _as_text(s).where(~blank, None)
+
+
+def _finish(frame: pd.DataFrame, path, kind: str, log: QualityLog, duplicates: str = "drop") -> pd.DataFrame:
+    """Shared part of every loader: types, formulas, duplicates, contract check."""
+    for col in frame.columns:
+        if col in TIME_COLUMNS or col == "row_id":
+            continue
+        if col in TEXT_COLUMNS:
+            frame[col] = _as_text(frame[col])
+        elif col not in ("rating", "duration_s"):
+            frame[col] = _infer_extra(frame[col], col)
+    text_cols = [c for c in frame.columns if frame[c].dtype == object]
+    if text_cols:
+        formula = np.zeros(len(frame), dtype=bool)
+        for c in text_cols:
+            s = frame[c].astype("string")
+            formula |= (s.str.match(r"^[=+@]", na=False) | s.str.match(r"^-[^\d.]", na=False)).to_numpy()
+        log.add(path, "formula_cell", int(formula.sum()), np.flatnonzero(formula) + 1)
+    content = [c for c in frame.columns if c != "row_id"]
+    dup = frame.duplicated(subset=content, keep="first").to_numpy()
+    if dup.any():
+        log.add(path, "exact_duplicate", int(dup.sum()), np.flatnonzero(dup) + 1,
+                detail="kept (duplicates: keep)" if duplicates == "keep" else "")
+        if duplicates == "drop":
+            frame = frame.loc[~dup].reset_index(drop=True)
+    validate(frame, kind, path)
+    return frame
+
+
+def load_events(path, columns: dict | None = None, stages=None, step: str = "stage",
+                log: QualityLog | None = None, encoding: str | None = None,
+                duplicates: str = "drop") -> pd.DataFrame:
+    """Load an events (touchpoints) file into the events contract.
+
+    ``columns`` maps source names to contract names (e.g. ``{"case_id": "customer_id"}``); XES logs
+    map ``case_id``/``activity`` themselves when no mapping is given. ``stages`` (configured stage
+    names) enables the unknown-stage check. Adds ``row_id`` (0-based file row). Service duration:
+    ``end_timestamp - timestamp`` or ``duration`` / ``duration_s`` (seconds), in ``duration_s``;
+    negative values are set to missing and logged. Exact duplicate rows are logged and, with
+    ``duplicates="drop"`` (default), kept once; ``"keep"`` keeps them all (as process-mining tools do).
+    """
+    log = QualityLog() if log is None else log
+    frame = read_table(path, encoding)
+    if columns is None and "case_id" in frame.columns and "customer_id" not in frame.columns:
+        columns = {"case_id": "customer_id", **({"activity": "stage"} if "activity" in frame.columns
+                                                 and "stage" not in frame.columns else {})}
+    frame = _apply_mapping(frame, columns, path)
+    if step != "stage" and step in frame.columns and "stage" not in frame.columns:
+        frame["stage"] = frame[step]
+    frame.insert(0, "row_id", np.arange(len(frame), dtype="int64"))
+    for col in ("customer_id", "timestamp", "stage"):
+        if col not in frame.columns:
+            validate(frame, "events", path)  # raises the missing-column message
+    frame["timestamp"] = parse_timestamps(frame["timestamp"], path, "timestamp", log)
+    for col in ("end_timestamp", "start_timestamp"):
+        if col in frame.columns:
+            frame[col] = parse_timestamps(frame[col], path, col, log, required=False)
+    if "duration" in frame.columns and "duration_s" not in frame.columns:
+        frame = frame.rename(columns={"duration": "duration_s"})
+    if "duration_s" in frame.columns:
+        frame["duration_s"] = _numeric(frame["duration_s"], path, "duration_s", log)
+    if "end_timestamp" in frame.columns:
+        svc = (frame["end_timestamp"] - frame["timestamp"]).dt.total_seconds()
+        frame["duration_s"] = svc if "duration_s" not in frame.columns else frame["duration_s"].fillna(svc)
+    if "duration_s" in frame.columns:
+        neg = (frame["duration_s"] < 0).to_numpy()
+        if neg.any():
+            log.add(path, "negative_duration", int(neg.sum()), np.flatnonzero(neg) + 1)
+            frame.loc[neg, "duration_s"] = np.nan
+    frame = _finish(frame, path, "events", log, duplicates)
+    if stages is not None:
+        unknown = ~frame["stage"].isin(list(stages))
+        if unknown.any():
+            names = ", ".join(sorted(map(str, frame.loc[unknown, "stage"].unique()))[:5])
+            log.add(path, "unknown_stage", int(unknown.sum()), frame.loc[unknown, "row_id"] + 1, detail=names)
+    return frame
+
+
+def _numeric(s: pd.Series, path, column: str, log: QualityLog, check: str = "bad_rating") -> pd.Series:
+    if pd.api.types.is_numeric_dtype(s):
+        return s.astype(float)
+    text = s.astype("string").str.strip()
+    blank = text.isna() | (text == "")
+    nums = pd.to_numeric(text.mask(blank).str.replace(",", ".", regex=False), errors="coerce")
+    bad = (nums.isna() & ~blank).to_numpy()
+    if bad.any():
+        if bad.sum() > 0.5 * max(1, (~blank).sum()):
+            idx = np.flatnonzero(bad)
+            vals = ", ".join(repr(v) for v in text.iloc[idx[:3]])
+            raise JourneyError(f"Column {column!r} should hold numbers, but most values do not ({vals}).",
+                               file=path, column=column, rows=idx[:5] + 1, expected="numbers",
+                               fix="Map the right column in the config, or correct the export.")
+        log.add(path, check, int(bad.sum()), np.flatnonzero(bad) + 1, detail=f"{column}: not a number")
+    return nums.astype(float)
+
+
+def load_customers(path, columns: dict | None = None, log: QualityLog | None = None,
+                   encoding: str | None = None) -> pd.DataFrame:
+    """Load a customers file: ``customer_id`` (unique) plus attributes and outcomes (typed when clean)."""
+    log = QualityLog() if log is None else log
+    frame = _apply_mapping(read_table(path, encoding), columns, path)
+    if "created_at" in frame.columns:
+        frame["created_at"] = parse_timestamps(frame["created_at"], path, "created_at", log, required=False)
+    frame.insert(0, "row_id", np.arange(len(frame), dtype="int64"))
+    frame = _finish(frame, path, "customers", log)
+    return frame.drop(columns="row_id")
+
+
+def load_feedback(path, columns: dict | None = None, log: QualityLog | None = None,
+                  encoding: str | None = None, scales: dict | None = None) -> pd.DataFrame:
+    """Load feedback (surveys, reviews, social posts, chat/call notes).
+
+    Ratings that are not numbers or fall outside their ``rating_type``'s scale
+    (:data:`journey_analysis.config.RATING_SCALES`, or ``scales``) are set to missing and logged;
+    texts longer than 5,000 characters are logged (analysis reads the first 5,000).
+    A ``feedback_id`` is made from the row number when the file has none.
+    """
+    from journey_analysis.config import RATING_SCALES
+
+    scales = {**RATING_SCALES, **(scales or {})}
+    log = QualityLog() if log is None else log
+    frame = _apply_mapping(read_table(path, encoding), columns, path)
+    frame.insert(0, "row_id", np.arange(len(frame), dtype="int64"))
+    if "feedback_id" not in frame.columns:
+        frame["feedback_id"] = "F" + (frame["row_id"] + 1).astype(str)
+    for col in ("customer_id", "stage", "text", "rating_type", "source", "touchpoint", "channel"):
+        if col in frame.columns:
+            frame[col] = _as_text(frame[col]).where(~_blank(frame[col]), None)
+    if "text" not in frame.columns:
+        frame["text"] = None
+    frame["text"] = frame["text"].fillna("")
+    if "timestamp" in frame.columns:
+        frame["timestamp"] = parse_timestamps(frame["timestamp"], path, "timestamp", log, required=False)
+    if "rating" in frame.columns:
+        frame["rating"] = _numeric(frame["rating"], path, "rating", log)
+        rtype = frame["rating_type"].str.lower() if "rating_type" in frame.columns else pd.Series("csat", index=frame.index)
+        lo = rtype.map({k: v[0] for k, v in scales.items()}).astype(float)
+        hi = rtype.map({k: v[1] for k, v in scales.items()}).astype(float)
+        out = (frame["rating"].notna() & lo.notna() & ((frame["rating"] < lo) | (frame["rating"] > hi))).to_numpy()
+        if out.any():
+            kinds = ", ".join(sorted(rtype[out].dropna().unique()))
+            log.add(path, "rating_out_of_scale", int(out.sum()), np.flatnonzero(out) + 1,
+                    detail=f"rating types: {kinds}")
+            frame.loc[out, "rating"] = np.nan
+    long = (frame["text"].str.len() > MAX_TEXT_CHARS).to_numpy()
+    log.add(path, "long_text", int(long.sum()), np.flatnonzero(long) + 1)
+    return _finish(frame, path, "feedback", log)
+
+
+def link_feedback(feedback: pd.DataFrame, events: pd.DataFrame, step: str = "stage",
+                  log: QualityLog | None = None, file="feedback") -> pd.DataFrame:
+    """Give feedback without a step the customer's step at that time.
+
+    Rule: the customer's last event at or before the feedback's timestamp (same ``journey`` when
+    both frames have that column; equal timestamps resolved by file order). Adds ``stage_source``:
+    "given", "linked" or "unlinked" (no customer, no timestamp, or no earlier event).
+    """
+    out = feedback.copy()
+    if step not in out.columns:
+        out[step] = None
+    given = out[step].notna()
+    out["stage_source"] = np.where(given, "given", "unlinked")
+    need = ~given
+    if "customer_id" in out.columns and "timestamp" in out.columns:
+        need &= out["customer_id"].notna() & out["timestamp"].notna()
+    else:
+        need &= False
+    if need.any():
+        keys = ["customer_id"] + (["journey"] if "journey" in out.columns and "journey" in events.columns else [])
+        ev = events[keys + ["timestamp", step] + (["row_id"] if "row_id" in events.columns else [])]
+        ev = ev.sort_values(["timestamp"] + (["row_id"] if "row_id" in ev.columns else []), kind="stable")
+        left = out.loc[need, keys + ["timestamp"]].reset_index().sort_values("timestamp", kind="stable")
+        merged = pd.merge_asof(left, ev.rename(columns={step: "_linked"}), on="timestamp", by=keys,
+                               direction="backward", allow_exact_matches=True)
+        merged = merged.set_index("index")["_linked"]
+        ok = merged.notna()
+        out.loc[merged.index[ok], step] = merged[ok].to_numpy()
+        out.loc[merged.index[ok], "stage_source"] = "linked"
+    if log is not None:
+        linked = (out["stage_source"] == "linked").to_numpy()
+        unl = (out["stage_source"] == "unlinked").to_numpy()
+        log.add(file, "feedback_linked", int(linked.sum()), np.flatnonzero(linked) + 1, severity="info")
+        log.add(file, "feedback_unlinked", int(unl.sum()), np.flatnonzero(unl) + 1)
+    return out
+
+
+@dataclass
+class Gathered:
+    """Everything a run reads: normalised frames and the data-quality log."""
+
+    events: pd.DataFrame
+    customers: pd.DataFrame | None
+    feedback: pd.DataFrame | None
+    log: QualityLog = field(default_factory=QualityLog)
+
+    @property
+    def quality(self) -> pd.DataFrame:
+        return self.log.frame()
+
+
+def gather(config) -> Gathered:
+    """Load, normalise and cross-check the data named in a :class:`~journey_analysis.config.RunConfig`."""
+    log = QualityLog()
+    cols = config.data.columns
+    events = load_events(config.data.events, cols.get("events"), stages=config.stage_names,
+                         step=config.step, log=log, duplicates=config.data.duplicates)
+    customers = feedback = None
+    if config.data.customers is not None:
+        customers = load_customers(config.data.customers, cols.get("customers"), log=log)
+        unknown = ~events["customer_id"].isin(customers["customer_id"])
+        log.add(config.data.events, "unknown_customer", int(unknown.sum()), events.loc[unknown, "row_id"] + 1)
+        if "created_at" in customers.columns:
+            created = events["customer_id"].map(customers.set_index("customer_id")["created_at"])
+            early = (events["timestamp"] < created).to_numpy()
+            log.add(config.data.events, "before_customer_created", int(early.sum()),
+                    events.loc[early, "row_id"] + 1)
+        if config.outcome and config.outcome not in customers.columns:
+            raise JourneyError(f"The outcome column {config.outcome!r} named in the config is not in the customers file.",
+                               file=config.data.customers, column=config.outcome,
+                               expected=f"one of: {', '.join(customers.columns)}",
+                               fix="Correct `outcome:` in the config or add the column.")
+    if config.data.feedback is not None:
+        scales = {config.satisfaction.rating_type: (config.satisfaction.min, config.satisfaction.max)}
+        feedback = load_feedback(config.data.feedback, cols.get("feedback"), log=log, scales=scales)
+        feedback = link_feedback(feedback, events, step="stage", log=log, file=config.data.feedback)
+    return Gathered(events, customers, feedback, log)
+
+
+def quality_summary(g: Gathered) -> pd.DataFrame:
+    """One table a person reads before trusting the data: figure, value (as text)."""
+    ev = g.events
+    rows = [
+        ("events", f"{len(ev):,}"),
+        ("customers with events", f"{ev['customer_id'].nunique():,}"),
+        ("first event", str(ev["timestamp"].min())),
+        ("last event", str(ev["timestamp"].max())),
+        ("stages seen", f"{ev['stage'].nunique():,}"),
+    ]
+    if "duration_s" in ev.columns:
+        rows.append(("events without a service duration", f"{int(ev['duration_s'].isna().sum()):,}"))
+    if g.customers is not None:
+        rows.append(("customers in customer file", f"{len(g.customers):,}"))
+    if g.feedback is not None:
+        fb = g.feedback
+        rows += [("feedback rows", f"{len(fb):,}"),
+                 ("feedback with text", f"{int((fb['text'].str.len() > 0).sum()):,}"),
+                 ("feedback linked to a stage by time", f"{int((fb['stage_source'] == 'linked').sum()):,}"),
+                 ("feedback not linked to a stage", f"{int((fb['stage_source'] == 'unlinked').sum()):,}"),
+                 ("feedback without a customer", f"{int(fb['customer_id'].isna().sum()) if 'customer_id' in fb else len(fb):,}")]
+    by_check = g.log.frame().groupby("check")["rows"].sum() if g.log.entries else pd.Series(dtype=int)
+    for check in ("exact_duplicate", "unknown_stage", "negative_duration", "before_customer_created",
+                  "rating_out_of_scale", "bad_rating", "formula_cell"):
+        rows.append((check.replace("_", " "), f"{int(by_check.get(check, 0)):,}"))
+    return pd.DataFrame(rows, columns=["figure", "value"])
