@@ -1,0 +1,954 @@
+"""Customer segmentation: per-customer features, k-means with k chosen from the data, profiles and names.
+
+This module owns four things:
+
+1. :func:`customer_features`: one numeric row per customer (behaviour, experience, demographics) and a
+   report that says, per column, what was done (imputed, indicator added, one-hot levels, rare levels
+   grouped, constant or all-missing columns dropped, outcome excluded).
+2. :class:`Segmentation` (fit / predict, ``random_state``) and its shortcut :func:`segment_customers`:
+   scaling, k-means (``MiniBatchKMeans`` above ``large_n`` rows), ``k="auto"`` chosen by silhouette,
+   Calinski-Harabasz and inertia reported per k, stability as adjusted Rand index over bootstrap refits,
+   centroids in original units, profiles, readable names.
+3. :func:`assign_segments_by_period`: dynamic segments, a transition table between consecutive periods and
+   a stability statement.
+4. :func:`save` / :func:`load` of a fitted segmentation, and figures with their data twins
+   (``plot_k_scores``, ``plot_projection``, ``plot_profiles``, ``plot_sizes`` and ``*_data``).
+
+Design choice: ``customer_features`` returns a plain tuple ``(features, report)``; the features frame is
+indexed by ``customer_id`` and holds numeric feature columns plus non-numeric *descriptor* columns (for
+example ``worst_stage``) that are never used in distances but are shown in the profiles. The fitted model
+is one estimator-like object, :class:`Segmentation`; ``segment_customers(features, ...)`` is
+``Segmentation(...).fit(features)``.
+
+scikit-learn, joblib and matplotlib/seaborn are imported inside the functions that use them.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from journey_analysis.errors import JourneyError
+
+#: Rating scales (min, max) used to normalise ratings to 0-1 (same as ``config.RATING_SCALES``).
+RATING_SCALES: dict[str, tuple[float, float]] = {"csat": (1, 5), "stars": (1, 5), "ces": (1, 7), "nps": (0, 10)}
+
+#: A numeric column with more than this share of customers missing gets a ``<col>_missing`` indicator.
+MISSING_INDICATOR_SHARE = 0.05
+#: Categorical levels held by fewer than this share of customers are grouped into ``"other"``.
+RARE_LEVEL_SHARE = 0.01
+#: At most this many levels per categorical column are one-hot encoded (the most common); the rest -> other.
+MAX_LEVELS = 20
+#: Separator between a categorical column and its level in one-hot column names (``plan=premium``).
+ONE_HOT_SEP = "="
+#: Columns of events whose per-customer sum is the ``monetary`` feature (first one present).
+MONEY_COLUMNS = ("revenue", "value", "amount", "monetary")
+
+_SOURCE_ORDER = {"behaviour": 0, "experience": 1, "demographic": 2, "descriptor": 3, "outcome": 4}
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+def _cfg(config, dotted: str, default=None):
+    """Read ``a.b`` from a RunConfig-like object or a nested dict; ``default`` when absent or None."""
+    obj = config
+    for part in dotted.split("."):
+        if obj is None:
+            return default
+        obj = obj.get(part) if isinstance(obj, dict) else getattr(obj, part, None)
+    return default if obj is None else obj
+
+
+def _slug(value) -> str:
+    s = re.sub(r"[^0-9a-zA-Z]+", "_", str(value).strip().lower()).strip("_")
+    return s or "blank"
+
+
+def _require(frame: pd.DataFrame, columns, what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise JourneyError(f"{what} lacks column(s) {missing}", column=missing[0],
+                           expected=f"columns {list(columns)}",
+                           fix=f"rename the source columns (config data.columns) or pass the right step=; "
+                               f"present: {list(frame.columns)[:15]}")
+
+
+def _is_text(s: pd.Series) -> bool:
+    return (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)
+            or isinstance(s.dtype, pd.CategoricalDtype))
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. features
+# --------------------------------------------------------------------------------------------------
+def _behaviour(events, step, purchase_stage, support_stage, as_of, notes):
+    """Behaviour features per customer from events (vectorised groupby / crosstab)."""
+    _require(events, ["customer_id", "timestamp", step], "events")
+    ev = events[["customer_id", "timestamp", step]].copy()
+    for extra in ("channel",) + MONEY_COLUMNS:
+        if extra in events.columns:
+            ev[extra] = events[extra]
+    ts = ev["timestamp"]
+    if not pd.api.types.is_datetime64_any_dtype(ts):
+        raise JourneyError("events.timestamp is not a datetime column", column="timestamp",
+                           expected="datetime64[ns, UTC]", fix="load events with journey_analysis.gather")
+    g = ev.groupby("customer_id", sort=True)
+    out = pd.DataFrame({"n_events": g.size().astype(float), "n_stages": g[step].nunique().astype(float)})
+    first_ts, last_ts = g["timestamp"].min(), g["timestamp"].max()
+
+    stages = set(ev[step].dropna().unique())
+    if purchase_stage in stages:
+        first_buy = ev.loc[ev[step] == purchase_stage].groupby("customer_id")["timestamp"].min()
+        out["time_to_purchase_s"] = (first_buy.reindex(out.index) - first_ts).dt.total_seconds()
+    else:
+        notes["time_to_purchase_s"] = ("behaviour", "skipped", f"no stage {purchase_stage!r} in the data")
+    if support_stage in stages:
+        out["support_contacts"] = (ev[step] == support_stage).groupby(ev["customer_id"]).sum().astype(float)
+    else:
+        notes["support_contacts"] = ("behaviour", "skipped", f"no stage {support_stage!r} in the data")
+
+    if "channel" in ev.columns:
+        ch = ev["channel"].astype("string").fillna("").str.strip().replace("", "unknown")
+        shares = pd.crosstab(ev["customer_id"], ch, normalize="index")
+        shares.columns = [f"share_channel_{_slug(c)}" for c in shares.columns]
+        shares = shares.T.groupby(level=0).sum().T  # channels that slug to the same name are merged
+        out = out.join(shares)
+    else:
+        notes["share_channel_*"] = ("behaviour", "skipped", "events have no channel column")
+
+    as_of = last_ts.max() if as_of is None else pd.Timestamp(as_of)
+    out["recency_days"] = (as_of - last_ts).dt.total_seconds() / 86400.0
+    utc = ts.dt.tz_convert("UTC") if ts.dt.tz is not None else ts
+    month = utc.dt.year * 12 + utc.dt.month
+    n_months = month.groupby(ev["customer_id"]).nunique()
+    out["frequency_per_month"] = out["n_events"] / n_months.reindex(out.index)
+
+    money = next((c for c in MONEY_COLUMNS if c in ev.columns and pd.api.types.is_numeric_dtype(ev[c])), None)
+    if money is not None:
+        out["monetary"] = ev.groupby("customer_id")[money].sum(min_count=1).astype(float)
+        notes["monetary"] = ("behaviour", "kept", f"sum of events.{money} per customer")
+    return out
+
+
+def _experience(feedback, step, default_rating_type, notes):
+    """Experience features (n_feedback, sentiment_mean, rating_<type>_01) and the worst_stage descriptor."""
+    fb = feedback.loc[feedback["customer_id"].notna()] if "customer_id" in feedback.columns else feedback.iloc[:0]
+    if fb.empty:
+        notes["experience"] = ("experience", "skipped", "no feedback with a customer_id")
+        return pd.DataFrame(index=pd.Index([], name="customer_id")), None
+    cid = fb["customer_id"]
+    out = pd.DataFrame({"n_feedback": fb.groupby(cid).size().astype(float)})
+    worst = None
+    if "sentiment" in fb.columns:
+        sent = pd.to_numeric(fb["sentiment"], errors="coerce")
+        out["sentiment_mean"] = sent.groupby(cid).mean()
+        stage_col = "stage" if "stage" in fb.columns else (step if step in fb.columns else None)
+        if stage_col is not None:
+            ok = sent.notna() & fb[stage_col].notna()
+            per = (pd.DataFrame({"customer_id": cid[ok], "stage": fb.loc[ok, stage_col], "s": sent[ok]})
+                   .groupby(["customer_id", "stage"], sort=False)["s"].mean().reset_index()
+                   .sort_values(["customer_id", "s", "stage"], kind="mergesort")
+                   .drop_duplicates("customer_id"))
+            worst = per.set_index("customer_id")["stage"].astype(object).rename("worst_stage")
+    if "rating" in fb.columns:
+        rating = pd.to_numeric(fb["rating"], errors="coerce")
+        rtype = (fb["rating_type"].astype("string").str.strip().str.lower()
+                 if "rating_type" in fb.columns else pd.Series(pd.NA, index=fb.index, dtype="string"))
+        if default_rating_type:
+            rtype = rtype.fillna(str(default_rating_type).lower())
+        for rt in sorted(rtype.dropna().unique()):
+            if rt not in RATING_SCALES:
+                notes[f"rating_{_slug(rt)}_01"] = ("experience", "skipped", f"unknown rating_type {rt!r}")
+                continue
+            lo, hi = RATING_SCALES[rt]
+            m = (rtype == rt) & rating.notna()
+            norm = ((rating[m] - lo) / (hi - lo)).clip(0, 1)
+            out[f"rating_{rt}_01"] = norm.groupby(cid[m]).mean()
+    return out, worst
+
+
+def _demographics(customers, exclude, notes, levels_ref=None):
+    """Numeric columns as they are; text columns one-hot with rare levels grouped into ``other``.
+
+    Text columns whose non-blank values are >= 95 % numbers are parsed as numbers (blanks -> missing).
+    Returns (numeric frame, levels dict {column: [levels]}).
+    """
+    cust = customers.set_index("customer_id")
+    num, levels = {}, {}
+    n = max(len(cust), 1)
+    for col in cust.columns:
+        if col in exclude:
+            continue
+        s = cust[col]
+        if pd.api.types.is_bool_dtype(s):
+            num[col] = s.astype(float)
+            continue
+        if pd.api.types.is_datetime64_any_dtype(s) or isinstance(s.dtype, pd.PeriodDtype):
+            notes[col] = ("demographic", "skipped datetime", "dates are not used as features")
+            continue
+        if pd.api.types.is_numeric_dtype(s):
+            num[col] = s.astype(float)
+            continue
+        text = s.astype("string").str.strip()
+        blank = text.isna() | (text == "")
+        parsed = pd.to_numeric(text.where(~blank), errors="coerce")
+        if (levels_ref is None or col not in levels_ref) and (~blank).any() \
+                and parsed.notna().sum() >= 0.95 * (~blank).sum():
+            num[col] = parsed.astype(float)
+            notes[col] = ("demographic", "parsed as numeric",
+                          f"{int(blank.sum())} blank, {int((~blank & parsed.isna()).sum())} not a number")
+            continue
+        text = text.where(~blank, "missing")
+        if levels_ref is not None:
+            if col not in levels_ref:
+                continue
+            keep = [lv for lv in levels_ref[col] if lv != "other"]
+        else:
+            counts = text.value_counts()
+            keep = [lv for lv in counts.index[:MAX_LEVELS] if counts[lv] / n >= RARE_LEVEL_SHARE]
+        grouped = sorted(set(text.unique()) - set(keep))
+        text = text.where(text.isin(keep), "other")
+        lv = list(levels_ref[col]) if levels_ref is not None else sorted(text.unique())
+        levels[col] = lv
+        for level in lv:
+            num[f"{col}{ONE_HOT_SEP}{level}"] = (text == level).astype(float)
+        detail = f"one-hot levels: {', '.join(map(str, lv))}"
+        if grouped:
+            detail += f"; grouped into other: {', '.join(map(str, grouped[:10]))}" + (" ..." if len(grouped) > 10 else "")
+        notes[col] = ("demographic", "one-hot", detail)
+    return pd.DataFrame(num, index=cust.index), levels
+
+
+def customer_features(events: pd.DataFrame, customers: pd.DataFrame | None = None,
+                      feedback: pd.DataFrame | None = None, config=None, step: str | None = None, *,
+                      outcome: str | None = None, purchase_stage: str = "purchase",
+                      support_stage: str = "support", as_of=None, reference: "Segmentation | None" = None
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row of features per customer, and a report of what was done with every column.
+
+    Inputs follow the data contracts (events, customers, feedback). ``config`` (a ``RunConfig`` or dict)
+    gives ``step``, ``outcome``, ``segmentation.features`` / ``.outcome_as_feature`` and the satisfaction
+    ``rating_type`` used for feedback rows without one. Customers are the union of ``customers`` and
+    ``events`` ids.
+
+    Features (per customer; all floats):
+
+    * behaviour: ``n_events``; ``n_stages`` (distinct steps); ``time_to_purchase_s`` = first event at
+      ``purchase_stage`` - first event (missing if never); ``support_contacts`` = events at
+      ``support_stage``; ``share_channel_<x>`` = share of the customer's events on channel x;
+      ``recency_days`` = (``as_of``, default the last event of the extract) - last event;
+      ``frequency_per_month`` = n_events / distinct calendar months (UTC) with an event; ``monetary`` =
+      sum of events' revenue/value/amount when present. Customers without events: counts and shares 0,
+      the rest missing.
+    * experience (feedback linked to a customer): ``n_feedback``; ``sentiment_mean``;
+      ``rating_<type>_01`` = mean of (rating - scale min) / (scale max - scale min) per rating_type
+      (csat 1-5, stars 1-5, ces 1-7 where high = more effort, nps 0-10). ``worst_stage`` = the stage with
+      the lowest mean sentiment (ties: first stage name) is a *descriptor* column: not numeric, never
+      used in distances, shown in profiles.
+    * demographics: every customers column except ``customer_id`` and the outcome: numbers and booleans
+      as they are; text that is >= 95 % numbers is parsed (blanks -> missing); other text is one-hot
+      encoded as ``<col>=<level>`` with blanks as level ``missing``, levels held by < 1 % of customers
+      (or beyond the 20 most common) grouped into ``other``; dates skipped.
+
+    Missing values (rule): a numeric column missing for every customer is dropped; otherwise missing
+    values are set to the column median, and when more than 5 % are missing a 0/1 column
+    ``<col>_missing`` is added. Then columns with a single value are dropped. The outcome
+    (``outcome`` or ``config.outcome``) is excluded unless ``segmentation.outcome_as_feature``.
+    ``segmentation.features`` (names of feature columns, or of source columns such as ``plan`` for all
+    its one-hot columns) keeps only those.
+
+    ``reference``: a fitted :class:`Segmentation`. Then the features are built for *new* customers to
+    predict: same one-hot levels (unknown levels -> ``other``), same columns in the same order, missing
+    values filled with the fitted medians, nothing dropped.
+
+    Returns ``(features, report)``: ``features`` indexed by ``customer_id`` (sorted); ``report`` one row
+    per column with ``column, source, action, n_missing, detail``.
+    """
+    step = step or _cfg(config, "step", "stage")
+    outcome = outcome or _cfg(config, "outcome")
+    outcome_as_feature = bool(_cfg(config, "segmentation.outcome_as_feature", False))
+    rating_type = _cfg(config, "satisfaction.rating_type")
+    notes: dict[str, tuple[str, str, str]] = {}
+    sources: dict[str, str] = {}
+
+    beh = _behaviour(events, step, purchase_stage, support_stage, as_of, notes)
+    sources.update({c: "behaviour" for c in beh.columns})
+    exp, worst = (_experience(feedback, step, rating_type, notes) if feedback is not None
+                  else (pd.DataFrame(index=pd.Index([], name="customer_id")), None))
+    sources.update({c: "experience" for c in exp.columns})
+    exclude = {"customer_id"}
+    if outcome and not outcome_as_feature:
+        exclude.add(outcome)
+        if customers is not None and outcome in customers.columns:
+            notes[outcome] = ("outcome", "excluded outcome",
+                              "the outcome is never a feature (set segmentation.outcome_as_feature to use it)")
+    if customers is not None:
+        _require(customers, ["customer_id"], "customers")
+        dem, levels = _demographics(customers, exclude, notes,
+                                    None if reference is None else reference.levels)
+        if dem.index.has_duplicates:
+            dup = dem.index[dem.index.duplicated()].unique()
+            raise JourneyError("customers has repeated customer_id values", column="customer_id",
+                               rows=list(dup[:5]), expected="one row per customer",
+                               fix="deduplicate the customers table")
+    else:
+        dem, levels = pd.DataFrame(index=pd.Index([], name="customer_id")), {}
+    sources.update({c: "demographic" for c in dem.columns})
+
+    ids = beh.index.union(dem.index).union(exp.index)
+    ids.name = "customer_id"
+    raw = pd.concat([beh.reindex(ids), exp.reindex(ids), dem.reindex(ids)], axis=1)
+    zero_fill = ["n_events", "n_stages", "support_contacts", "n_feedback"] + \
+        [c for c in raw.columns if c.startswith("share_channel_")]
+    for c in zero_fill:
+        if c in raw.columns:
+            raw[c] = raw[c].fillna(0.0)
+    descriptors = pd.DataFrame(index=ids)
+    if worst is not None:
+        descriptors["worst_stage"] = worst.reindex(ids)
+
+    if reference is not None:
+        return _features_like(raw, descriptors, reference)
+
+    rows = []
+    n = max(len(raw), 1)
+    feats = {}
+    for col in raw.columns:
+        s = raw[col]
+        n_miss = int(s.isna().sum())
+        src = sources.get(col, "demographic")
+        parent = col.split(ONE_HOT_SEP)[0] if ONE_HOT_SEP in col else None
+        if n_miss == len(s):
+            rows.append((col, src, "dropped all missing", n_miss, ""))
+            continue
+        action, detail = "kept", notes.get(col, ("", "", ""))[2]
+        if n_miss:
+            med = float(s.median())
+            s = s.fillna(med)
+            action = f"imputed median ({n_miss})"
+            detail = (detail + "; " if detail else "") + f"median {med:.6g}"
+            if n_miss / n > MISSING_INDICATOR_SHARE:
+                feats[col] = s
+                ind = raw[col].isna().astype(float)
+                rows.append((col, src, action + " + indicator", n_miss, detail))
+                if ind.nunique() > 1:
+                    feats[f"{col}_missing"] = ind
+                    rows.append((f"{col}_missing", src, "added missing indicator", 0,
+                                 f"1 where {col} was missing ({n_miss / n:.1%} > {MISSING_INDICATOR_SHARE:.0%})"))
+                continue
+        if s.nunique() <= 1:
+            rows.append((col, src, "dropped constant", n_miss, f"single value {float(s.iloc[0]):g}" if len(s) else ""))
+            continue
+        if parent is not None:
+            action, detail = "one-hot", f"1 where {parent} is {col.split(ONE_HOT_SEP, 1)[1]!r}"
+        feats[col] = s
+        rows.append((col, src, action, n_miss, detail))
+    for col, (src, action, detail) in notes.items():
+        if col not in raw.columns:
+            rows.append((col, src, action, 0, detail))
+    features = pd.DataFrame(feats, index=ids)
+
+    selected = _cfg(config, "segmentation.features")
+    if selected:
+        keep = []
+        for name in selected:
+            hit = [c for c in features.columns
+                   if c == name or c.split(ONE_HOT_SEP)[0] == name or c == f"{name}_missing"]
+            if not hit and name not in descriptors.columns:
+                raise JourneyError(f"segmentation.features names {name!r}, which is not a feature",
+                                   column=name, expected=f"one of {list(features.columns)}",
+                                   fix="fix the name in the config (segmentation.features) or set it to null")
+            keep += [c for c in hit if c not in keep]
+        for c in features.columns:
+            if c not in keep:
+                rows.append((c, sources.get(c.split(ONE_HOT_SEP)[0], sources.get(c, "")), "not selected", 0,
+                             "not in segmentation.features"))
+        rows = [r for r in rows if not (r[0] in features.columns and r[0] not in keep and r[2] != "not selected")]
+        features = features[keep]
+    for c in descriptors.columns:
+        features[c] = descriptors[c]
+        rows.append((c, "descriptor", "descriptor", int(descriptors[c].isna().sum()),
+                     "not numeric: not used in distances, shown in profiles"))
+    report = pd.DataFrame(rows, columns=["column", "source", "action", "n_missing", "detail"])
+    report["order"] = report["source"].map(_SOURCE_ORDER).fillna(9)
+    report = report.sort_values(["order"], kind="mergesort").drop(columns="order").reset_index(drop=True)
+    return features, report
+
+
+def _features_like(raw: pd.DataFrame, descriptors: pd.DataFrame, ref: "Segmentation"):
+    """Build exactly ``ref.feature_names`` from raw features (reference mode of customer_features)."""
+    out = {}
+    n_filled = {}
+    for name in ref.feature_names:
+        if name in raw.columns:
+            s = raw[name]
+        elif name.endswith("_missing") and name[:-8] in raw.columns:
+            s = raw[name[:-8]].isna().astype(float)
+        else:
+            s = pd.Series(np.nan, index=raw.index)
+        n_filled[name] = int(s.isna().sum())
+        out[name] = s.fillna(ref.fill_values[name])
+    features = pd.DataFrame(out, index=raw.index)
+    for c in ref.descriptor_names:
+        features[c] = descriptors[c] if c in descriptors.columns else np.nan
+    report = pd.DataFrame({"column": list(n_filled), "source": "reference",
+                           "action": ["filled with fitted median" if v else "kept" for v in n_filled.values()],
+                           "n_missing": list(n_filled.values()), "detail": ""})
+    return features, report
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. segmentation
+# --------------------------------------------------------------------------------------------------
+_WORDS = {
+    "age": ("older", "younger"),
+    "tenure_months": ("long-standing", "new"),
+    "monthly_value": ("high value", "low value"),
+    "monetary": ("high spend", "low spend"),
+    "revenue": ("high value", "low value"),
+    "n_events": ("many steps", "few steps"),
+    "n_stages": ("far along", "early leavers"),
+    "support_contacts": ("support-heavy", "self-service"),
+    "recency_days": ("lapsed", "recent"),
+    "frequency_per_month": ("frequent", "occasional"),
+    "time_to_purchase_s": ("slow to buy", "quick to buy"),
+    "sentiment_mean": ("happy", "unhappy"),
+    "n_feedback": ("vocal", "quiet"),
+    "rating_ces_01": ("high effort", "low effort"),
+}
+
+
+def _word(feature: str, sign: int) -> str | None:
+    """A short readable word for a feature being above (sign>0) or below (sign<0) the population."""
+    if feature in _WORDS:
+        return _WORDS[feature][0 if sign > 0 else 1]
+    if feature.startswith("share_channel_"):
+        return feature[len("share_channel_"):].replace("_", " ") if sign > 0 else None
+    if ONE_HOT_SEP in feature:
+        col, level = feature.split(ONE_HOT_SEP, 1)
+        if sign < 0:
+            return None
+        return f"{col.replace('_', ' ')} {level}" if level in ("other", "missing") or level.isdigit() else level
+    if feature.endswith("_missing"):
+        base = feature[:-8]
+        if base == "time_to_purchase_s":
+            return "no purchase" if sign > 0 else "bought"
+        return f"no {base.replace('_', ' ')}" if sign > 0 else None
+    if feature.startswith("rating_"):
+        return "satisfied" if sign > 0 else "dissatisfied"
+    return f"{'high' if sign > 0 else 'low'} {feature.replace('_', ' ')}"
+
+
+def _names_from(diff: pd.DataFrame, n_words: int = 3, min_abs: float = 0.3) -> dict[int, str]:
+    """Readable names from the largest standardized differences; made unique by adding words."""
+    ranked = {}
+    for seg, row in diff.iterrows():  # one row per segment (k <= a few dozen)
+        order = row.abs().sort_values(ascending=False, kind="mergesort")
+        words = []
+        for feat in order.index:
+            if abs(row[feat]) < min_abs:
+                break
+            w = _word(feat, int(np.sign(row[feat])))
+            if w and w not in words:
+                words.append(w)
+        ranked[seg] = words or ["typical"]
+    names = {seg: ", ".join(w[:n_words]) for seg, w in ranked.items()}
+    extra = n_words
+    while len(set(names.values())) < len(names) and extra < 8:
+        extra += 1
+        names = {seg: ", ".join(w[:extra]) for seg, w in ranked.items()}
+    seen: dict[str, int] = {}
+    for seg in list(names):
+        base = names[seg]
+        seen[base] = seen.get(base, 0) + 1
+        if seen[base] > 1:
+            names[seg] = f"{base} ({seen[base]})"
+    return names
+
+
+def _kmeans(k, n, random_state, n_init, large_n, batch_size):
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+    if n > large_n:
+        return MiniBatchKMeans(n_clusters=k, n_init=n_init, random_state=random_state, batch_size=batch_size,
+                               max_no_improvement=10)
+    return KMeans(n_clusters=k, n_init=n_init, random_state=random_state)
+
+
+class Segmentation:
+    """k-means customer segments with k chosen from the data (estimator-like: ``fit`` / ``predict``).
+
+    Parameters: ``k`` ("auto" or an int); ``k_range`` (inclusive (min, max) tried when auto);
+    ``random_state``; ``names`` (dict segment -> name, or list, overriding generated names);
+    ``sample_size`` (rows used for the silhouette, seeded, when there are more); ``n_init`` (k-means
+    restarts; default 10 up to 20,000 rows, else 3); ``large_n`` (above this many rows MiniBatchKMeans
+    with ``batch_size`` is used instead of KMeans); ``n_stability`` (bootstrap refits for the ARI);
+    ``log_transform`` ("auto": log1p for numeric columns that are >= 0, have a maximum above 1, more
+    than two values and skewness > 1, i.e. counts and money but not shares or 0/1 columns; or False).
+
+    Method: numeric feature columns (non-numeric descriptor columns are kept for the profiles only) ->
+    log1p where chosen -> standardised with the fitted mean and sd (ddof=0) -> k-means per k. For each k:
+    ``silhouette`` (Euclidean, on a seeded sample of ``sample_size`` rows when larger), ``calinski_harabasz``
+    (all rows), ``inertia`` (all rows, scaled space) and ``seconds``. ``k="auto"`` takes the largest
+    silhouette (ties: smaller k). Segments are numbered by size, 0 = largest.
+
+    Attributes after ``fit``: ``labels`` (Series by customer_id, name "segment"), ``k``, ``scores``
+    (DataFrame indexed by k), ``centroids`` (cluster centres mapped back to original units: inverse
+    scaling then expm1 where log1p was used), ``differences`` (segments x features: mean of the
+    standardised feature in the segment, i.e. (segment mean - population mean) / population sd on the
+    transformed scale), ``profiles`` (per segment: name, size, share, top_features, descriptor modes),
+    ``names`` (dict), ``stability`` (ARI per bootstrap refit), ``stability_ari`` (their mean),
+    ``feature_names``, ``descriptor_names``, ``transforms``, ``fill_values``, ``levels``, ``algorithm``.
+
+    Stability: each refit draws a bootstrap sample (with replacement; at most 50,000 rows) with seed
+    ``random_state + 1 + i``, fits the same k with that seed, predicts the evaluation rows (all rows, or a
+    seeded 50,000 when larger) and compares with the fitted labels by adjusted Rand index.
+    """
+
+    def __init__(self, k="auto", k_range=(2, 8), random_state: int = 0, names=None, sample_size: int = 10_000,
+                 n_init: int | None = None, large_n: int = 200_000, batch_size: int = 8192,
+                 n_stability: int = 3, log_transform="auto"):
+        self.k_param, self.k_range, self.random_state = k, tuple(k_range), random_state
+        self.names_param, self.sample_size, self.n_init = names, sample_size, n_init
+        self.large_n, self.batch_size, self.n_stability = large_n, batch_size, n_stability
+        self.log_transform = log_transform
+
+    # -- preparation -------------------------------------------------------------------------------
+    def _numeric(self, features: pd.DataFrame) -> pd.DataFrame:
+        num = [c for c in features.columns if pd.api.types.is_numeric_dtype(features[c])
+               or pd.api.types.is_bool_dtype(features[c])]
+        return features[num]
+
+    def _transform(self, features: pd.DataFrame) -> np.ndarray:
+        X = np.array(self._align(features), dtype=np.float64, copy=True)
+        if self._log_idx.size:
+            X[:, self._log_idx] = np.log1p(np.clip(X[:, self._log_idx], 0, None))
+        X -= self._mean
+        X /= self._sd
+        return X
+
+    def _align(self, features: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in self.feature_names if c not in features.columns]
+        X = features.reindex(columns=self.feature_names)
+        if missing or X.isna().any().any():
+            X = X.fillna(pd.Series(self.fill_values))
+        return X.astype(float)
+
+    # -- fit ---------------------------------------------------------------------------------------
+    def fit(self, features: pd.DataFrame) -> "Segmentation":
+        """Fit on ``features`` (rows = customers, index = customer_id). Returns self."""
+        from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, silhouette_score
+
+        if not isinstance(features, pd.DataFrame) or features.empty:
+            raise JourneyError("segmentation needs a non-empty features DataFrame",
+                               expected="customer_features(...)[0]", fix="build features with customer_features")
+        num = self._numeric(features)
+        self.descriptor_names = [c for c in features.columns if c not in num.columns]
+        if num.shape[1] == 0:
+            raise JourneyError("no numeric feature columns to segment on", expected="numeric columns",
+                               fix="check segmentation.features in the config")
+        const = [c for c in num.columns if num[c].nunique(dropna=True) <= 1]
+        num = num.drop(columns=const)
+        self.dropped_constant = const
+        n = len(num)
+        k_lo, k_hi = self.k_range
+        ks = list(range(k_lo, k_hi + 1)) if self.k_param == "auto" else [int(self.k_param)]
+        if min(ks) < 2 or max(ks) >= n:
+            raise JourneyError(f"cannot make {max(ks)} segments from {n} customers", expected="2 <= k < customers",
+                               fix="lower k / k_max or give more customers")
+        self.feature_names = list(num.columns)
+        self.fill_values = num.median().fillna(0.0).to_dict()
+        self.levels = {}
+        for c in self.feature_names:
+            if ONE_HOT_SEP in c:
+                col, level = c.split(ONE_HOT_SEP, 1)
+                self.levels.setdefault(col, []).append(level)
+
+        X0 = np.array(num.fillna(pd.Series(self.fill_values)), dtype=np.float64, copy=True)
+        log_cols = []
+        if self.log_transform == "auto":
+            mins, maxs = X0.min(axis=0), X0.max(axis=0)
+            skew = pd.DataFrame(X0[: min(n, 200_000)]).skew().to_numpy()
+            nun = num.iloc[: min(n, 200_000)].nunique().to_numpy()
+            log_cols = [i for i in range(X0.shape[1])
+                        if mins[i] >= 0 and maxs[i] > 1 and nun[i] > 2 and skew[i] > 1]
+        self._log_idx = np.array(log_cols, dtype=int)
+        if log_cols:
+            X0[:, self._log_idx] = np.log1p(X0[:, self._log_idx])
+        self._mean = X0.mean(axis=0)
+        sd = X0.std(axis=0)
+        self._sd = np.where(sd > 0, sd, 1.0)
+        X0 -= self._mean
+        X0 /= self._sd
+        X = X0
+        self.transforms = pd.DataFrame({"feature": self.feature_names,
+                                        "log1p": [i in log_cols for i in range(len(self.feature_names))],
+                                        "mean": self._mean, "sd": self._sd})
+
+        n_init = self.n_init or (10 if n <= 20_000 else 3)
+        self._n_init_used = n_init
+        self.algorithm = "MiniBatchKMeans" if n > self.large_n else "KMeans"
+        rng = np.random.default_rng(self.random_state)
+        sil_idx = np.sort(rng.choice(n, self.sample_size, replace=False)) if n > self.sample_size else None
+        rows, models = [], {}
+        for k in ks:
+            t0 = time.perf_counter()
+            model = _kmeans(k, n, self.random_state, n_init, self.large_n, self.batch_size).fit(X)
+            lab = model.labels_
+            if sil_idx is None:
+                sil = silhouette_score(X, lab) if len(np.unique(lab)) > 1 else np.nan
+            else:
+                ls = lab[sil_idx]
+                sil = silhouette_score(X[sil_idx], ls) if len(np.unique(ls)) > 1 else np.nan
+            ch = calinski_harabasz_score(X, lab) if len(np.unique(lab)) > 1 else np.nan
+            rows.append((k, float(sil), float(ch), float(model.inertia_), time.perf_counter() - t0))
+            models[k] = model
+        scores = pd.DataFrame(rows, columns=["k", "silhouette", "calinski_harabasz", "inertia", "seconds"])
+        best = int(scores.sort_values(["silhouette", "k"], ascending=[False, True], kind="mergesort")["k"].iloc[0]) \
+            if self.k_param == "auto" else ks[0]
+        scores["chosen"] = scores["k"] == best
+        self.scores = scores.set_index("k")
+        self.k = best
+        model = models[best]
+
+        # number segments by size (0 = largest; ties by the original cluster number)
+        counts = np.bincount(model.labels_, minlength=best)
+        order = np.lexsort((np.arange(best), -counts))
+        remap = np.empty(best, dtype=int)
+        remap[order] = np.arange(best)
+        self._model, self._remap = model, remap
+        labels = remap[model.labels_]
+        self.labels = pd.Series(labels, index=features.index, name="segment")
+
+        # stability: bootstrap refits
+        ev_idx = np.sort(rng.choice(n, 50_000, replace=False)) if n > 50_000 else np.arange(n)
+        stab = []
+        m = min(n, 50_000)
+        for i in range(self.n_stability):
+            seed = self.random_state + 1 + i
+            boot = np.random.default_rng(seed).choice(n, m, replace=True)
+            refit = _kmeans(best, m, seed, n_init, self.large_n, self.batch_size).fit(X[boot])
+            stab.append((i, seed, m, float(adjusted_rand_score(labels[ev_idx], refit.predict(X[ev_idx])))))
+        self.stability = pd.DataFrame(stab, columns=["run", "seed", "sample_rows", "ari"])
+        self.stability_ari = float(self.stability["ari"].mean()) if stab else float("nan")
+
+        # centroids (original units), differences, profiles, names
+        centers = model.cluster_centers_[order] * self._sd + self._mean
+        if self._log_idx.size:
+            centers[:, self._log_idx] = np.expm1(centers[:, self._log_idx])
+        self.centroids = pd.DataFrame(centers, columns=self.feature_names,
+                                      index=pd.Index(range(best), name="segment"))
+        sums = np.zeros((best, X.shape[1]))
+        np.add.at(sums, labels, X)
+        cnt = np.bincount(labels, minlength=best)
+        self.differences = pd.DataFrame(sums / cnt[:, None], columns=self.feature_names,
+                                        index=pd.Index(range(best), name="segment"))
+        names = _names_from(self.differences)
+        override = self.names_param or {}
+        if isinstance(override, (list, tuple)):
+            override = dict(enumerate(override))
+        for key, val in dict(override).items():
+            if int(key) in names and val:
+                names[int(key)] = str(val)
+        self.names = names
+        prof = pd.DataFrame({"name": pd.Series(names), "size": cnt, "share": cnt / n},
+                            index=pd.Index(range(best), name="segment"))
+        top = []
+        for seg in range(best):  # k rows, not customers
+            row = self.differences.loc[seg]
+            idx = row.abs().sort_values(ascending=False, kind="mergesort").index[:5]
+            top.append("; ".join(f"{f} {row[f]:+.2f} sd" for f in idx))
+        prof["top_features"] = top
+        for c in self.descriptor_names:
+            d = pd.DataFrame({"segment": labels, "v": features[c].to_numpy()}).dropna()
+            if len(d):
+                vc = d.groupby(["segment", "v"]).size().rename("n").reset_index() \
+                    .sort_values(["segment", "n", "v"], ascending=[True, False, True], kind="mergesort") \
+                    .drop_duplicates("segment").set_index("segment")
+                prof[f"{c}_most_common"] = vc["v"]
+                prof[f"{c}_share"] = vc["n"] / prof["size"]
+        self.profiles = prof
+        return self
+
+    # -- predict -----------------------------------------------------------------------------------
+    def predict(self, features: pd.DataFrame) -> pd.Series:
+        """Segment of each row of ``features`` (columns aligned by name; absent or missing values take the
+        fitted median; build new customers' features with ``customer_features(..., reference=self)`` so
+        one-hot levels match). Returns a Series named "segment" with the same index."""
+        X = self._transform(features)
+        return pd.Series(self._remap[self._model.predict(X)], index=features.index, name="segment")
+
+    def transform_scaled(self, features: pd.DataFrame) -> np.ndarray:
+        """Features in the fitted scaled space (log1p where chosen, standardised), rows as given."""
+        return self._transform(features)
+
+    def __repr__(self) -> str:
+        k = getattr(self, "k", None)
+        return f"Segmentation(k={k if k is not None else self.k_param!r}, random_state={self.random_state})"
+
+
+def segment_customers(features: pd.DataFrame, k="auto", k_range=(2, 8), random_state: int = 0, names=None,
+                      sample_size: int = 10_000, config=None, **kwargs) -> Segmentation:
+    """Fit a :class:`Segmentation` on ``features``; ``config.segmentation`` (k, k_min, k_max, names,
+    random_state) overrides the defaults when given. Returns the fitted object."""
+    if config is not None:
+        k = _cfg(config, "segmentation.k", k)
+        k_range = (_cfg(config, "segmentation.k_min", k_range[0]), _cfg(config, "segmentation.k_max", k_range[1]))
+        random_state = _cfg(config, "segmentation.random_state", random_state)
+        names = names or _cfg(config, "segmentation.names") or None
+    return Segmentation(k=k, k_range=k_range, random_state=random_state, names=names,
+                        sample_size=sample_size, **kwargs).fit(features)
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. dynamic segments
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class DynamicSegments:
+    """Segments per period: ``assignments`` (customer_id, period, segment, name), ``transitions``
+    (from_segment, to_segment, from_name, to_name, customers, share; summed over consecutive period pairs,
+    share = customers / customers in from_segment that are also active next period),
+    ``transitions_by_period`` (same with period_from, period_to), ``stay`` (per segment: share staying)
+    and ``statement`` (sentences)."""
+    assignments: pd.DataFrame
+    transitions: pd.DataFrame
+    transitions_by_period: pd.DataFrame
+    stay: pd.DataFrame
+    statement: str
+
+
+def assign_segments_by_period(events: pd.DataFrame, customers: pd.DataFrame | None,
+                              feedback: pd.DataFrame | None, segmentation: Segmentation, period: str = "M",
+                              config=None, step: str | None = None, window: str = "cumulative",
+                              stable_share: float = 0.8, **feature_kwargs) -> DynamicSegments:
+    """Assign customers to segments at the end of every period and count how they move.
+
+    ``period``: a pandas period alias on UTC time ("M", "Q", "W"...). ``window``:
+
+    * ``"cumulative"`` (default): features from every event and feedback up to the period's end, i.e. the
+      segmentation re-run as of that date; every customer with an event so far is assigned. The last
+      period reproduces ``segmentation.predict`` on the full data.
+    * ``"period"``: features from that period's events and feedback only; customers active in the period
+      are assigned. Counts are then per period, so they are lower than in a model fitted on the whole
+      history: use it with a segmentation fitted on per-period features.
+
+    Recency is measured to the period's end (the last event of the extract for the last period; feedback
+    without a timestamp counts in every cumulative window); demographics are unchanged. Moves are counted between
+    consecutive periods for customers assigned in both. A segment is called stable when at least
+    ``stable_share`` of its customers stay in it."""
+    if window not in ("cumulative", "period"):
+        raise JourneyError(f"unknown window {window!r}", expected="'cumulative' or 'period'")
+    step = step or _cfg(config, "step", "stage")
+    _require(events, ["customer_id", "timestamp"], "events")
+    ts = events["timestamp"]
+    naive = ts.dt.tz_convert("UTC").dt.tz_localize(None) if ts.dt.tz is not None else ts
+    per = naive.dt.to_period(period)
+    fb_per = None
+    if feedback is not None and "timestamp" in feedback.columns:
+        fts = feedback["timestamp"]
+        fnaive = fts.dt.tz_convert("UTC").dt.tz_localize(None) if fts.dt.tz is not None else fts
+        fb_per = fnaive.dt.to_period(period)
+    parts = []
+    for p in sorted(per.dropna().unique()):  # one iteration per period, not per customer
+        if window == "period":
+            ev = events.loc[per == p]
+            fb = feedback.loc[fb_per == p] if fb_per is not None else None
+        else:
+            ev = events.loc[per <= p]
+            fb = feedback.loc[fb_per.isna() | (fb_per <= p)] if fb_per is not None else None
+        end = pd.Timestamp(p.end_time).tz_localize("UTC") if ts.dt.tz is not None else pd.Timestamp(p.end_time)
+        end = min(end, ts.max())  # recency to the period's end, or to the extract's end in the last period
+        cust = customers[customers["customer_id"].isin(ev["customer_id"].unique())] if customers is not None else None
+        f, _ = customer_features(ev, cust, fb, config, step, as_of=end, reference=segmentation, **feature_kwargs)
+        f = f.loc[f.index.isin(ev["customer_id"].unique())]
+        lab = segmentation.predict(f)
+        parts.append(pd.DataFrame({"customer_id": lab.index, "period": str(p), "segment": lab.to_numpy()}))
+    cols = ["customer_id", "period", "segment"]
+    assign = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+    assign["name"] = assign["segment"].map(segmentation.names)
+    periods = sorted(assign["period"].unique())
+    nxt = dict(zip(periods[:-1], periods[1:]))
+    a = assign[["customer_id", "period", "segment"]].copy()
+    a["period_to"] = a["period"].map(nxt)
+    b = assign[["customer_id", "period", "segment"]].rename(columns={"period": "period_to", "segment": "to_segment"})
+    pairs = a.dropna(subset=["period_to"]).merge(b, on=["customer_id", "period_to"], how="inner") \
+        .rename(columns={"period": "period_from", "segment": "from_segment"})
+    by_period = pairs.groupby(["period_from", "period_to", "from_segment", "to_segment"]).size() \
+        .rename("customers").reset_index()
+    by_period["share"] = by_period["customers"] / by_period.groupby(["period_from", "period_to", "from_segment"])[
+        "customers"].transform("sum")
+    trans = pairs.groupby(["from_segment", "to_segment"]).size().rename("customers").reset_index()
+    trans["share"] = trans["customers"] / trans.groupby("from_segment")["customers"].transform("sum")
+    trans.insert(2, "from_name", trans["from_segment"].map(segmentation.names))
+    trans.insert(3, "to_name", trans["to_segment"].map(segmentation.names))
+    stay = trans.assign(stay=trans["from_segment"] == trans["to_segment"]) \
+        .groupby("from_segment").apply(lambda d: pd.Series({
+            "customers": d["customers"].sum(), "share_stay": d.loc[d["stay"], "customers"].sum() / d["customers"].sum()}),
+            include_groups=False) if len(trans) else pd.DataFrame(columns=["customers", "share_stay"])
+    stay.index.name = "segment"
+    if len(stay):
+        stay["name"] = stay.index.map(segmentation.names)
+        stay["stable"] = stay["share_stay"] >= stable_share
+        overall = float(trans.loc[trans["from_segment"] == trans["to_segment"], "customers"].sum()
+                        / trans["customers"].sum())
+        sentences = [f"Across {len(periods)} periods ({period}), {overall:.0%} of customers active in two "
+                     f"consecutive periods stayed in their segment."]
+        for seg, r in stay.iterrows():
+            word = "stable" if r["stable"] else "not stable"
+            sentences.append(f"Segment {seg} ({r['name']}) is {word}: {r['share_stay']:.0%} of "
+                             f"{int(r['customers'])} stay from one period to the next.")
+        statement = " ".join(sentences)
+    else:
+        statement = f"No customer is active in two consecutive periods ({len(periods)} period(s)): no transitions."
+    return DynamicSegments(assign, trans, by_period, stay, statement)
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. persistence
+# --------------------------------------------------------------------------------------------------
+def save(segmentation: Segmentation, path) -> Path:
+    """Write a fitted segmentation with joblib. ``path``: a file, or a folder (e.g. the run's processed
+    folder) which gets ``segmentation.joblib``. Returns the file path. Written to a temporary name and
+    moved into place."""
+    import joblib
+    path = Path(path)
+    if path.is_dir() or not path.suffix:
+        path.mkdir(parents=True, exist_ok=True)
+        path = path / "segmentation.joblib"
+    tmp = path.with_name(path.name + ".tmp")
+    joblib.dump(segmentation, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load(path) -> Segmentation:
+    """Read a segmentation written by :func:`save` (file or folder holding ``segmentation.joblib``)."""
+    import joblib
+    path = Path(path)
+    if path.is_dir():
+        path = path / "segmentation.joblib"
+    if not path.exists():
+        raise JourneyError("no saved segmentation", file=str(path), fix="run the 03_segment step first")
+    obj = joblib.load(path)
+    if not isinstance(obj, Segmentation):
+        raise JourneyError("file does not hold a Segmentation", file=str(path), expected="segment.save output")
+    return obj
+
+
+def predict(segmentation: Segmentation, new_features: pd.DataFrame) -> pd.Series:
+    """Segments for new customers (see :meth:`Segmentation.predict`)."""
+    return segmentation.predict(new_features)
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. figures (data twin + thin renderer)
+# --------------------------------------------------------------------------------------------------
+def plot_k_scores_data(segmentation: Segmentation) -> pd.DataFrame:
+    """Scores per k: k, silhouette, calinski_harabasz, inertia, seconds, chosen."""
+    return segmentation.scores.reset_index()
+
+
+def plot_k_scores(segmentation: Segmentation):
+    """Three panels (silhouette, Calinski-Harabasz, inertia) against k, the chosen k marked."""
+    import matplotlib.pyplot as plt
+    d = plot_k_scores_data(segmentation)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    for ax, col, title in zip(axes, ["silhouette", "calinski_harabasz", "inertia"],
+                              ["Silhouette (higher is better)", "Calinski-Harabasz (higher is better)",
+                               "Inertia (elbow)"]):
+        ax.plot(d["k"], d[col], marker="o", color="#4c72b0")
+        ch = d[d["chosen"]]
+        ax.scatter(ch["k"], ch[col], s=120, facecolors="none", edgecolors="#c44e52", linewidths=2, zorder=3)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("k (segments)")
+        ax.set_xticks(d["k"])
+    fig.tight_layout()
+    return fig
+
+
+def plot_projection_data(segmentation: Segmentation, features: pd.DataFrame, sample_size: int = 5000,
+                         random_state: int = 0) -> pd.DataFrame:
+    """First two principal components of the scaled features (PCA fitted on a seeded sample of at most
+    ``sample_size`` customers): customer_id, pc1, pc2, segment, name; ``attrs['explained_variance_ratio']``."""
+    from sklearn.decomposition import PCA
+    f = features if len(features) <= sample_size else features.sample(sample_size, random_state=random_state)
+    X = segmentation.transform_scaled(f)
+    pca = PCA(n_components=2, random_state=random_state).fit(X)
+    pc = pca.transform(X)
+    lab = segmentation.predict(f)
+    out = pd.DataFrame({"customer_id": f.index, "pc1": pc[:, 0], "pc2": pc[:, 1], "segment": lab.to_numpy()})
+    out["name"] = out["segment"].map(segmentation.names)
+    out.attrs["explained_variance_ratio"] = pca.explained_variance_ratio_.tolist()
+    return out
+
+
+def plot_projection(segmentation: Segmentation, features: pd.DataFrame, sample_size: int = 5000,
+                    random_state: int = 0):
+    """Scatter of the PCA projection coloured by segment."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    d = plot_projection_data(segmentation, features, sample_size, random_state)
+    evr = d.attrs.get("explained_variance_ratio", [np.nan, np.nan])
+    d = d.assign(segment_label=d["segment"].astype(str) + ": " + d["name"])
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    sns.scatterplot(data=d, x="pc1", y="pc2", hue="segment_label", s=10, alpha=0.6, ax=ax, linewidth=0)
+    ax.set_xlabel(f"PC1 ({evr[0]:.0%} of variance)")
+    ax.set_ylabel(f"PC2 ({evr[1]:.0%} of variance)")
+    ax.legend(title="segment", fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_profiles_data(segmentation: Segmentation, top: int = 12) -> pd.DataFrame:
+    """Long table of standardized differences for the ``top`` features with the largest absolute
+    difference in any segment: segment, name, feature, std_diff."""
+    diff = segmentation.differences
+    keep = diff.abs().max().sort_values(ascending=False, kind="mergesort").index[:top]
+    out = diff[keep].stack().rename("std_diff").reset_index().rename(columns={"level_1": "feature"})
+    out.columns = ["segment", "feature", "std_diff"]
+    out.insert(1, "name", out["segment"].map(segmentation.names))
+    return out
+
+
+def plot_profiles(segmentation: Segmentation, top: int = 12):
+    """Heatmap: features x segments, colour = standardized difference from the population (sd units)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    d = plot_profiles_data(segmentation, top)
+    d = d.assign(segment_label=d["segment"].astype(str) + ": " + d["name"])
+    order = d["feature"].drop_duplicates().tolist()
+    m = d.pivot(index="feature", columns="segment_label", values="std_diff").loc[order]
+    fig, ax = plt.subplots(figsize=(1.6 * m.shape[1] + 3, 0.38 * m.shape[0] + 1.5))
+    lim = max(1.0, float(np.nanmax(np.abs(m.to_numpy()))))
+    sns.heatmap(m, cmap="RdBu_r", center=0, vmin=-lim, vmax=lim, annot=True, fmt=".1f", ax=ax,
+                cbar_kws={"label": "difference from population (sd)"})
+    ax.set_xlabel("")
+    ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sizes_data(segmentation: Segmentation) -> pd.DataFrame:
+    """segment, name, customers, share_customers."""
+    p = segmentation.profiles
+    return pd.DataFrame({"segment": p.index, "name": p["name"].to_numpy(), "customers": p["size"].to_numpy(),
+                         "share_customers": p["share"].to_numpy()})
+
+
+def plot_sizes(segmentation: Segmentation):
+    """Horizontal bars: customers per segment, labelled with the share."""
+    import matplotlib.pyplot as plt
+    d = plot_sizes_data(segmentation)
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(d) + 1.2))
+    labels = d["segment"].astype(str) + ": " + d["name"]
+    ax.barh(labels, d["customers"], color="#4c72b0")
+    for y, (c, s) in enumerate(zip(d["customers"], d["share_customers"])):
+        ax.text(c, y, f" {s:.0%}", va="center", fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlabel("customers")
+    fig.tight_layout()
+    return fig
