@@ -387,7 +387,7 @@ def link_feedback(feedback: pd.DataFrame, events: pd.DataFrame, step: str = "sta
         linked = (out["stage_source"] == "linked").to_numpy()
         unl = (out["stage_source"] == "unlinked").to_numpy()
         log.add(file, "feedback_linked", int(linked.sum()), np.flatnonzero(linked) + 1, severity="info")
-        log.add(file, "feedback_unlinked", int(unl.sum()), np.flatnonzero(unl) + 1)
+        log.add(file, "feedback_unlinked", int(unl.sum()), np.flatnonzero(unl) + 1, severity="info")
     return out
 
 

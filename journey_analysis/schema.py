@@ -160,8 +160,9 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         s = out[col]
         if s.dtype == object or pd.api.types.is_string_dtype(s):
-            mask = s.astype("string").str.match(r"^[=+\-@\t\r]", na=False) & ~s.astype("string").str.match(
-                r"^-?\d", na=False)
+            text = s.astype("string")
+            mask = (text.str.match(r"^[=+@\t\r]", na=False) | text.str.match(r"^-[^\d.]", na=False)).to_numpy()
             if mask.any():
-                out[col] = s.where(~mask, "'" + s.astype("string"))
+                out[col] = s.astype(object)
+                out.loc[mask, col] = "'" + text[mask].astype(str)
     return out
