@@ -11,7 +11,7 @@ PYTEST_ARGS ?= -n 2
 .PHONY: help install run test test-fast demo-data validate student lab bench clean
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,16 +20,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (journey-analysis)" >/dev/null
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create $(VENV) (when missing), install the package with test tools, register the Jupyter kernel
+install: $(STAMP) ## Create .venv or VENV=<path> (when missing), install the package with test tools, register the Jupyter kernel
 
-run: $(STAMP) ## Run the whole pipeline on $(CONFIG) (demo data by default) and print where the report is
+run: $(STAMP) ## Run the whole pipeline on CONFIG=<yaml> (configs/demo.yaml by default) and print where the report is
 	$(BIN)/journey run --config $(CONFIG)
 
 test: $(STAMP) ## Run the whole test suite (unit, real-data, notebook tests)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests
-	$(BIN)/python -m pytest --nbval-lax -p no:xdist notebooks/
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then $(BIN)/python -m pytest --nbval-lax -p no:xdist notebooks/; fi
 
-validate: $(STAMP) ## Check the data named in $(CONFIG) and print a data-quality summary
+validate: $(STAMP) ## Check the data named in CONFIG=<yaml> and print a data-quality summary
 	$(BIN)/journey validate --config $(CONFIG)
 
 demo-data: $(STAMP) ## Regenerate the frozen demo data in data/raw/demo (seed 0)
