@@ -56,6 +56,7 @@ seriously truly such""".split())
 _BOOST_DOWN = frozenset("""almost barely hardly kinda less little marginally occasionally partly scarcely
 slightly somewhat sorta fairly pretty""".split())
 _BOUNDARY = frozenset(".,;:!?()[]\"".split() + [".", ",", ";", ":", "!", "?", "-", "--", "...", "..", "—", "–"])
+_COMPARATIVES = frozenset("""better happier easier nicer faster best greater cooler simpler""".split())
 _BUT = frozenset(["but", "however", "yet"])
 _ALTHOUGH = frozenset(["although", "though", "despite", "whilst"])
 
@@ -150,7 +151,10 @@ def _valences(lows: list[str], texts: list[str], lemmas, all_caps: bool, p: dict
                 if lj in _BOUNDARY or lj in _BUT:
                     break
                 if val[j] != 0.0 and not protected[j]:
-                    val[j] *= p["neg_scalar"]
+                    if val[j] > 0 and (lows[j] in _COMPARATIVES or "enough" in lows[j + 1:j + 4]):
+                        val[j] += p["booster"]  # "couldn't be happier", "can't praise it enough"
+                    else:
+                        val[j] *= p["neg_scalar"]
                     break
     # contrast: "but" (last one wins) and although-clauses
     last_but = -1
@@ -171,7 +175,13 @@ def _valences(lows: list[str], texts: list[str], lemmas, all_caps: bool, p: dict
     return val
 
 
-def _compound(total: float, n_excl: int, n_q: int, p: dict) -> float:
+def _compound(vals: list[float], n_excl: int, n_q: int, p: dict) -> float:
+    """Squash a list of word valences into [-1, 1]: s = sum / sqrt(number of non-zero valences), plus
+    punctuation emphasis in s's direction, then s / sqrt(s^2 + alpha)."""
+    k = len(vals) - vals.count(0.0)
+    if k == 0:
+        return 0.0
+    total = sum(vals) / math.sqrt(k)
     if total == 0.0:
         return 0.0
     emph = min(n_excl, 4) * p["excl"]
@@ -190,11 +200,11 @@ def _score_doc(doc, p: dict | None = None):
     letters = [t for t in texts if t.isalpha()]
     all_caps = bool(letters) and all(t.isupper() for t in letters)
     val = _valences(lows, texts, lemmas, all_caps, p)
-    doc_score = _compound(sum(val), lows.count("!"), lows.count("?"), p)
+    doc_score = _compound(val, lows.count("!"), lows.count("?"), p)
     sents = {}
     for s in doc.sents:
         sl = lows[s.start:s.end]
-        sents[s.start] = _compound(sum(val[s.start:s.end]), sl.count("!"), sl.count("?"), p)
+        sents[s.start] = _compound(val[s.start:s.end], sl.count("!"), sl.count("?"), p)
     return doc_score, sents
 
 
