@@ -1,0 +1,981 @@
+"""Step statistics: reach, durations, transitions, drop-off, funnels, paths (variants), bottlenecks.
+
+Owns every number computed from the sequence of a customer's events. One order everywhere: customer
+(or journey), timestamp, original row order (`row_id`, else the frame's positional order). The core
+is sort + shift + grouped aggregation on integer codes (customer ids and steps are factorised first),
+so each function maps onto Spark window functions (`lag`/`lead` over a window partitioned by customer
+and ordered by timestamp, row_id) followed by `groupBy().agg()`.
+
+Definitions (equal to pm4py's where pm4py defines the same thing):
+
+* dwell of an event: next event's `timestamp` - this `timestamp` within the same journey; the last
+  event of a journey has none (pm4py's directly-follows "performance" time);
+* service of an event: `end_timestamp - timestamp`, else `duration_s`; an event with a missing end
+  counts as 0 s when `end_timestamp` is the column used (pm4py: "an event without a start counts as 0");
+* transition: two consecutive events of one journey (self-loops count, no artificial start/end);
+* journey duration: timestamp of the last row - timestamp of the first row, in the order above;
+* statistics: median as pandas computes it (mean of the two middle values), p90 by linear
+  interpolation (pandas' default), standard deviation with ddof=1 (NaN for a single value).
+
+A journey is a customer's whole history (`case="customer_id"`) unless `session_gap_s=` cuts it
+into journeys at every inactivity gap longer than that many seconds (see :func:`cut_sessions`), or
+`case=` names another column (e.g. the `journey_id` that :func:`cut_sessions` adds).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from journey_analysis.errors import JourneyError
+
+__all__ = [
+    "step_stats", "transitions", "start_end_counts", "funnel", "funnel_dropoffs", "variants",
+    "journey_durations", "cut_sessions", "bottlenecks", "pair_lifecycle", "TRANSITION_TIMES",
+]
+
+TRANSITION_TIMES = ("dwell", "waiting", "waiting_clipped", "end_to_end")
+_NS = 1_000_000_000
+_END_LABEL = "(end)"
+
+
+# --------------------------------------------------------------------------------------------
+# Preparation: validate, factorise, sort once
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Log:
+    """The events in journey order, as integer arrays (internal)."""
+
+    pos: np.ndarray          # positions into the caller's frame, in sorted order
+    case: np.ndarray         # int64 journey codes (sorted rows); journeys are contiguous
+    n_cases: int
+    step: np.ndarray         # int64 step codes
+    step_labels: np.ndarray  # step code -> label
+    ts: np.ndarray           # int64 ns UTC
+    end: np.ndarray | None   # int64 ns UTC end of the event (interval data), NaT -> ts
+    service_s: np.ndarray | None  # float seconds of service, NaN when unknown
+    grp: np.ndarray          # int64 by-group code per row (0 when by is None)
+    groups: pd.DataFrame     # group code -> by labels (empty columns when by is None)
+    first: np.ndarray        # bool: first row of its journey
+    last: np.ndarray         # bool: last row of its journey
+    case_first_pos: np.ndarray  # sorted-row index of each journey's first row
+    case_labels: np.ndarray | None  # journey code -> label (lazily filled when needed)
+    raw_step: np.ndarray | None = None  # step codes before collapsing repeats (for rework)
+    raw_case: np.ndarray | None = None
+    raw_grp: np.ndarray | None = None
+    repeats_removed: np.ndarray | None = None  # per kept row: how many repeats were merged into it
+
+
+def _as_list(by) -> list[str]:
+    if by is None:
+        return []
+    if isinstance(by, str):
+        return [by]
+    return list(by)
+
+
+def _ts_ns(col: pd.Series, name: str) -> np.ndarray:
+    """int64 nanoseconds since the epoch (UTC) of a datetime column; NaT -> min int64."""
+    if not pd.api.types.is_datetime64_any_dtype(col.dtype):
+        raise JourneyError(
+            f"column {name!r} is not a datetime column (dtype {col.dtype})", column=name,
+            expected="datetime64[ns, UTC]",
+            fix="parse it with pd.to_datetime(..., utc=True) (the loaders do this)")
+    if getattr(col.dtype, "tz", None) is not None:
+        col = col.dt.tz_convert("UTC")
+    # naive datetimes are taken as UTC (the contract says timestamps are UTC)
+    return col.to_numpy(dtype="datetime64[ns]").view("int64")
+
+
+def _codes(values: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Factorise a column of labels; missing labels are an error (ids are strings, never missing)."""
+    codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=True)
+    if (codes < 0).any():
+        rows = np.flatnonzero(codes < 0)[:5] + 1
+        raise JourneyError(f"column {name!r} has missing values", column=name, rows=rows,
+                           expected="a value on every row",
+                           fix="fill or drop these rows before computing step statistics")
+    return codes.astype(np.int64, copy=False), np.asarray(uniques, dtype=object)
+
+
+def _group_codes(frame: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """One int code per row for the combination of `by` columns, and the label table."""
+    n = len(frame)
+    if not by:
+        return np.zeros(n, dtype=np.int64), pd.DataFrame(index=pd.RangeIndex(1))
+    combined = np.zeros(n, dtype=np.int64)
+    parts = []
+    for col in by:
+        codes, uniques = pd.factorize(frame[col], sort=True, use_na_sentinel=False)
+        parts.append((codes.astype(np.int64), uniques))
+        combined = combined * len(uniques) + codes
+    grp, uniq = pd.factorize(combined, sort=True)
+    labels = {}
+    rest = uniq.astype(np.int64)
+    for col, (_, uniques) in zip(reversed(by), reversed(parts)):
+        labels[col] = np.asarray(uniques)[rest % len(uniques)]
+        rest = rest // len(uniques)
+    groups = pd.DataFrame({col: labels[col] for col in by})
+    for col in by:
+        if isinstance(frame[col].dtype, pd.CategoricalDtype):
+            groups[col] = pd.Categorical(groups[col], categories=frame[col].cat.categories)
+    return grp.astype(np.int64), groups
+
+
+def _check_columns(events: pd.DataFrame, needed: list[str]):
+    if not isinstance(events, pd.DataFrame):
+        raise JourneyError("events must be a pandas DataFrame", expected="DataFrame",
+                           fix="load events with the package's loaders")
+    missing = [c for c in needed if c not in events.columns]
+    if missing:
+        raise JourneyError(f"events lack column(s) {missing}", column=missing[0],
+                           expected=f"columns {needed}",
+                           fix="rename the columns (config data.columns) or pass step=/case=")
+
+
+def _prepare(events: pd.DataFrame, step: str, by=None, case: str = "customer_id",
+             session_gap_s: float | None = None, collapse_repeats: bool = False,
+             order: str = "timestamp") -> _Log:
+    """Validate, factorise and sort the events (the single sort every function shares)."""
+    by = _as_list(by)
+    _check_columns(events, [case, "timestamp"] + ([step] if step is not None else []) + by)
+    n = len(events)
+    ts_start = _ts_ns(events["timestamp"], "timestamp")
+    if (ts_start == np.iinfo(np.int64).min).any():
+        rows = np.flatnonzero(ts_start == np.iinfo(np.int64).min)[:5] + 1
+        raise JourneyError("column 'timestamp' has missing times", column="timestamp", rows=rows,
+                           expected="a time on every event", fix="drop or fill these rows")
+    end = None
+    service = None
+    if "end_timestamp" in events.columns:
+        end = _ts_ns(events["end_timestamp"], "end_timestamp")
+        nat = end == np.iinfo(np.int64).min
+        end = np.where(nat, ts_start, end)
+        service = (end - ts_start) / _NS
+    elif "duration_s" in events.columns:
+        dur = pd.to_numeric(events["duration_s"], errors="coerce").to_numpy(dtype=float)
+        service = dur
+        end = ts_start + np.round(np.nan_to_num(dur) * _NS).astype(np.int64)
+    if order == "timestamp":
+        key = ts_start
+    elif order == "end":
+        if end is None:
+            raise JourneyError("order='end' needs an end_timestamp or duration_s column",
+                               column="end_timestamp", fix="use order='timestamp'")
+        key = end
+    else:
+        raise JourneyError(f"unknown order {order!r}", expected="'timestamp' or 'end'")
+    case_codes, case_labels = _codes(events[case], case)
+    if step is None:
+        step_codes, step_labels = np.zeros(n, dtype=np.int64), np.array([""], dtype=object)
+    else:
+        step_codes, step_labels = _codes(events[step], step)
+    if "row_id" in events.columns:
+        row = events["row_id"].to_numpy(dtype=np.int64)
+    else:
+        row = np.arange(n, dtype=np.int64)
+    grp, groups = _group_codes(events, by)
+
+    # sort by (case, time, row); skip the sort when the frame is already in that order
+    if n > 1:
+        dc = np.diff(case_codes)
+        dt = np.diff(key)
+        dr = np.diff(row)
+        ordered = bool(np.all((dc > 0) | ((dc == 0) & ((dt > 0) | ((dt == 0) & (dr > 0))))))
+    else:
+        ordered = True
+    if ordered:
+        pos = np.arange(n, dtype=np.int64)
+    else:
+        pos = np.lexsort((row, key, case_codes)).astype(np.int64)
+        case_codes = case_codes[pos]
+        key = key[pos]
+        step_codes = step_codes[pos]
+        ts_start = ts_start[pos]
+        grp = grp[pos]
+        if end is not None:
+            end = end[pos]
+        if service is not None:
+            service = service[pos]
+    if order == "end":
+        ts_main = ts_start
+    else:
+        ts_main = key
+
+    # journeys: cases, optionally cut at inactivity gaps
+    new_case = np.empty(n, dtype=bool)
+    if n:
+        new_case[0] = True
+        new_case[1:] = case_codes[1:] != case_codes[:-1]
+    if session_gap_s is not None:
+        gap_ns = int(round(float(session_gap_s) * _NS))
+        brk = np.zeros(n, dtype=bool)
+        if n > 1:
+            brk[1:] = (ts_main[1:] - ts_main[:-1]) > gap_ns
+        new_journey = new_case | brk
+        jcode = np.cumsum(new_journey) - 1
+        labels = None
+    else:
+        new_journey = new_case
+        jcode = np.cumsum(new_case) - 1 if n else np.zeros(0, dtype=np.int64)
+        # journey code -> case label, in order of first appearance in the sorted rows
+        labels = case_labels[case_codes[new_case]] if n else np.zeros(0, dtype=object)
+    jcode = jcode.astype(np.int64)
+    n_cases = int(new_journey.sum())
+
+    log = _Log(pos=pos, case=jcode, n_cases=n_cases, step=step_codes, step_labels=step_labels,
+               ts=ts_main, end=end, service_s=service, grp=grp, groups=groups,
+               first=new_journey, last=_last_flags(new_journey), case_first_pos=np.flatnonzero(new_journey),
+               case_labels=labels)
+    if session_gap_s is not None:
+        # journey label "customer|n" with n counting journeys of the customer from 1
+        first_idx = np.flatnonzero(new_journey)
+        cust_of_j = case_codes[first_idx]
+        start_of_cust = np.maximum.accumulate(np.where(new_case[first_idx], np.arange(len(first_idx)), 0))
+        nth = np.arange(len(first_idx)) - start_of_cust + 1
+        log.case_labels = (pd.Series(case_labels[cust_of_j], dtype=object).astype(str) + "|"
+                           + pd.Series(nth).astype(str)).to_numpy(dtype=object)
+    if collapse_repeats:
+        log = _collapse(log)
+    return log
+
+
+def _last_flags(first: np.ndarray) -> np.ndarray:
+    last = np.empty_like(first)
+    if len(first):
+        last[:-1] = first[1:]
+        last[-1] = True
+    return last
+
+
+def _collapse(log: _Log) -> _Log:
+    """Merge consecutive repeats of a step within a journey into one event.
+
+    The kept event has the first repeat's timestamp and the last repeat's end; its service is the
+    sum of the merged services. The un-collapsed step codes are kept for rework counts.
+    """
+    n = len(log.step)
+    keep = np.ones(n, dtype=bool)
+    if n > 1:
+        keep[1:] = ~((log.step[1:] == log.step[:-1]) & ~log.first[1:])
+    run_id = np.cumsum(keep) - 1
+    idx = np.flatnonzero(keep)
+    runs = len(idx)
+    repeats = np.bincount(run_id, minlength=runs) - 1
+    end = None
+    if log.end is not None:
+        # ends are per event; the run ends at the end of its last event (rows are time-ordered)
+        last_of_run = np.append(idx[1:] - 1, n - 1) if runs else idx
+        end = log.end[last_of_run]
+    service = None
+    if log.service_s is not None:
+        service = np.bincount(run_id, weights=np.nan_to_num(log.service_s), minlength=runs)
+        known = np.bincount(run_id, weights=~np.isnan(log.service_s), minlength=runs) > 0
+        service = np.where(known, service, np.nan)
+    first = log.first[idx]
+    return _Log(pos=log.pos[idx], case=log.case[idx], n_cases=log.n_cases, step=log.step[idx],
+                step_labels=log.step_labels, ts=log.ts[idx], end=end, service_s=service,
+                grp=log.grp[idx], groups=log.groups, first=first, last=_last_flags(first),
+                case_first_pos=np.flatnonzero(first), case_labels=log.case_labels,
+                raw_step=log.step, raw_case=log.case, raw_grp=log.grp, repeats_removed=repeats)
+
+
+# --------------------------------------------------------------------------------------------
+# Grouped statistics on sorted values (exact pandas median / quantile semantics)
+# --------------------------------------------------------------------------------------------
+def _grouped_stats(key: np.ndarray, values: np.ndarray, n_keys: int, p90: bool = True) -> dict:
+    """count, min, mean, median, p90, max, std (ddof=1), sum of `values` per integer `key`.
+
+    NaN values are ignored. Keys without values get count 0 and NaN statistics.
+    """
+    ok = ~np.isnan(values)
+    key = key[ok]
+    values = values[ok]
+    order = np.lexsort((values, key))
+    v = values[order]
+    k = key[order]
+    count = np.bincount(k, minlength=n_keys)
+    start = np.zeros(n_keys, dtype=np.int64)
+    np.cumsum(count[:-1], out=start[1:])
+    has = count > 0
+    out = {"n": count}
+    nan = np.full(n_keys, np.nan)
+    s = np.bincount(k, weights=v, minlength=n_keys)
+    mean = np.where(has, s / np.maximum(count, 1), np.nan)
+    dev = v - mean[k]
+    ss = np.bincount(k, weights=dev * dev, minlength=n_keys)
+    std = np.where(count > 1, np.sqrt(ss / np.maximum(count - 1, 1)), np.nan)
+    lo = start + (count - 1) // 2
+    hi = start + count // 2
+    st = np.where(has, start, 0)
+    out["min"] = np.where(has, v[np.minimum(st, len(v) - 1)] if len(v) else nan, np.nan)
+    out["mean"] = mean
+    out["median"] = np.where(has, (v[np.minimum(lo, len(v) - 1)] + v[np.minimum(hi, len(v) - 1)]) / 2
+                             if len(v) else nan, np.nan)
+    if p90:
+        q = 0.9 * (count - 1)
+        qlo = np.floor(q).astype(np.int64)
+        frac = q - qlo
+        a = v[np.clip(start + qlo, 0, max(len(v) - 1, 0))] if len(v) else nan
+        b = v[np.clip(start + np.minimum(qlo + 1, count - 1), 0, max(len(v) - 1, 0))] if len(v) else nan
+        out["p90"] = np.where(has, a + (b - a) * frac, np.nan)
+    out["max"] = np.where(has, v[np.clip(start + count - 1, 0, max(len(v) - 1, 0))] if len(v) else nan,
+                          np.nan)
+    out["std"] = std
+    out["sum"] = np.where(has, s, np.nan)
+    return out
+
+
+def _nunique_per_key(key: np.ndarray, case: np.ndarray, n_keys: int) -> np.ndarray:
+    """Number of distinct journeys per integer key."""
+    if len(key) == 0:
+        return np.zeros(n_keys, dtype=np.int64)
+    n_cases = int(case.max()) + 1
+    if n_keys * n_cases < 2**62:
+        combo = pd.unique(key.astype(np.int64) * n_cases + case)
+        return np.bincount(combo // n_cases, minlength=n_keys)
+    df = pd.DataFrame({"k": key, "c": case}).drop_duplicates()
+    return np.bincount(df["k"].to_numpy(), minlength=n_keys)
+
+
+def _with_groups(log: _Log, gcode: np.ndarray, frame: pd.DataFrame) -> pd.DataFrame:
+    """Prefix `frame` with the by-columns of each row's group code."""
+    if log.groups.shape[1] == 0:
+        return frame.reset_index(drop=True)
+    g = log.groups.iloc[gcode].reset_index(drop=True)
+    return pd.concat([g, frame.reset_index(drop=True)], axis=1)
+
+
+def _stats_columns(stats: dict, prefix: str, sel: np.ndarray, p90: bool = True,
+                   with_sum: bool = False) -> dict:
+    cols = {f"{prefix}_n": stats["n"][sel]}
+    names = ["min", "mean", "median"] + (["p90"] if p90 else []) + ["max", "std"]
+    if with_sum:
+        names.append("sum")
+    for name in names:
+        cols[f"{prefix}_{name}_s"] = stats[name][sel]
+    return cols
+
+
+def _dwell(log: _Log) -> np.ndarray:
+    """Seconds from each event's timestamp to the next event's timestamp in the journey (NaN last)."""
+    d = np.full(len(log.ts), np.nan)
+    if len(log.ts) > 1:
+        d[:-1] = (log.ts[1:] - log.ts[:-1]) / _NS
+        d[log.last] = np.nan
+    return d
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+def step_stats(events: pd.DataFrame, step: str = "stage", by=None, *, case: str = "customer_id",
+               session_gap_s: float | None = None, collapse_repeats: bool = False,
+               inactivity_gap_s: float | None = None, as_of=None,
+               order: str = "timestamp") -> pd.DataFrame:
+    """One row per step (per `by` group): reach, rework, starts, ends, dwell and service times.
+
+    Input: events in the contract (journey column `case`, `timestamp`, the `step` column, optional
+    `end_timestamp` or `duration_s`, optional `row_id`). `by`: column name(s) whose value on each
+    event groups the result (prefix columns).
+
+    Output columns: by..., `step`, `customers` (journeys reaching the step), `events`,
+    `share_customers` (customers / journeys with any event in the group), `rework_customers`
+    (journeys with the step two or more times, counted before any collapse), `repeat_events`
+    (events merged away by `collapse_repeats`, 0 otherwise), `starts_here`, `ends_here` (journeys
+    whose last event is this step) = `in_progress` + `drop_off`, where a journey is in progress
+    when its last timestamp is within `inactivity_gap_s` (default: `session_gap_s`, else none is)
+    of the end of the extract (`as_of`, default the latest timestamp in `events`);
+    `dwell_n, dwell_min_s, dwell_mean_s, dwell_median_s, dwell_p90_s, dwell_max_s, dwell_std_s`
+    (dwell = next timestamp - this timestamp in the journey; the last event has none) and, when the
+    events have `end_timestamp` or `duration_s`, the same `service_*` statistics plus
+    `service_sum_s`. Sorted by by..., customers descending, step.
+    """
+    log = _prepare(events, step, by, case, session_gap_s, collapse_repeats, order)
+    n_steps = len(log.step_labels)
+    n_groups = max(len(log.groups), 1)
+    key = log.grp * n_steps + log.step
+    n_keys = n_groups * n_steps
+    n_events = np.bincount(key, minlength=n_keys)
+    raw_key = key if log.raw_step is None else log.raw_grp * n_steps + log.raw_step
+    raw_case = log.case if log.raw_case is None else log.raw_case
+    customers = _nunique_per_key(key, log.case, n_keys)
+    # rework: (journey, step) reached twice or more, on the un-collapsed events
+    n_cases = max(log.n_cases, 1)
+    if n_keys * n_cases < 2**62:
+        ck = raw_key.astype(np.int64) * n_cases + raw_case
+        u, cnt = np.unique(ck, return_counts=True)
+        rework = np.bincount(u[cnt >= 2] // n_cases, minlength=n_keys)
+    else:  # pragma: no cover - astronomically many groups x journeys
+        vc = pd.DataFrame({"k": raw_key, "c": raw_case}).value_counts()
+        rework = np.bincount(vc[vc >= 2].index.get_level_values("k"), minlength=n_keys)
+    # journeys per group (with any event in the group)
+    journeys_in_group = _nunique_per_key(log.grp, log.case, n_groups)
+    starts = np.bincount(key[log.first], minlength=n_keys)
+    ends = np.bincount(key[log.last], minlength=n_keys)
+    gap = inactivity_gap_s if inactivity_gap_s is not None else session_gap_s
+    if gap is not None and len(log.ts):
+        end_of_data = (pd.Timestamp(as_of).tz_localize("UTC") if as_of is not None
+                       and pd.Timestamp(as_of).tzinfo is None else
+                       pd.Timestamp(as_of) if as_of is not None else None)
+        t_end = int(log.ts.max()) if end_of_data is None else end_of_data.value
+        open_ = log.last & (log.ts >= t_end - int(round(float(gap) * _NS)))
+        in_progress = np.bincount(key[open_], minlength=n_keys)
+    else:
+        in_progress = np.zeros(n_keys, dtype=np.int64)
+    repeats = (np.zeros(n_keys, dtype=np.int64) if log.repeats_removed is None
+               else np.bincount(key, weights=log.repeats_removed, minlength=n_keys).astype(np.int64))
+    dwell = _grouped_stats(key, _dwell(log), n_keys)
+    sel = np.flatnonzero(n_events > 0)
+    cols = {
+        "step": log.step_labels[sel % n_steps],
+        "customers": customers[sel], "events": n_events[sel],
+        "share_customers": customers[sel] / journeys_in_group[sel // n_steps],
+        "rework_customers": rework[sel], "repeat_events": repeats[sel],
+        "starts_here": starts[sel], "ends_here": ends[sel], "in_progress": in_progress[sel],
+        "drop_off": ends[sel] - in_progress[sel],
+    }
+    cols.update(_stats_columns(dwell, "dwell", sel))
+    if log.service_s is not None:
+        service = _grouped_stats(key, log.service_s, n_keys)
+        cols.update(_stats_columns(service, "service", sel, with_sum=True))
+    out = pd.DataFrame(cols)
+    out = _with_groups(log, sel // n_steps, out).rename(columns={"step": step})
+    return _sort(out, _as_list(by), ["customers", step], [False, True])
+
+
+def _sort(out: pd.DataFrame, by: list[str], cols: list[str], asc: list[bool]) -> pd.DataFrame:
+    return out.sort_values(by + cols, ascending=[True] * len(by) + asc, kind="stable",
+                           ignore_index=True)
+
+
+def _pair_times(log: _Log, time: str) -> np.ndarray:
+    """Transition time (seconds) from each event to the next in its journey (NaN for the last)."""
+    n = len(log.ts)
+    out = np.full(n, np.nan)
+    if n < 2:
+        return out
+    if time == "dwell":
+        d = log.ts[1:] - log.ts[:-1]
+    else:
+        if log.end is None:
+            raise JourneyError(f"time={time!r} needs interval data", column="end_timestamp",
+                               expected="an end_timestamp or duration_s column",
+                               fix="use time='dwell'")
+        this_end = log.end[:-1]
+        if time == "waiting":
+            d = log.ts[1:] - this_end
+        elif time == "waiting_clipped":
+            d = np.maximum(log.ts[1:], this_end) - this_end
+        elif time == "end_to_end":
+            d = log.end[1:] - this_end
+        else:
+            raise JourneyError(f"unknown transition time {time!r}", expected=str(TRANSITION_TIMES))
+    out[:-1] = d / _NS
+    out[log.last] = np.nan
+    return out
+
+
+def transitions(events: pd.DataFrame, step: str = "stage", by=None, *, case: str = "customer_id",
+                session_gap_s: float | None = None, collapse_repeats: bool = False,
+                time: str = "dwell", order: str = "timestamp") -> pd.DataFrame:
+    """Directly-follows transitions between consecutive events of a journey, with their times.
+
+    Output: by..., `from_step, to_step, count, customers` (distinct journeys), `mean_s, median_s,
+    min_s, max_s, std_s` (ddof=1, NaN for a single pair), `sum_s`, `p90_s`; with interval data also
+    `overlaps` (pairs where the next event starts before this one ends, i.e. negative waiting).
+    `by` values are taken from the event the transition leaves. Sorted by count descending.
+
+    `time` chooses the transition time, for event i followed by event j (interval data has
+    `timestamp` = start and `end_timestamp` = end):
+
+    * "dwell" (default): j.timestamp - i.timestamp;
+    * "waiting": j.timestamp - i.end (pm4py's interval DFG, negative when they overlap);
+    * "waiting_clipped": max(j.timestamp, i.end) - i.end (overlaps count as 0 waiting);
+    * "end_to_end": j.end - i.end (pm4py's complete-to-complete DFG, use with order="end").
+
+    `order="end"` orders events by their end time instead of their timestamp (pm4py orders an
+    interval log by the complete time when no start key is given).
+    """
+    log = _prepare(events, step, by, case, session_gap_s, collapse_repeats, order)
+    d = _pair_times(log, time)
+    n_steps = len(log.step_labels)
+    n_groups = max(len(log.groups), 1)
+    has_next = ~log.last
+    src = np.flatnonzero(has_next)
+    pair = (log.grp[src] * n_steps + log.step[src]) * n_steps + log.step[src + 1]
+    n_keys = n_groups * n_steps * n_steps
+    st = _grouped_stats(pair, d[src], n_keys)
+    count = np.bincount(pair, minlength=n_keys)
+    sel = np.flatnonzero(count > 0)
+    cust = _nunique_per_key(pair, log.case[src], n_keys)
+    cols = {
+        "from_step": log.step_labels[(sel // n_steps) % n_steps],
+        "to_step": log.step_labels[sel % n_steps],
+        "count": count[sel], "customers": cust[sel],
+        "mean_s": st["mean"][sel], "median_s": st["median"][sel], "min_s": st["min"][sel],
+        "max_s": st["max"][sel], "std_s": st["std"][sel], "sum_s": st["sum"][sel],
+        "p90_s": st["p90"][sel],
+    }
+    if log.end is not None:
+        ov = log.ts[src + 1] < log.end[src]
+        cols["overlaps"] = np.bincount(pair[ov], minlength=n_keys)[sel]
+    out = _with_groups(log, sel // (n_steps * n_steps), pd.DataFrame(cols))
+    return _sort(out, _as_list(by), ["count", "from_step", "to_step"], [False, True, True])
+
+
+def start_end_counts(events: pd.DataFrame, step: str = "stage", by=None, *,
+                     case: str = "customer_id", session_gap_s: float | None = None,
+                     collapse_repeats: bool = False, order: str = "timestamp") -> pd.DataFrame:
+    """Journeys starting and ending at each step: by..., `step`, `starts`, `ends` (steps with
+    neither are omitted). `by` values from the first (starts) / last (ends) event."""
+    log = _prepare(events, step, by, case, session_gap_s, collapse_repeats, order)
+    n_steps = len(log.step_labels)
+    key = log.grp * n_steps + log.step
+    n_keys = max(len(log.groups), 1) * n_steps
+    starts = np.bincount(key[log.first], minlength=n_keys)
+    ends = np.bincount(key[log.last], minlength=n_keys)
+    sel = np.flatnonzero((starts > 0) | (ends > 0))
+    out = pd.DataFrame({"step": log.step_labels[sel % n_steps], "starts": starts[sel],
+                        "ends": ends[sel]})
+    out = _with_groups(log, sel // n_steps, out).rename(columns={"step": step})
+    return _sort(out, _as_list(by), ["starts", "ends", step], [False, False, True])
+
+
+def _case_labels(log: _Log) -> np.ndarray:
+    return log.case_labels
+
+
+def journey_durations(events: pd.DataFrame, by=None, *, case: str = "customer_id",
+                      session_gap_s: float | None = None, order: str = "timestamp") -> pd.DataFrame:
+    """Per journey: `case` (or `journey_id` when cut by `session_gap_s`), by... (value on the first
+    event), `first_timestamp`, `last_timestamp`, `duration_s` = last - first row's timestamp in the
+    journey order, `events`. Sorted by journey label. `order="end"` uses end times for both."""
+    log = _prepare(events, None, by, case, session_gap_s, False, order)
+    fidx = log.case_first_pos
+    lidx = np.flatnonzero(log.last)
+    t = log.ts if order == "timestamp" else log.end
+    first_t, last_t = t[fidx], t[lidx]
+    label = "journey_id" if session_gap_s is not None else case
+    out = pd.DataFrame({
+        label: log.case_labels,
+        "first_timestamp": pd.to_datetime(first_t, utc=True),
+        "last_timestamp": pd.to_datetime(last_t, utc=True),
+        "duration_s": (last_t - first_t) / _NS,
+        "events": np.diff(np.append(fidx, len(log.ts))),
+    })
+    out = _with_groups(log, log.grp[fidx], out)
+    return out.sort_values(label, kind="stable", ignore_index=True)
+
+
+def cut_sessions(events: pd.DataFrame, gap_s: float, *, case: str = "customer_id") -> pd.DataFrame:
+    """Cut each customer's history into journeys at inactivity gaps longer than `gap_s` seconds.
+
+    Returns a copy of `events` (same row order) with `journey_id` = "<customer>|<n>", n counting the
+    customer's journeys from 1 in time order. A new journey starts when the time since the
+    customer's previous event (order: customer, timestamp, row_id) is greater than `gap_s`. Pass
+    `case="journey_id"` to any function of this module to analyse journeys instead of customers
+    (or give those functions `session_gap_s=` directly).
+    """
+    log = _prepare(events, None, None, case, gap_s)
+    jid = np.empty(len(events), dtype=object)
+    jid[log.pos] = log.case_labels[log.case]
+    out = events.copy()
+    out["journey_id"] = jid
+    return out
+
+
+def _variant_ids(log: _Log) -> tuple[np.ndarray, np.ndarray]:
+    """Exact variant id per journey by building a trie of step sequences, one level per position.
+
+    Level j holds the distinct prefixes of length j+1; a journey's variant is (its length, its node
+    at the last level). Work is one factorize per position over the journeys that long: O(events).
+    Returns (variant code per journey, index of a representative journey per variant).
+    """
+    n = len(log.step)
+    n_steps = len(log.step_labels)
+    pos_in_case = np.arange(n) - log.case_first_pos[log.case]
+    length = np.bincount(log.case, minlength=log.n_cases)
+    by_pos = np.argsort(pos_in_case, kind="stable")  # rows grouped by position, cases ascending
+    counts = np.bincount(pos_in_case) if n else np.zeros(0, dtype=np.int64)
+    node = np.zeros(log.n_cases, dtype=np.int64)  # node of each journey at the current level
+    final = np.zeros(log.n_cases, dtype=np.int64)
+    offset = 0
+    for j, c in enumerate(counts):  # loop over positions (longest journey), not over journeys
+        rows = by_pos[offset:offset + c]
+        offset += c
+        cases = log.case[rows]
+        keys = node[cases] * n_steps + log.step[rows]
+        codes, _ = pd.factorize(keys)
+        node[cases] = codes
+        ends = length[cases] == j + 1
+        final[cases[ends]] = codes[ends]
+    vkey = length.astype(np.int64) * (int(final.max()) + 1 if n else 1) + final
+    vcode, _ = pd.factorize(vkey)
+    rep = np.zeros(int(vcode.max()) + 1 if len(vcode) else 0, dtype=np.int64)
+    rep[vcode[::-1]] = np.arange(len(vcode))[::-1]  # first journey of each variant
+    return vcode.astype(np.int64), rep
+
+
+def variants(events: pd.DataFrame, step: str = "stage", top: int | None = None, by=None, *,
+             case: str = "customer_id", session_gap_s: float | None = None,
+             collapse_repeats: bool = False, sep: str = " -> ",
+             order: str = "timestamp") -> pd.DataFrame:
+    """Paths through the steps: one row per distinct sequence of steps (per `by` group).
+
+    Output: by..., `variant` (steps joined by " -> "), `length` (events in the path), `customers`
+    (journeys taking it), `share` (of the group's journeys), `duration_mean_s`,
+    `duration_median_s` (journey duration = last - first timestamp), `has_loop` (a step occurs
+    twice or more, including self-loops). Sorted by customers descending then variant; `top` keeps
+    the first `top` rows per group. `by` values come from each journey's first event.
+    `order="end"` orders events by end time (pm4py's variants of an interval log).
+    """
+    log = _prepare(events, step, by, case, session_gap_s, collapse_repeats, order)
+    if log.n_cases == 0:
+        return pd.DataFrame(columns=_as_list(by) + ["variant", "length", "customers", "share",
+                                                    "duration_mean_s", "duration_median_s",
+                                                    "has_loop"])
+    vcode, rep = _variant_ids(log)
+    n_var = len(rep)
+    fidx = log.case_first_pos
+    lidx = np.flatnonzero(log.last)
+    dur = (log.ts[lidx] - log.ts[fidx]) / _NS
+    length = np.bincount(log.case, minlength=log.n_cases)
+    # loops: a (journey, step) pair seen twice
+    n_steps = len(log.step_labels)
+    ck = log.case.astype(np.int64) * n_steps + log.step
+    loop_case = np.zeros(log.n_cases, dtype=bool)
+    u, cnt = np.unique(ck, return_counts=True)
+    loop_case[u[cnt >= 2] // n_steps] = True
+    g = log.grp[fidx]
+    n_groups = max(len(log.groups), 1)
+    key = g * n_var + vcode
+    n_keys = n_groups * n_var
+    st = _grouped_stats(key, dur, n_keys, p90=False)
+    sel = np.flatnonzero(st["n"] > 0)
+    # path strings: built once per variant from a representative journey
+    rep_rows = np.concatenate([np.arange(fidx[r], fidx[r] + length[r]) for r in rep]) \
+        if n_var < 50_000 else None
+    if rep_rows is not None:
+        names = pd.Series(log.step_labels[log.step[rep_rows]].astype(str))
+        vid = np.repeat(np.arange(n_var), length[rep])
+        path = names.groupby(vid, sort=True).agg(sep.join).to_numpy(dtype=object)
+    else:
+        path = _paths_vectorised(log, rep, length, sep)
+    per_group = np.bincount(g, minlength=n_groups)
+    var_of_sel = sel % n_var
+    out = pd.DataFrame({
+        "variant": path[var_of_sel], "length": length[rep[var_of_sel]],
+        "customers": st["n"][sel], "share": st["n"][sel] / per_group[sel // n_var],
+        "duration_mean_s": st["mean"][sel], "duration_median_s": st["median"][sel],
+        "has_loop": loop_case[rep[var_of_sel]],
+    })
+    out = _with_groups(log, sel // n_var, out)
+    byl = _as_list(by)
+    out = _sort(out, byl, ["customers", "variant"], [False, True])
+    if top is not None:
+        out = (out.groupby(byl, sort=False, dropna=False).head(top) if byl else out.head(top))
+        out = out.reset_index(drop=True)
+    return out
+
+
+def _paths_vectorised(log: _Log, rep: np.ndarray, length: np.ndarray, sep: str) -> np.ndarray:
+    """Path strings for many variants without a Python loop over variants."""
+    starts = log.case_first_pos[rep]
+    lens = length[rep]
+    vid = np.repeat(np.arange(len(rep)), lens)
+    offs = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+    rows = np.repeat(starts, lens) + offs
+    names = pd.Series(log.step_labels[log.step[rows]].astype(str))
+    return names.groupby(vid, sort=True).agg(sep.join).to_numpy(dtype=object)
+
+
+def _funnel_core(events, steps, by, case, session_gap_s, within, step):
+    steps = list(steps)
+    if len(steps) < 1:
+        raise JourneyError("funnel needs at least one step", expected="steps=[first, ...]")
+    log = _prepare(events, step, by, case, session_gap_s)
+    labels = {str(s): i for i, s in enumerate(log.step_labels)}
+    missing = [s for s in steps if str(s) not in labels]
+    if missing:
+        raise JourneyError(f"funnel steps not found in column {step!r}: {missing}", column=step,
+                           expected=f"values among {sorted(labels)[:20]}",
+                           fix="check spelling of steps=")
+    n = len(log.step)
+    nc = log.n_cases
+    big = np.iinfo(np.int64).max
+    idx = np.arange(n, dtype=np.int64)
+    reached_at = []  # per funnel step: sorted-row index where each journey reached it (big = never)
+    prev = None
+    entry_ts = None
+    within_ns = None if within is None else int(round(float(within) * _NS))
+    for code in (labels[str(s)] for s in steps):  # loop over funnel steps (a handful)
+        rows = idx[log.step == code]
+        cases = log.case[rows]
+        if prev is not None:
+            ok = rows > prev[cases]
+            if within_ns is not None:
+                ok &= (log.ts[rows] - entry_ts[cases]) <= within_ns
+            rows, cases = rows[ok], cases[ok]
+        at = np.full(nc, big, dtype=np.int64)
+        np.minimum.at(at, cases, rows)
+        if prev is None:
+            entry_ts = np.where(at < big, log.ts[np.minimum(at, n - 1)], 0)
+        reached_at.append(at)
+        prev = at
+    return log, steps, reached_at, entry_ts
+
+
+def funnel(events: pd.DataFrame, steps, by=None, within: float | None = None, *,
+           step: str = "stage", case: str = "customer_id",
+           session_gap_s: float | None = None) -> pd.DataFrame:
+    """An ordered funnel through `steps`.
+
+    A journey enters at its first event of `steps[0]`; it reaches step k when it has an event of
+    `steps[k]` after (in journey order) the event where it reached step k-1, and, with `within`
+    seconds, no later than `within` seconds after entry. Output, one row per funnel step (and `by`
+    group, value of the journey's first event): by..., `position` (1-based), `step`, `entered`
+    (journeys reaching it), `converted` (journeys reaching the next step; NaN for the last),
+    `dropped` (entered - converted), `conversion_from_start` (entered / entered at step 1),
+    `conversion_from_previous` (entered / entered at the previous step), time to reach this step
+    from the previous one and from entry (`from_previous_mean_s`, `_median_s`, `_p90_s`,
+    `from_start_mean_s`, `from_start_median_s`), and `dropped_top_next` (the most common next step
+    of those who dropped, see :func:`funnel_dropoffs`).
+    """
+    log, steps, reached, _ = _funnel_core(events, steps, by, case, session_gap_s, within, step)
+    big = np.iinfo(np.int64).max
+    n_groups = max(len(log.groups), 1)
+    g = log.grp[log.case_first_pos]
+    frames = []
+    entry = reached[0]
+    drops = _dropoff_table(log, steps, reached, by)
+    for k, at in enumerate(reached):  # loop over funnel steps
+        got = at < big
+        entered = np.bincount(g[got], minlength=n_groups)
+        nxt = reached[k + 1] < big if k + 1 < len(reached) else None
+        converted = (np.bincount(g[nxt], minlength=n_groups).astype(float) if nxt is not None
+                     else np.full(n_groups, np.nan))
+        first_entered = np.bincount(g[entry < big], minlength=n_groups)
+        prev_entered = (np.bincount(g[reached[k - 1] < big], minlength=n_groups) if k else entered)
+        if k:
+            prev_at = reached[k - 1]
+            dt_prev = np.where(got, (log.ts[np.where(got, at, 0)] - log.ts[np.where(got, prev_at, 0)]) / _NS,
+                               np.nan)
+            dt_start = np.where(got, (log.ts[np.where(got, at, 0)] - log.ts[np.where(got, entry, 0)]) / _NS,
+                                np.nan)
+        else:
+            dt_prev = np.where(got, 0.0, np.nan)
+            dt_start = dt_prev
+        sp = _grouped_stats(g, dt_prev, n_groups)
+        ss = _grouped_stats(g, dt_start, n_groups, p90=False)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frames.append(pd.DataFrame({
+                "_g": np.arange(n_groups), "position": k + 1, "step": steps[k],
+                "entered": entered, "converted": converted, "dropped": entered - converted,
+                "conversion_from_start": entered / first_entered,
+                "conversion_from_previous": entered / prev_entered,
+                "from_previous_mean_s": sp["mean"], "from_previous_median_s": sp["median"],
+                "from_previous_p90_s": sp["p90"],
+                "from_start_mean_s": ss["mean"], "from_start_median_s": ss["median"],
+            }))
+    out = pd.concat(frames, ignore_index=True)
+    top = (drops.sort_values(["customers", "next_step"], ascending=[False, True], kind="stable")
+           .drop_duplicates(["_g", "position"]))
+    top = top.assign(dropped_top_next=top["next_step"].astype(str) + " (" + top["customers"].astype(str) + ")")
+    out = out.merge(top[["_g", "position", "dropped_top_next"]], on=["_g", "position"], how="left")
+    out = out.sort_values(["_g", "position"], kind="stable")
+    res = _with_groups(log, out["_g"].to_numpy(), out.drop(columns="_g"))
+    return res.rename(columns={"step": step})
+
+
+def _dropoff_table(log: _Log, steps, reached, by) -> pd.DataFrame:
+    big = np.iinfo(np.int64).max
+    n = len(log.step)
+    g = log.grp[log.case_first_pos]
+    parts = []
+    for k in range(len(reached) - 1):  # loop over funnel steps
+        at = reached[k]
+        dropped = np.flatnonzero((at < big) & (reached[k + 1] == big))
+        row = at[dropped]
+        has_next = ~log.last[row]
+        nxt = np.where(has_next, log.step[np.minimum(row + 1, n - 1)], -1)
+        parts.append(pd.DataFrame({"_g": g[dropped], "position": k + 1, "nxt": nxt}))
+    if not parts:
+        return pd.DataFrame({"_g": [], "position": [], "next_step": [], "customers": []})
+    d = pd.concat(parts, ignore_index=True)
+    vc = d.groupby(["_g", "position", "nxt"], sort=True).size().rename("customers").reset_index()
+    labels = np.append(log.step_labels.astype(object), _END_LABEL)
+    vc["next_step"] = labels[vc["nxt"].to_numpy()]  # -1 -> "(end)"
+    return vc.drop(columns="nxt")
+
+
+def funnel_dropoffs(events: pd.DataFrame, steps, by=None, within: float | None = None, *,
+                    step: str = "stage", case: str = "customer_id",
+                    session_gap_s: float | None = None) -> pd.DataFrame:
+    """Where the journeys that stopped in the funnel went next.
+
+    For each funnel step k (except the last) and journeys that reached step k but not k+1: the step
+    of their event right after the one where they reached step k ("(end)" if there is none).
+    Output: by..., `position`, `step` (funnel step k), `next_step`, `customers`, `share` (of the
+    journeys dropped at that position). Sorted by position then customers descending.
+    """
+    log, steps, reached, _ = _funnel_core(events, steps, by, case, session_gap_s, within, step)
+    d = _dropoff_table(log, steps, reached, by)
+    if len(d) == 0:
+        return pd.DataFrame(columns=_as_list(by) + ["position", step, "next_step", "customers", "share"])
+    d["step"] = np.asarray(steps, dtype=object)[d["position"].to_numpy() - 1]
+    d["share"] = d["customers"] / d.groupby(["_g", "position"])["customers"].transform("sum")
+    d = d.sort_values(["_g", "position", "customers", "next_step"],
+                      ascending=[True, True, False, True], kind="stable")
+    res = _with_groups(log, d["_g"].to_numpy(), d[["position", "step", "next_step", "customers", "share"]])
+    return res.rename(columns={"step": step})
+
+
+def bottlenecks(events: pd.DataFrame, step: str = "stage", by=None, *, case: str = "customer_id",
+                session_gap_s: float | None = None, collapse_repeats: bool = False,
+                top: int | None = None) -> pd.DataFrame:
+    """Steps and transitions ranked by the time they hold customers.
+
+    One row per step (its dwell: time to the next event) and per transition (`from_step` ->
+    `to_step`, directly-follows time): by..., `kind` ("step" | "transition"), `from_step`,
+    `to_step` (empty for steps), `count`, `median_s`, `p90_s`, `mean_s`, `total_s` (count x mean =
+    the total time contributed), `share_total` (of the group's total over all rows of that kind),
+    and `rank_median`, `rank_p90`, `rank_total` (1 = slowest/largest, within group and kind).
+    Sorted by by..., kind, rank_total. `top` keeps the first rows per group and kind.
+    """
+    byl = _as_list(by)
+    st = step_stats(events, step, by, case=case, session_gap_s=session_gap_s,
+                    collapse_repeats=collapse_repeats)
+    st = st[st["dwell_n"] > 0]
+    s = pd.DataFrame({**{c: st[c] for c in byl}, "kind": "step", "from_step": st[step],
+                      "to_step": "", "count": st["dwell_n"], "median_s": st["dwell_median_s"],
+                      "p90_s": st["dwell_p90_s"], "mean_s": st["dwell_mean_s"],
+                      "total_s": st["dwell_mean_s"] * st["dwell_n"]})
+    tr = transitions(events, step, by, case=case, session_gap_s=session_gap_s,
+                     collapse_repeats=collapse_repeats)
+    t = pd.DataFrame({**{c: tr[c] for c in byl}, "kind": "transition",
+                      "from_step": tr["from_step"], "to_step": tr["to_step"], "count": tr["count"],
+                      "median_s": tr["median_s"], "p90_s": tr["p90_s"], "mean_s": tr["mean_s"],
+                      "total_s": tr["sum_s"]})
+    out = pd.concat([s, t], ignore_index=True)
+    keys = byl + ["kind"]
+    grp = out.groupby(keys, sort=False, dropna=False)
+    out["share_total"] = out["total_s"] / grp["total_s"].transform("sum")
+    for col, name in (("median_s", "rank_median"), ("p90_s", "rank_p90"), ("total_s", "rank_total")):
+        out[name] = grp[col].rank(method="min", ascending=False).astype("Int64")
+    out = out.sort_values(keys + ["rank_total", "from_step", "to_step"], kind="stable",
+                          ignore_index=True)
+    if top is not None:
+        out = out.groupby(keys, sort=False, dropna=False).head(top).reset_index(drop=True)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Lifecycle logs
+# --------------------------------------------------------------------------------------------
+def _fifo_match(is_open: np.ndarray, is_close: np.ndarray, grp_start: np.ndarray):
+    """FIFO matching of openers and closers within contiguous groups (rows in time order).
+
+    A closer is matched when an opener of its group is waiting; openers are consumed oldest first,
+    so the m-th matched closer of a group pairs with the m-th opener of that group. Vectorised
+    with the reflection identity: queue_t = X_t - min(0, min_{s<=t} X_s), X = openers - closers.
+    Returns (matched closer mask, opener row index for each row, -1 when unmatched).
+    """
+    n = len(is_open)
+    grp_id = np.cumsum(grp_start) - 1
+    x = is_open.astype(np.int64) - is_close.astype(np.int64)
+    cum = pd.Series(x).groupby(grp_id).cumsum().to_numpy()
+    runmin = pd.Series(cum).groupby(grp_id).cummin().to_numpy()
+    queue = cum - np.minimum(runmin, 0)
+    queue_before = np.where(grp_start, 0, np.concatenate(([0], queue[:-1])))
+    matched = is_close & (queue_before > 0)
+    # m-th matched closer of a group <-> m-th opener of the group
+    m_close = pd.Series(matched.astype(np.int64)).groupby(grp_id).cumsum().to_numpy()
+    m_open = pd.Series(is_open.astype(np.int64)).groupby(grp_id).cumsum().to_numpy()
+    open_rows = np.flatnonzero(is_open)
+    # global rank of (group, m) for openers
+    key_open = grp_id[open_rows] * (n + 1) + m_open[open_rows]
+    partner = np.full(n, -1, dtype=np.int64)
+    mrows = np.flatnonzero(matched)
+    key_close = grp_id[mrows] * (n + 1) + m_close[mrows]
+    loc = np.searchsorted(key_open, key_close)
+    partner[mrows] = open_rows[loc]
+    return matched, partner
+
+
+def pair_lifecycle(events: pd.DataFrame, step: str = "stage", *, lifecycle: str = "lifecycle",
+                   case: str = "customer_id") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pair lifecycle rows (SCHEDULE / START / COMPLETE) into one interval per COMPLETE.
+
+    Within each (journey, step), in the order (timestamp, row_id): START rows are paired with
+    COMPLETE rows first-in-first-out (a COMPLETE takes the oldest unpaired START, if any), and
+    SCHEDULE rows with START rows the same way. Lifecycle values are compared case-insensitively;
+    other values (suspend, resume, ate_abort, ...) are ignored and counted.
+
+    Returns `(intervals, orphans)`:
+
+    * intervals: the COMPLETE rows (all their columns) with
+      `end_timestamp` = the COMPLETE time, `timestamp` = the paired START time (the COMPLETE time
+      when there is none: an atomic event), `schedule_timestamp` (NaT if none) and `paired`
+      (True when a START was found), `row_id` = the START row's row_id (the COMPLETE's when
+      unpaired; the COMPLETE's is kept in `complete_row_id`), rows ordered by that row_id: an
+      interval sits where it starts. Ready for service time (end - start) and waiting time;
+    * orphans: per step, `complete_without_start`, `start_without_complete`,
+      `schedule_without_start`, `other_lifecycle` rows, `intervals`.
+    """
+    _check_columns(events, [case, step, "timestamp", lifecycle])
+    ev = events
+    if "row_id" not in ev.columns:
+        ev = ev.assign(row_id=np.arange(len(ev), dtype=np.int64))
+    ts = _ts_ns(ev["timestamp"], "timestamp")
+    cc, _ = _codes(ev[case], case)
+    sc, step_labels = _codes(ev[step], step)
+    row = ev["row_id"].to_numpy(dtype=np.int64)
+    life = ev[lifecycle].astype(str).str.lower().to_numpy()
+    order = np.lexsort((row, ts, sc, cc))
+    c, s, t, lf = cc[order], sc[order], ts[order], life[order]
+    n = len(order)
+    gstart = np.ones(n, dtype=bool)
+    if n > 1:
+        gstart[1:] = (c[1:] != c[:-1]) | (s[1:] != s[:-1])
+    is_s = lf == "schedule"
+    is_st = lf == "start"
+    is_c = lf == "complete"
+    c_matched, c_partner = _fifo_match(is_st, is_c, gstart)
+    st_matched, st_partner = _fifo_match(is_s, is_st, gstart)
+    comp = np.flatnonzero(is_c)
+    start_t = np.where(c_matched[comp], t[np.maximum(c_partner[comp], 0)], t[comp])
+    sched_row = np.where(c_matched[comp], st_partner[np.maximum(c_partner[comp], 0)], -1)
+    sched_t = np.where(sched_row >= 0, t[np.maximum(sched_row, 0)], np.iinfo(np.int64).min)
+    # each interval sits at its START row (the COMPLETE row when unpaired): row_id and output order
+    start_row = np.where(c_matched[comp], c_partner[comp], comp)
+    start_rowid = row[order[start_row]]
+    orig = order[comp]
+    back = np.lexsort((row[orig], start_rowid))
+    out = ev.iloc[orig[back]].copy()
+    out["end_timestamp"] = ev["timestamp"].iloc[orig[back]].dt.tz_convert("UTC").to_numpy() \
+        if getattr(ev["timestamp"].dtype, "tz", None) is not None else ev["timestamp"].iloc[orig[back]].to_numpy()
+    out["end_timestamp"] = pd.to_datetime(out["end_timestamp"], utc=True)
+    out["timestamp"] = pd.to_datetime(start_t[back], utc=True)
+    out["schedule_timestamp"] = pd.to_datetime(np.where(sched_t == np.iinfo(np.int64).min,
+                                                        np.datetime64("NaT", "ns").view("int64"),
+                                                        sched_t)[back].view("datetime64[ns]"),
+                                               utc=True)
+    out["paired"] = c_matched[comp][back]
+    out["complete_row_id"] = out["row_id"].to_numpy()
+    out["row_id"] = start_rowid[back]
+    out = out.reset_index(drop=True)
+    k = len(step_labels)
+    started_matched = np.zeros(n, dtype=bool)
+    started_matched[c_partner[c_matched]] = True
+    orphans = pd.DataFrame({
+        step: step_labels,
+        "intervals": np.bincount(s[is_c], minlength=k),
+        "complete_without_start": np.bincount(s[is_c & ~c_matched], minlength=k),
+        "start_without_complete": np.bincount(s[is_st & ~started_matched], minlength=k),
+        "schedule_without_start": np.bincount(s[is_s], minlength=k)
+        - np.bincount(s[st_matched], minlength=k),
+        "other_lifecycle": np.bincount(s[~(is_s | is_st | is_c)], minlength=k),
+    })
+    return out, orphans.sort_values(step, ignore_index=True)
