@@ -1,0 +1,657 @@
+"""The human-facing outputs of a run: report.html, the run summary, comparisons and reports/index.html.
+
+This module owns:
+
+* :func:`sanitize_html` / :func:`render_markdown`: every piece of notebook output that goes into a
+  report passes a whitelist sanitiser (tables, text formatting, inline PNGs only; every other tag,
+  attribute, script, style, link or external address is dropped or shown as text) and text nodes are
+  redacted with :func:`journey_analysis.text.redact`. A customer comment ``<script>alert(1)</script>``
+  therefore shows as text and an e-mail address as ``[EMAIL]``.
+* :func:`stage_metrics`: per stage, the figures compared between runs with their standard errors.
+* :func:`compare_stage_metrics`: the change between two runs, flagged where it exceeds its uncertainty.
+* :func:`check_kpis`: the config's listening posts checked against the journey map.
+* :func:`build_run_outputs`: figures, ``journey_map.csv``, ``stage_metrics.json``, ``run.json`` and
+  ``report.html`` of a run folder; :func:`write_index`: ``reports/index.html`` listing every run.
+
+Reports are self-contained (figures as base64 PNG, inline CSS, no JavaScript, no external URLs) and
+open offline. Templates live in ``journey_analysis/templates/``.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+from datetime import datetime, timezone
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+#: z for the comparison threshold: a change is flagged when |change| > Z * its standard error.
+Z = 1.96
+#: Standard error of a median from the interquartile range: se ~= IQR_SE * IQR / sqrt(n)
+#: (the boxplot-notch rule, median +/- 1.57 IQR / sqrt(n) as a 95 % interval, divided by 1.96).
+IQR_SE = 1.57 / 1.96
+OVERALL = "All customers"
+
+# --------------------------------------------------------------------------------------------------
+# safe HTML
+# --------------------------------------------------------------------------------------------------
+_ALLOWED = {"table", "thead", "tbody", "tfoot", "tr", "th", "td", "caption", "colgroup", "col", "div", "span",
+            "p", "br", "hr", "b", "strong", "i", "em", "u", "code", "pre", "ul", "ol", "li", "h1", "h2", "h3",
+            "h4", "h5", "h6", "blockquote", "sub", "sup", "small", "del", "s", "img", "a", "dl", "dt", "dd"}
+_VOID = {"br", "hr", "img", "col"}
+_ATTRS = {"class", "colspan", "rowspan", "align", "title", "alt"}
+_DATA_PNG = re.compile(r"^data:image/(png|jpeg|gif);base64,[A-Za-z0-9+/=\s]+$")
+
+
+def _redact_text(text: str) -> str:
+    if not text or not re.search(r"@|\d|www\.|https?://", text):
+        return text
+    from journey_analysis.text import redact
+
+    return redact(text)
+
+
+class _Sanitizer(HTMLParser):
+    def __init__(self, redact: bool):
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.redact = redact
+        self.open: list[str] = []
+
+    def _attrs(self, tag, attrs) -> str:
+        kept = []
+        for k, v in attrs:
+            k = k.lower()
+            v = "" if v is None else v
+            if tag == "img" and k == "src" and _DATA_PNG.match(v):
+                kept.append(f' src="{html.escape(v, quote=True)}"')
+            elif k in _ATTRS and not re.search(r"(?i)javascript:|https?:|url\(", v):
+                kept.append(f' {k}="{html.escape(v, quote=True)}"')
+        return "".join(kept)
+
+    def handle_starttag(self, tag, attrs):
+        if tag in _ALLOWED and not (tag == "img" and not any(k == "src" and _DATA_PNG.match(v or "") for k, v in attrs)):
+            self.out.append(f"<{tag}{self._attrs(tag, attrs)}>")
+            if tag not in _VOID:
+                self.open.append(tag)
+        else:
+            self.out.append(html.escape(self.get_starttag_text() or f"<{tag}>"))
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+        if tag in _ALLOWED and tag not in _VOID and self.open and self.open[-1] == tag:
+            self.open.pop()
+            self.out.append(f"</{tag}>")
+
+    def handle_endtag(self, tag):
+        if tag in _ALLOWED and tag not in _VOID and tag in self.open:
+            while self.open:
+                t = self.open.pop()
+                self.out.append(f"</{t}>")
+                if t == tag:
+                    break
+        elif tag not in _VOID:
+            self.out.append(html.escape(f"</{tag}>"))
+
+    def handle_data(self, data):
+        self.out.append(html.escape(_redact_text(data) if self.redact else data, quote=False))
+
+    def handle_comment(self, data):
+        pass
+
+    def handle_decl(self, decl):
+        pass
+
+    def handle_pi(self, data):
+        pass
+
+    def unknown_decl(self, data):
+        pass
+
+    def result(self) -> str:
+        self.close()
+        return "".join(self.out) + "".join(f"</{t}>" for t in reversed(self.open))
+
+
+def sanitize_html(fragment: str, redact: bool = True) -> str:
+    """A safe copy of an HTML fragment (for example a pandas table).
+
+    Kept: table and text-formatting tags with the attributes class, colspan, rowspan, align, title,
+    alt; ``<img>`` only with a ``data:image/...;base64`` source; ``<a>`` without its href. Everything
+    else is shown as text (``<script>alert(1)</script>`` becomes visible text), comments are dropped,
+    unclosed tags are closed. With ``redact=True`` text nodes pass through
+    :func:`journey_analysis.text.redact` (e-mails, phones, cards... become tags).
+    """
+    s = _Sanitizer(redact)
+    s.feed(fragment)
+    return s.result()
+
+
+def render_markdown(text: str, redact: bool = True) -> str:
+    """Markdown rendered to HTML (raw HTML in the markdown is escaped), then :func:`sanitize_html`."""
+    import mistune
+
+    md = mistune.create_markdown(escape=True, plugins=["table", "strikethrough"])
+    return sanitize_html(md(text), redact=redact)
+
+
+def _png_tag(b64: str, alt: str = "figure") -> str:
+    b64 = re.sub(r"\s", "", b64)
+    return f'<img class="figure" alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def notebook_html(notebook, skip_tags=None) -> str:
+    """The report body of one executed notebook: markdown cells and outputs, no code.
+
+    Cells tagged with any of ``skip_tags`` (default :data:`journey_analysis.runner.REPORT_SKIP_TAGS`:
+    parameters, solution, exercise, teaching, remove_cell, hide) are left out; so are recorded values,
+    widget views, stderr and errors. Outputs: PNG figures embedded; HTML (tables) and markdown
+    sanitised and redacted; plain text escaped.
+    """
+    from journey_analysis.runner import RECORD_MIME, REPORT_SKIP_TAGS, _notebook
+
+    nb = _notebook(notebook)
+    skip = set(REPORT_SKIP_TAGS if skip_tags is None else skip_tags)
+    parts: list[str] = []
+    for cell in nb.cells:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if tags & skip:
+            continue
+        if cell.get("cell_type") == "markdown":
+            parts.append(f'<div class="md">{render_markdown(cell.get("source", ""), redact=False)}</div>')
+            continue
+        if cell.get("cell_type") != "code":
+            continue
+        for o in cell.get("outputs", []):
+            kind = o.get("output_type")
+            if kind == "stream":
+                if o.get("name") == "stdout" and o.get("text", "").strip():
+                    parts.append(f'<pre class="out">{html.escape(_redact_text(o["text"]))}</pre>')
+                continue
+            if kind not in ("display_data", "execute_result"):
+                continue
+            data = o.get("data", {})
+            if RECORD_MIME in data or "application/vnd.jupyter.widget-view+json" in data:
+                continue
+            if "image/png" in data:
+                name = o.get("metadata", {}).get("journey_figure", "figure")
+                parts.append(f'<div class="fig">{_png_tag(data["image/png"], alt=str(name))}</div>')
+            elif "text/html" in data:
+                src = data["text/html"]
+                src = "".join(src) if isinstance(src, list) else src
+                parts.append(f'<div class="out">{sanitize_html(src)}</div>')
+            elif "text/markdown" in data:
+                src = data["text/markdown"]
+                src = "".join(src) if isinstance(src, list) else src
+                parts.append(f'<div class="out md">{render_markdown(src)}</div>')
+            elif "text/plain" in data:
+                txt = data["text/plain"]
+                txt = "".join(txt) if isinstance(txt, list) else txt
+                parts.append(f'<pre class="out">{html.escape(_redact_text(txt))}</pre>')
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------
+# per-stage figures, comparisons, KPIs
+# --------------------------------------------------------------------------------------------------
+def stage_metrics(events: pd.DataFrame, feedback: pd.DataFrame | None, stages, step: str = "stage",
+                  rating_type: str | None = None) -> pd.DataFrame:
+    """Per stage, the figures a run is compared on, each with its standard error.
+
+    Columns: ``stage``, ``stage_order`` (config order; stages not configured follow), ``customers``
+    (distinct customers with an event at the stage), ``dwell_median_s`` (median over events at the stage
+    of next event's timestamp - this timestamp, same customer, order (customer_id, timestamp, row_id);
+    a customer's last event has none), ``dwell_median_se_s`` (``IQR_SE * IQR / sqrt(n)``), ``dwell_n``,
+    ``dropoff_share`` (share of the stage's customers whose last event is at this stage; for the last
+    stage that is simply the end of the journey), ``dropoff_se`` (sqrt(p(1-p)/n)), ``sentiment_mean``,
+    ``sentiment_se`` (sd / sqrt(n)), ``sentiment_n`` (scored feedback at the stage),
+    ``satisfaction_mean``, ``satisfaction_se``, ``satisfaction_n`` (ratings of ``rating_type``).
+    """
+    stages = list(stages)
+    order_cols = ["customer_id", "timestamp"] + (["row_id"] if "row_id" in events.columns else [])
+    ev = events[order_cols + ([step] if step not in order_cols else [])].sort_values(order_cols, kind="stable")
+    nxt = ev.groupby("customer_id", sort=False)["timestamp"].shift(-1)
+    ev = ev.assign(dwell_s=(nxt - ev["timestamp"]).dt.total_seconds(), is_last=nxt.isna().to_numpy())
+    g = ev.groupby(step, sort=False)
+    out = pd.DataFrame({"customers": g["customer_id"].nunique()})
+    d = g["dwell_s"]
+    out["dwell_median_s"] = d.median()
+    iqr = d.quantile(0.75) - d.quantile(0.25)
+    out["dwell_n"] = d.count()
+    out["dwell_median_se_s"] = IQR_SE * iqr / np.sqrt(out["dwell_n"].where(out["dwell_n"] > 0))
+    last_customers = ev[ev["is_last"]].groupby(step, sort=False)["customer_id"].nunique()
+    p = (last_customers.reindex(out.index).fillna(0) / out["customers"]).astype(float)
+    out["dropoff_share"] = p
+    out["dropoff_se"] = np.sqrt(p * (1 - p) / out["customers"])
+    for col in ("sentiment_mean", "sentiment_se", "sentiment_n", "satisfaction_mean", "satisfaction_se",
+                "satisfaction_n"):
+        out[col] = np.nan
+    if feedback is not None and len(feedback) and "stage" in feedback.columns:
+        fb = feedback[feedback["stage"].notna()]
+        if "sentiment" in fb.columns:
+            s = fb.groupby("stage")["sentiment"].agg(["mean", "std", "count"])
+            out["sentiment_mean"] = s["mean"].reindex(out.index)
+            out["sentiment_se"] = (s["std"] / np.sqrt(s["count"])).reindex(out.index)
+            out["sentiment_n"] = s["count"].reindex(out.index)
+        if rating_type and {"rating", "rating_type"} <= set(fb.columns):
+            r = fb[fb["rating_type"] == rating_type].groupby("stage")["rating"].agg(["mean", "std", "count"])
+            out["satisfaction_mean"] = r["mean"].reindex(out.index)
+            out["satisfaction_se"] = (r["std"] / np.sqrt(r["count"])).reindex(out.index)
+            out["satisfaction_n"] = r["count"].reindex(out.index)
+    out.index.name = "stage"
+    out = out.reset_index()
+    rank = {s: i for i, s in enumerate(stages)}
+    out["stage_order"] = out["stage"].map(rank).fillna(len(stages)).astype(int)
+    out = out.sort_values(["stage_order", "stage"]).reset_index(drop=True)
+    first = ["stage", "stage_order", "customers"]
+    return out[first + [c for c in out.columns if c not in first]]
+
+
+#: Compared metrics: (column, se column, label, higher is better, unit divisor, unit).
+COMPARED = (
+    ("sentiment_mean", "sentiment_se", "sentiment", True, 1.0, ""),
+    ("satisfaction_mean", "satisfaction_se", "satisfaction", True, 1.0, ""),
+    ("dwell_median_s", "dwell_median_se_s", "dwell median", False, 3600.0, " h"),
+    ("dropoff_share", "dropoff_se", "drop-off", False, 0.01, " %"),
+)
+
+
+def compare_stage_metrics(current: pd.DataFrame, previous: pd.DataFrame | None, z: float = Z) -> pd.DataFrame:
+    """Per stage and metric, the change from ``previous`` to ``current`` (both from :func:`stage_metrics`).
+
+    Columns: ``stage``, ``metric``, ``previous``, ``current``, ``change`` (current - previous),
+    ``change_se`` (sqrt(se_prev^2 + se_cur^2)), ``significant`` (|change| > z * change_se, z = 1.96 by
+    default; a change with unknown uncertainty is never significant), ``direction`` ("up", "down",
+    "same"), ``verdict`` ("better", "worse" or "no clear change"), ``unit``, ``scale`` (divide by it to
+    display). Empty when there is no previous run.
+    """
+    cols = ["stage", "metric", "previous", "current", "change", "change_se", "significant", "direction",
+            "verdict", "unit", "scale"]
+    if previous is None or previous.empty or current.empty:
+        return pd.DataFrame(columns=cols)
+    cur = current.set_index("stage")
+    prev = previous.set_index("stage").reindex(cur.index)
+    frames = []
+    for col, se, label, higher_better, scale, unit in COMPARED:
+        if col not in cur.columns or col not in prev.columns:
+            continue
+        c = cur[col].astype(float)
+        p = prev[col].astype(float)
+        change = c - p
+        change_se = np.sqrt(cur[se].astype(float) ** 2 + prev[se].astype(float) ** 2)
+        sig = (change.abs() > z * change_se) & change_se.notna() & change.notna()
+        direction = np.where(change > 0, "up", np.where(change < 0, "down", "same"))
+        good = (change > 0) == higher_better
+        verdict = np.where(sig, np.where(good, "better", "worse"), "no clear change")
+        frames.append(pd.DataFrame({"stage": cur.index, "metric": label, "previous": p.to_numpy(),
+                                    "current": c.to_numpy(), "change": change.to_numpy(),
+                                    "change_se": change_se.to_numpy(), "significant": sig.to_numpy(),
+                                    "direction": direction, "verdict": verdict, "unit": unit, "scale": scale}))
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+    return out[out["previous"].notna() | out["current"].notna()].reset_index(drop=True)
+
+
+def _overall_rows(journey_map: pd.DataFrame | None) -> pd.DataFrame | None:
+    if journey_map is None or journey_map.empty or "stage" not in journey_map.columns:
+        return None
+    jm = journey_map
+    for col in ("segment_name", "segment"):
+        if col in jm.columns and (jm[col].astype(str) == OVERALL).any():
+            return jm[jm[col].astype(str) == OVERALL]
+    if "segment" in jm.columns:
+        return None
+    return jm
+
+
+def check_kpis(kpis, journey_map: pd.DataFrame | None, metrics: pd.DataFrame | None,
+               rating_type: str | None = None) -> pd.DataFrame:
+    """Each configured KPI (listening post) checked against the run.
+
+    The value is the KPI's ``metric`` column at its ``stage`` in the journey map's "All customers" rows;
+    when the map has no such column, the same-named column of :func:`stage_metrics` (``<rating_type>_mean``
+    is read as ``satisfaction_mean``). Columns: ``label``, ``stage``, ``metric``, ``value``, ``min``,
+    ``max``, ``status`` ("ok", "breach" or "unknown" when the value cannot be found or is missing),
+    ``message`` (a sentence for the top of the report).
+    """
+    rows = []
+    overall = _overall_rows(journey_map)
+    m = metrics.set_index("stage") if metrics is not None and not metrics.empty else None
+    for k in kpis or ():
+        k = k if isinstance(k, dict) else k.model_dump()
+        metric, stage = k["metric"], k["stage"]
+        label = k.get("label") or f"{stage} {metric}"
+        value = None
+        if overall is not None and metric in overall.columns:
+            v = overall.loc[overall["stage"].astype(str) == stage, metric]
+            value = v.iloc[0] if len(v) else None
+        if value is None and m is not None:
+            col = metric
+            if metric not in m.columns and rating_type and metric == f"{rating_type}_mean":
+                col = "satisfaction_mean"
+            if col in m.columns and stage in m.index:
+                value = m.at[stage, col]
+        value = None if value is None or pd.isna(value) else float(value)
+        lo, hi = k.get("min"), k.get("max")
+        if value is None:
+            status, msg = "unknown", f"{label}: no value for {metric} at stage {stage} in this run."
+        elif (lo is not None and value < lo) or (hi is not None and value > hi):
+            bound = f"at least {lo:g}" if lo is not None and value < lo else f"at most {hi:g}"
+            status, msg = "breach", f"{label}: {metric} at {stage} is {value:,.3g}, expected {bound}."
+        else:
+            status, msg = "ok", f"{label}: {metric} at {stage} is {value:,.3g} (within threshold)."
+        rows.append({"label": label, "stage": stage, "metric": metric, "value": value, "min": lo, "max": hi,
+                     "status": status, "message": msg})
+    return pd.DataFrame(rows, columns=["label", "stage", "metric", "value", "min", "max", "status", "message"])
+
+
+# --------------------------------------------------------------------------------------------------
+# runs and the index
+# --------------------------------------------------------------------------------------------------
+#: Recorded names shown as headline figures (index and report), in this order, with their labels.
+HEADLINES = (("n_customers", "customers"), ("n_events", "events"), ("n_feedback", "feedback"),
+             ("k", "segments"), ("top_pain_point", "top pain point"), ("top_driver", "top driver"),
+             ("top_recommendation", "first recommendation"))
+
+
+def list_runs(reports_dir) -> list[dict]:
+    """Every complete run under ``reports_dir`` (its ``run.json``), newest first."""
+    runs = []
+    for p in Path(reports_dir).glob("*/run.json"):
+        if p.parent.name.startswith(".") or p.parent.name == "failed":
+            continue
+        try:
+            meta = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        meta["folder"] = p.parent.name
+        runs.append(meta)
+    return sorted(runs, key=lambda r: (r.get("created_at", ""), r.get("run_id", "")), reverse=True)
+
+
+def previous_run(reports_dir, config_name: str, before: str | None = None) -> dict | None:
+    """The latest complete run of the same config (created before ``before``, ISO time), or None."""
+    for r in list_runs(reports_dir):
+        if r.get("config_name") == config_name and (before is None or r.get("created_at", "") < before):
+            return r
+    return None
+
+
+def _env():
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "j2"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = _fmt
+    return env
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.{digits}g}"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _comparison_rows(comp: pd.DataFrame) -> list[dict]:
+    rows = []
+    for r in comp.itertuples(index=False):
+        scale = float(r.scale) if r.scale else 1.0
+        arrow = {"up": "▲", "down": "▼"}.get(r.direction, "●") if r.significant else "≈"
+        rows.append({"stage": r.stage, "metric": r.metric, "previous": _fmt(_scaled(r.previous, scale)),
+                     "current": _fmt(_scaled(r.current, scale)),
+                     "change": ("+" if (r.change or 0) > 0 else "") + _fmt(_scaled(r.change, scale)),
+                     "uncertainty": "±" + _fmt(_scaled(Z * r.change_se, scale)) if pd.notna(r.change_se) else "–",
+                     "unit": r.unit.strip(), "arrow": arrow,
+                     "css": {"better": "better", "worse": "worse"}.get(r.verdict, "same"), "verdict": r.verdict})
+    return rows
+
+
+def _scaled(v, scale):
+    return None if v is None or pd.isna(v) else float(v) / scale
+
+
+def _read_frame(path: Path) -> pd.DataFrame | None:
+    try:
+        return pd.read_parquet(path) if path.exists() else None
+    except Exception:
+        return None
+
+
+def _table_html(frame: pd.DataFrame | None, max_rows: int = 30) -> str:
+    if frame is None or frame.empty:
+        return ""
+    shown = frame.head(max_rows)
+    return sanitize_html(shown.to_html(index=False, border=0, classes="table", na_rep="–",
+                                       float_format=lambda v: f"{v:.3g}"))
+
+
+def build_run_outputs(folder, executed, config, run_id: str, processed, reports_dir, seconds=None) -> dict:
+    """Write a run's human-facing files into ``folder`` (the run being built) and return a summary.
+
+    Writes ``figures/<name>.png`` (every figure the notebooks showed with ``show_figure``),
+    ``journey_map.csv`` (from ``journey_map.parquet``, spreadsheet formulas neutralised),
+    ``stage_metrics.json``, ``kpis.json``, ``run.json`` and ``report.html``. Returns
+    ``{"records", "headline", "kpis", "comparison", "previous"}``.
+    """
+    from journey_analysis.runner import atomic_write_text, read_figures, read_records, save_artifact
+
+    folder, processed = Path(folder), Path(processed)
+    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    records: dict = {}
+    figures: dict[str, bytes] = {}
+    for nb in executed:
+        records.update(read_records(nb))
+        figures.update(read_figures(nb))
+    fig_dir = folder / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    for name, png in figures.items():
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+        (fig_dir / f"{safe}.png").write_bytes(png)
+
+    journey_map = _read_frame(processed / "journey_map.parquet")
+    if journey_map is not None:
+        save_artifact(journey_map, folder / "journey_map.csv")
+    events = _read_frame(processed / "events.parquet")
+    feedback = _read_frame(processed / "feedback.parquet")
+    metrics = (stage_metrics(events, feedback, config.stage_names, step=config.step if config.step in events.columns
+                             else "stage", rating_type=config.satisfaction.rating_type)
+               if events is not None else pd.DataFrame())
+    atomic_write_text(folder / "stage_metrics.json", metrics.to_json(orient="records", indent=2))
+
+    prev = previous_run(reports_dir, config.name, before=created)
+    prev_metrics = None
+    if prev is not None:
+        p = Path(reports_dir) / prev["folder"] / "stage_metrics.json"
+        if p.exists():
+            prev_metrics = pd.read_json(p, orient="records")
+    comparison = compare_stage_metrics(metrics, prev_metrics)
+    kpis = check_kpis(config.kpis, journey_map, metrics, rating_type=config.satisfaction.rating_type)
+    atomic_write_text(folder / "kpis.json", kpis.to_json(orient="records", indent=2))
+
+    headline = {label: records[key] for key, label in HEADLINES if key in records}
+    n_better = int((comparison["verdict"] == "better").sum()) if len(comparison) else 0
+    n_worse = int((comparison["verdict"] == "worse").sum()) if len(comparison) else 0
+    summary = {
+        "run_id": run_id, "config_name": config.name, "config_path": str(config.path), "title": config.title,
+        "journey": config.journey, "objective": config.objective, "created_at": created,
+        "headline": headline, "kpi_breaches": int((kpis["status"] == "breach").sum()),
+        "kpis_checked": int(len(kpis)), "previous_run": prev["run_id"] if prev else None,
+        "changes_better": n_better, "changes_worse": n_worse, "seconds": seconds or {},
+        "figures": sorted(figures),
+    }
+    atomic_write_text(folder / "run.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str))
+
+    chapters = []
+    from journey_analysis.runner import _notebook
+
+    for nb_path in executed:
+        nb = _notebook(nb_path)
+        chapters.append({"id": Path(nb_path).stem, "html": notebook_html(nb)})
+    from markupsafe import Markup
+
+    env = _env()
+    page = env.get_template("report.html.j2").render(
+        summary=summary, config=config, headline=headline,
+        breaches=kpis[kpis["status"] == "breach"].to_dict("records"),
+        unknown_kpis=kpis[kpis["status"] == "unknown"].to_dict("records"),
+        ok_kpis=kpis[kpis["status"] == "ok"].to_dict("records"),
+        previous=prev, comparison=_comparison_rows(comparison[comparison["significant"]]) if len(comparison) else [],
+        comparison_all=_comparison_rows(comparison) if len(comparison) else [],
+        map_png=Markup(_png_tag(base64.b64encode(figures["journey_map"]).decode(), "journey map"))
+        if "journey_map" in figures else None,
+        chapters=[{"id": c["id"], "html": Markup(c["html"])} for c in chapters],
+        quality=Markup(_table_html(_read_frame(processed / "quality.parquet"))),
+    )
+    atomic_write_text(folder / "report.html", page)
+    return {"records": records, "headline": headline, "kpis": kpis, "comparison": comparison, "previous": prev}
+
+
+def write_index(reports_dir) -> Path:
+    """Rewrite ``reports_dir/index.html``: every complete run (newest first) with its headline figures,
+    KPI breaches and changes against the previous run of its config, and the failed runs."""
+    from journey_analysis.runner import atomic_write_text
+
+    reports_dir = Path(reports_dir)
+    runs = list_runs(reports_dir)
+    failed = []
+    for p in (reports_dir / "failed").glob("*/failure.json"):
+        try:
+            meta = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        meta["folder"] = p.parent.name
+        failed.append(meta)
+    failed.sort(key=lambda r: r.get("failed_at", ""), reverse=True)
+    labels = [label for _, label in HEADLINES]
+    page = _env().get_template("index.html.j2").render(
+        runs=runs, failed=failed, labels=labels,
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return atomic_write_text(reports_dir / "index.html", page)
+
+
+# --------------------------------------------------------------------------------------------------
+# sentences and small tables for the notebooks (results in words, built from the numbers)
+# --------------------------------------------------------------------------------------------------
+def objectives_summary(config) -> dict:
+    """What ``objectives.json`` holds: name, journey, title, objective, outcome (+ its good value),
+    step column, satisfaction scale, stages with expectations and deliverables, KPIs, channels."""
+    return {
+        "name": config.name, "journey": config.journey, "title": config.title, "objective": config.objective,
+        "outcome": config.outcome, "outcome_good": config.outcome_good, "step": config.step,
+        "satisfaction": config.satisfaction.model_dump(),
+        "stages": [s.model_dump() for s in config.stages],
+        "kpis": [k.model_dump() for k in config.kpis], "channels": list(config.channels),
+    }
+
+
+def stages_table(config) -> pd.DataFrame:
+    """The configured stages in order: stage, description, customer expectation, expected dwell (h),
+    target satisfaction, deliverables and touchpoints (joined as text)."""
+    f = config.stages_frame()
+    f["deliverables"] = f["deliverables"].map(", ".join)
+    f["touchpoints"] = f["touchpoints"].map(", ".join)
+    cols = ["stage_order", "stage", "description", "expectation", "expected_max_duration_h", "target_satisfaction",
+            "deliverables", "touchpoints"]
+    return f[cols]
+
+
+def kpi_table(config) -> pd.DataFrame:
+    """The configured listening posts: label, stage, metric, min, max (empty frame when none)."""
+    return pd.DataFrame([k.model_dump() for k in config.kpis], columns=["label", "stage", "metric", "min", "max"])
+
+
+def objectives_markdown(config) -> str:
+    """Two or three sentences stating the journey, the objective, the outcome and the stages."""
+    good = {False: "false", True: "true"}.get(config.outcome_good, config.outcome_good)
+    outcome = (f"Success is measured on the customers' **{config.outcome}** column (the good value is "
+               f"`{good}`)." if config.outcome else "No outcome column is configured, so drivers cannot be "
+                                                    "ranked against an outcome.")
+    n_exp = sum(bool(s.expectation) for s in config.stages)
+    n_dur = sum(s.expected_max_duration_h is not None for s in config.stages)
+    return (f"This map follows the **{config.journey}** journey ({config.title or config.name}). "
+            f"Objective: *{config.objective}*. {outcome} The journey is outlined in "
+            f"**{len(config.stages)} stages** ({' → '.join(config.stage_names)}); {n_exp} carry a customer "
+            f"expectation in words and {n_dur} an expected maximum duration, and {len(config.kpis)} "
+            f"listening post{'s' if len(config.kpis) != 1 else ''} (KPIs) will be checked on every run.")
+
+
+def data_markdown(events: pd.DataFrame, customers: pd.DataFrame | None, feedback: pd.DataFrame | None,
+                  quality: pd.DataFrame | None = None) -> str:
+    """Sentences describing the gathered data: events, customers, period, feedback, doubtful rows."""
+    n_cust = events["customer_id"].nunique()
+    per = len(events) / max(n_cust, 1)
+    first, last = events["timestamp"].min(), events["timestamp"].max()
+    parts = [f"We have **{len(events):,} events** from **{n_cust:,} customers** "
+             f"({per:.1f} per customer) between {first:%d %b %Y} and {last:%d %b %Y}."]
+    if customers is not None:
+        parts.append(f"The customer file holds {len(customers):,} customers.")
+    if feedback is not None and len(feedback):
+        has_text = int((feedback["text"].fillna("").str.strip().str.len() > 0).sum())
+        rated = int(feedback["rating"].notna().sum()) if "rating" in feedback.columns else 0
+        parts.append(f"Customers left **{len(feedback):,} pieces of feedback**: {has_text:,} with words and "
+                     f"{rated:,} with a rating.")
+    if quality is not None and len(quality):
+        warn = quality[quality["severity"] == "warning"]
+        if len(warn):
+            top = warn.sort_values("rows", ascending=False).iloc[0]
+            parts.append(f"{int(warn['rows'].sum()):,} rows were doubtful (most often: "
+                         f"{top['check'].replace('_', ' ')}, {int(top['rows']):,} rows); the table below says "
+                         f"what was done with each.")
+        else:
+            parts.append("No doubtful rows were found.")
+    return " ".join(parts)
+
+
+def touchpoints_table(events: pd.DataFrame, stages, column: str = "channel", step: str = "stage") -> pd.DataFrame:
+    """Events per stage (rows, configured order) and ``column`` (channel or touchpoint), with each
+    stage's share of customers (``share_customers`` = distinct customers at the stage / all customers)."""
+    if column not in events.columns:
+        column = step
+    t = pd.crosstab(events[step], events[column].fillna("(missing)"))
+    t = t.reindex([s for s in stages if s in t.index] + [s for s in t.index if s not in stages])
+    t["share_customers"] = (events.groupby(step)["customer_id"].nunique() / events["customer_id"].nunique()).round(3)
+    return t
+
+
+def voice_markdown(feedback: pd.DataFrame | None) -> str:
+    """Sentences on the scored feedback: how many scored, the share negative, the most negative stage."""
+    if feedback is None or not len(feedback) or "sentiment" not in feedback.columns:
+        return "There is no feedback text to score in this data."
+    scored = feedback[feedback["sentiment_status"] == "scored"]
+    not_en = int((feedback["sentiment_status"] == "not_english").sum())
+    if scored.empty:
+        return f"None of the {len(feedback):,} pieces of feedback had English text to score."
+    neg = float((scored["sentiment"] < -0.05).mean())
+    by = scored.groupby("stage")["sentiment"].agg(["mean", "count"])
+    by = by[by["count"] >= 5]
+    worst = (f" The most negative stage is **{by['mean'].idxmin()}** (mean sentiment {by['mean'].min():+.2f} over "
+             f"{int(by.loc[by['mean'].idxmin(), 'count']):,} comments)." if len(by) else "")
+    return (f"{len(scored):,} of {len(feedback):,} pieces of feedback were scored "
+            f"({not_en:,} not in English were left unscored); {neg:.0%} read negative (score below -0.05)."
+            + worst)
+
+
+def sentiment_by_stage(feedback: pd.DataFrame, stages) -> pd.DataFrame:
+    """Per stage (configured order): ``comments`` (scored texts), ``sentiment_mean``, ``share_negative``
+    (score < -0.05) and ``rating_mean`` (all ratings of the declared scale as loaded)."""
+    scored = feedback[feedback["sentiment_status"] == "scored"]
+    out = scored.groupby("stage").agg(comments=("sentiment", "size"), sentiment_mean=("sentiment", "mean"),
+                                      share_negative=("sentiment", lambda s: float((s < -0.05).mean())))
+    if "rating" in feedback.columns:
+        out["rating_mean"] = feedback.groupby("stage")["rating"].mean()
+    order = [s for s in stages if s in out.index] + [s for s in out.index if s not in stages]
+    return out.reindex(order).round(3)

@@ -1,0 +1,483 @@
+"""Running the five notebooks as one pipeline, and the small helpers the notebooks use to talk to it.
+
+This module owns:
+
+* :func:`run_pipeline`: executes ``01_define_objectives`` .. ``05_analyze`` in order with papermill
+  (explicit kernel name), builds the run aside in ``reports/.tmp-<run-id>/`` and moves it to
+  ``reports/<run-id>/`` only when every notebook and the report are complete; a failed run goes to
+  ``reports/failed/<run-id>/`` (the failed notebook keeps papermill's error banner) and raises one
+  :class:`~journey_analysis.errors.JourneyError` whose message is one line.
+* :func:`record` / :func:`read_records`: the notebooks' recorder (headline values displayed under the
+  mimetype :data:`RECORD_MIME`, read back from an executed notebook by the runner and the tests).
+* :func:`show_figure` / :func:`read_figures`: figures displayed as named PNGs, so the runner can write
+  ``figures/<name>.png`` and embed them in the report.
+* :func:`save_artifact` / :func:`load_artifact` / :func:`run_folder`: atomic writes of the pipeline
+  artifacts (temporary file in the same folder, then ``os.replace``).
+* :func:`write_student_notebooks`: copies of the notebooks without the cells tagged ``solution``.
+
+papermill, nbformat, matplotlib and IPython are imported inside the functions that use them.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from journey_analysis.errors import JourneyError
+
+#: The notebooks of a run, in order (file stems in ``notebooks/``).
+NOTEBOOKS: tuple[str, ...] = ("01_define_objectives", "02_gather", "03_segment", "04_map", "05_analyze")
+#: Mimetype of a recorded headline value: ``{"name": ..., "value": ...}``.
+RECORD_MIME = "application/vnd.journey.record+json"
+#: Output-metadata key naming a figure displayed with :func:`show_figure`.
+FIGURE_KEY = "journey_figure"
+#: Preferred Jupyter kernel (``make install`` registers it); ``python3`` is the fallback.
+KERNEL_NAME = "journey-analysis"
+#: Cell tags: removed from student copies / left out of report.html.
+SOLUTION_TAG = "solution"
+REPORT_SKIP_TAGS = frozenset({"remove_cell", "hide", "solution", "exercise", "teaching", "parameters",
+                              "injected-parameters"})
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
+
+log = logging.getLogger("journey_analysis.runner")
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers used inside notebooks
+# --------------------------------------------------------------------------------------------------
+def _jsonable(value):
+    """``value`` turned into plain JSON types (numpy scalars, arrays, Series, timestamps, paths)."""
+    def default(o):
+        if hasattr(o, "tolist"):          # numpy scalars and arrays, pandas Series / Index
+            return o.tolist()
+        if hasattr(o, "isoformat"):       # datetime, pandas Timestamp
+            return o.isoformat()
+        if isinstance(o, (set, frozenset, tuple)):
+            return list(o)
+        return str(o)
+
+    return json.loads(json.dumps(value, default=default, allow_nan=True).replace("NaN", "null"))
+
+
+def record(name: str, value) -> None:
+    """Display a headline value so it can be read back from the executed notebook.
+
+    The output is a display of mimetype :data:`RECORD_MIME` holding ``{"name": name, "value": value}``
+    (value converted to JSON types; NaN becomes null) with a ``text/plain`` twin ``name = value``.
+    Use it in the last cell of a notebook (tagged ``remove_cell`` so the report hides it).
+    """
+    from IPython.display import display
+
+    value = _jsonable(value)
+    display({RECORD_MIME: {"name": str(name), "value": value}, "text/plain": f"{name} = {value!r}"}, raw=True)
+
+
+def _notebook(nb):
+    import nbformat
+
+    if isinstance(nb, (str, Path)):
+        return nbformat.read(str(nb), as_version=4)
+    return nb
+
+
+def read_records(notebook) -> dict:
+    """The values recorded with :func:`record` in an executed notebook (path or NotebookNode):
+    ``{name: value}``; a name recorded twice keeps the last value."""
+    nb = _notebook(notebook)
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            data = o.get("data", {})
+            if RECORD_MIME in data:
+                rec = data[RECORD_MIME]
+                if isinstance(rec, str):
+                    rec = json.loads(rec)
+                out[rec["name"]] = rec["value"]
+    return out
+
+
+def show_figure(fig, name: str, dpi: int = 110) -> None:
+    """Display a matplotlib figure as a PNG named ``name`` and close it.
+
+    The runner writes every named figure of a run to ``figures/<name>.png`` and embeds it in
+    report.html. ``name`` should be a short slug (letters, digits, ``_`` or ``-``).
+    """
+    import io
+
+    from IPython.display import display
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    png = base64.b64encode(buf.getvalue()).decode("ascii")
+    display({"image/png": png, "text/plain": f"<figure {name}>"}, raw=True, metadata={FIGURE_KEY: str(name)})
+
+
+def read_figures(notebook) -> dict[str, bytes]:
+    """Named figures (see :func:`show_figure`) of an executed notebook: ``{name: png bytes}``."""
+    nb = _notebook(notebook)
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            name = o.get("metadata", {}).get(FIGURE_KEY)
+            if name and "image/png" in o.get("data", {}):
+                out[str(name)] = base64.b64decode(o["data"]["image/png"])
+    return out
+
+
+def resolve_path(path) -> Path:
+    """A notebook parameter path made absolute.
+
+    Absolute paths are kept; a relative path is read from the current folder when it exists there,
+    else from ``notebooks/`` (so the defaults ``"../configs/demo.yaml"`` work whether a notebook is
+    run from ``notebooks/``, from the repository root, or by papermill/nbval).
+    """
+    from journey_analysis.config import NOTEBOOKS_DIR
+
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return p
+    here = Path.cwd() / p
+    return here.resolve() if here.exists() else (NOTEBOOKS_DIR / p).resolve()
+
+
+def run_folder(processed_dir, run_id: str) -> Path:
+    """The artifacts folder of a run, ``<processed_dir>/<run_id>/`` (created when missing; a relative
+    ``processed_dir`` is resolved with :func:`resolve_path`)."""
+    folder = resolve_path(processed_dir) / str(run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically: temporary file in the same folder, then os.replace."""
+    return _atomic_write_bytes(Path(path), text.encode("utf-8"))
+
+
+def save_artifact(obj, path) -> Path:
+    """Write one pipeline artifact atomically and return its path.
+
+    By suffix: ``.parquet`` (a DataFrame, index kept only when it is named), ``.json`` (JSON types;
+    numpy and timestamps converted), ``.csv`` (a DataFrame, spreadsheet formulas neutralised, no index),
+    ``.joblib`` (any picklable object), anything else (str written as text). The file appears complete
+    or not at all: it is written to ``.<name>.tmp-<pid>`` next to it, then moved with ``os.replace``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = obj
+            keep_index = any(n is not None for n in frame.index.names)
+            frame.to_parquet(tmp, index=keep_index)
+        elif suffix == ".json":
+            tmp.write_text(json.dumps(_jsonable(obj), indent=2, ensure_ascii=False), encoding="utf-8")
+        elif suffix == ".csv":
+            from journey_analysis.schema import neutralise_formulas
+
+            neutralise_formulas(obj).to_csv(tmp, index=False)
+        elif suffix == ".joblib":
+            import joblib
+
+            joblib.dump(obj, tmp)
+        else:
+            tmp.write_bytes(obj if isinstance(obj, bytes) else str(obj).encode("utf-8"))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_artifact(path):
+    """Read an artifact written by :func:`save_artifact` (Parquet, JSON, CSV, joblib; else text).
+
+    A missing file raises :class:`JourneyError` saying which notebook to run first.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise JourneyError("An artifact of an earlier stage is missing.", file=path,
+                           fix="Run the earlier notebooks first (or `journey run`), with the same run_id "
+                               "and processed_dir parameters.")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pandas as pd
+
+        return pd.read_parquet(path)
+    if suffix == ".json":
+        return json.loads(path.read_text(encoding="utf-8"))
+    if suffix == ".csv":
+        import pandas as pd
+
+        return pd.read_csv(path, keep_default_na=False)
+    if suffix == ".joblib":
+        import joblib
+
+        return joblib.load(path)
+    return path.read_text(encoding="utf-8")
+
+
+def subsample_customers(events, customers=None, feedback=None, n_customers: int | None = None,
+                        random_state: int = 0):
+    """A seeded sample of ``n_customers`` customers (all when None or when there are fewer).
+
+    Customers are drawn without replacement from the sorted distinct ``customer_id`` of ``events``
+    with ``numpy.random.default_rng(random_state)``; returns ``(events, customers, feedback)`` keeping
+    only their rows (feedback without a customer id is kept). Used for quick runs
+    (``--param n_customers=500``).
+    """
+    import numpy as np
+
+    ids = np.sort(events["customer_id"].astype(str).unique())
+    if n_customers is None or n_customers >= len(ids):
+        return events, customers, feedback
+    keep = set(np.random.default_rng(random_state).choice(ids, size=int(n_customers), replace=False))
+    events = events[events["customer_id"].isin(keep)].reset_index(drop=True)
+    if customers is not None:
+        customers = customers[customers["customer_id"].isin(keep)].reset_index(drop=True)
+    if feedback is not None:
+        feedback = feedback[feedback["customer_id"].isin(keep) | feedback["customer_id"].isna()].reset_index(drop=True)
+    return events, customers, feedback
+
+
+# --------------------------------------------------------------------------------------------------
+# kernels, run ids
+# --------------------------------------------------------------------------------------------------
+def kernel_name() -> str:
+    """``"journey-analysis"`` when that kernel is registered (``make install``), else ``"python3"``.
+
+    Raises :class:`JourneyError` when neither is available.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager().find_kernel_specs()
+    for name in (KERNEL_NAME, "python3"):
+        if name in specs:
+            return name
+    raise JourneyError("No Jupyter kernel to run the notebooks with (neither 'journey-analysis' nor 'python3').",
+                       fix="Run `make install` (it registers the 'journey-analysis' kernel).")
+
+
+def new_run_id(config_name: str, now: datetime | None = None) -> str:
+    """Default run id: ``<config name>-<UTC time YYYYmmddTHHMMSSZ>``."""
+    now = now or datetime.now(timezone.utc)
+    return f"{config_name}-{now:%Y%m%dT%H%M%SZ}"
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_pipeline` produced."""
+
+    run_id: str
+    folder: Path                   # reports/<run-id>/
+    report: Path                   # reports/<run-id>/report.html
+    processed: Path                # data/processed/<run-id>/
+    index: Path                    # reports/index.html
+    records: dict = field(default_factory=dict)      # every recorded value, by name
+    seconds: dict = field(default_factory=dict)      # wall time per notebook, and "total"
+
+
+def _one_line(text: str, limit: int = 400) -> str:
+    s = " | ".join(line.strip() for line in str(text).splitlines() if line.strip())
+    s = re.sub(r"\x1b\[[0-9;]*m", "", s)   # ANSI colours of tracebacks
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def _file_logger(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                           "%Y-%m-%dT%H:%M:%S%z"))
+    handler.setLevel(logging.INFO)
+    for name in ("journey_analysis", "papermill"):
+        lg = logging.getLogger(name)
+        lg.addHandler(handler)
+        if lg.level == logging.NOTSET or lg.level > logging.INFO:
+            lg.setLevel(logging.INFO)
+    return handler
+
+
+def _drop_logger(handler: logging.Handler) -> None:
+    for name in ("journey_analysis", "papermill"):
+        logging.getLogger(name).removeHandler(handler)
+    handler.close()
+
+
+def _fail(tmp: Path, reports_dir: Path, run_id: str, message: str, notebook: Path | None) -> JourneyError:
+    """Move the half-built run to reports/failed/<run-id>/ and return the one-line error to raise."""
+    failed_root = reports_dir / "failed"
+    failed_root.mkdir(parents=True, exist_ok=True)
+    dest = failed_root / run_id
+    if dest.exists():
+        shutil.rmtree(dest)
+    log.error(message)
+    atomic_write_text(tmp / "failure.json", json.dumps({
+        "run_id": run_id, "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "message": message, "notebook": notebook.name if notebook else None}, indent=2))
+    os.replace(tmp, dest)
+    where = f"; see {dest / notebook.name}" if notebook else f"; see {dest / 'run.log'}"
+    return JourneyError(f"Run {run_id} failed: {message}{where}")
+
+
+def run_pipeline(config_path, run_id: str | None = None, reports_dir=None, processed_dir=None,
+                 extra_parameters: dict | None = None, progress: bool = True) -> RunResult:
+    """Run the five notebooks on a config and write ``reports/<run-id>/`` and ``data/processed/<run-id>/``.
+
+    Parameters injected into every notebook: ``config_path`` (absolute), ``run_id``, ``processed_dir``
+    (absolute), ``interactive=False`` and ``extra_parameters`` (for example ``{"n_customers": 500}``).
+    Notebooks run with the kernel from :func:`kernel_name`, working directory ``notebooks/``, a
+    papermill progress bar each unless ``progress=False``; ``run.log`` records parameters, timings and
+    errors.
+
+    When every notebook has run, the runner writes (still in ``reports/.tmp-<run-id>/``) the executed
+    notebooks, ``figures/<name>.png``, ``journey_map.csv``, ``stage_metrics.json`` (per-stage figures with
+    their uncertainty, for comparisons), ``run.json`` (headline figures) and ``report.html``; then moves
+    the folder to ``reports/<run-id>/`` and rewrites ``reports/index.html``.
+
+    On failure (a cell raised, the kernel died, the report could not be written) the half-built run is
+    moved to ``reports/failed/<run-id>/`` (failed notebook with papermill's error banner, ``run.log``,
+    ``failure.json``), earlier reports are left as they were, and a :class:`JourneyError` is raised whose
+    message is one line: the notebook, the cell's error and where to look.
+    """
+    from journey_analysis import config as cfg
+    from journey_analysis import report as rep
+
+    started = time.perf_counter()
+    config_path = Path(config_path).resolve()
+    config = cfg.load_config(config_path)          # bad config -> JourneyError before anything is written
+    reports_dir = Path(reports_dir or cfg.REPORTS_DIR).resolve()
+    processed_dir = Path(processed_dir or cfg.PROCESSED_DIR).resolve()
+    run_id = run_id or new_run_id(config.name)
+    if not _RUN_ID.match(run_id) or run_id in ("failed", "index.html"):
+        raise JourneyError(f"Run id {run_id!r} is not usable as a folder name.",
+                           expected="letters, digits, '_', '-' or '.', starting with a letter or digit",
+                           fix="Choose another --run-id (or leave it out for <config>-<UTC time>).")
+    final = reports_dir / run_id
+    if final.exists():
+        raise JourneyError(f"A report for run id {run_id!r} already exists.", file=final,
+                           fix="Choose another --run-id, or delete that folder to replace it.")
+    kernel = kernel_name()
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    tmp = reports_dir / f".tmp-{run_id}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    processed = run_folder(processed_dir, run_id)
+    handler = _file_logger(tmp / "run.log")
+    parameters = {"config_path": str(config_path), "run_id": run_id, "processed_dir": str(processed_dir),
+                  "interactive": False, **(extra_parameters or {})}
+    seconds: dict[str, float] = {}
+    try:
+        log.info("run %s: config %s, kernel %s, parameters %s", run_id, config_path, kernel,
+                 json.dumps(_jsonable(parameters)))
+        executed: list[Path] = []
+        for i, stem in enumerate(NOTEBOOKS, 1):
+            src = cfg.NOTEBOOKS_DIR / f"{stem}.ipynb"
+            out = tmp / f"{stem}.ipynb"
+            if progress:
+                print(f"[{i}/{len(NOTEBOOKS)}] {stem}", file=sys.stderr, flush=True)
+            log.info("notebook %s: start", stem)
+            t0 = time.perf_counter()
+            try:
+                pm.execute_notebook(str(src), str(out), parameters=parameters, kernel_name=kernel,
+                                    progress_bar=progress, log_output=False, cwd=str(cfg.NOTEBOOKS_DIR))
+            except PapermillExecutionError as exc:
+                msg = f"{stem} cell {exc.exec_count}: {exc.ename}: {_one_line(exc.evalue)}"
+                raise _fail(tmp, reports_dir, run_id, msg, out) from None
+            except Exception as exc:  # kernel died, notebook missing, papermill problem
+                msg = f"{stem}: {type(exc).__name__}: {_one_line(exc)}"
+                raise _fail(tmp, reports_dir, run_id, msg, out if out.exists() else None) from None
+            seconds[stem] = round(time.perf_counter() - t0, 2)
+            log.info("notebook %s: done in %.1f s", stem, seconds[stem])
+            executed.append(out)
+        try:
+            built = rep.build_run_outputs(tmp, executed, config, run_id, processed, reports_dir,
+                                          seconds=seconds)
+        except Exception as exc:
+            msg = f"report: {type(exc).__name__}: {_one_line(exc)}"
+            raise _fail(tmp, reports_dir, run_id, msg, None) from None
+        seconds["total"] = round(time.perf_counter() - started, 2)
+        log.info("run %s complete in %.1f s", run_id, seconds["total"])
+    finally:
+        _drop_logger(handler)
+    os.replace(tmp, final)
+    index = rep.write_index(reports_dir)
+    return RunResult(run_id=run_id, folder=final, report=final / "report.html", processed=processed,
+                     index=index, records=built.get("records", {}), seconds=seconds)
+
+
+# --------------------------------------------------------------------------------------------------
+# student copies
+# --------------------------------------------------------------------------------------------------
+def strip_solutions(nb):
+    """A copy of a notebook without the cells tagged ``solution`` and without outputs."""
+    import copy
+
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if SOLUTION_TAG not in c.get("metadata", {}).get("tags", [])]
+    for c in nb.cells:
+        if c.get("cell_type") == "code":
+            c["outputs"] = []
+            c["execution_count"] = None
+    return nb
+
+
+def write_student_notebooks(out_dir, notebooks_dir=None) -> list[Path]:
+    """Write copies of the five notebooks without solution cells to ``out_dir``; return their paths.
+
+    The copies read the same default parameters, but their relative paths are rewritten for the new
+    folder only when ``out_dir`` is a sub-folder of ``notebooks/`` (``make student`` writes
+    ``notebooks/student/``): parameter literals starting with ``"../`` get one more ``../``.
+    """
+    import nbformat
+
+    from journey_analysis import config as cfg
+
+    src_dir = Path(notebooks_dir or cfg.NOTEBOOKS_DIR).resolve()
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        depth = len(out_dir.relative_to(src_dir).parts)
+    except ValueError:
+        depth = None
+    paths = []
+    for stem in NOTEBOOKS:
+        nb = strip_solutions(nbformat.read(str(src_dir / f"{stem}.ipynb"), as_version=4))
+        for c in nb.cells:
+            tags = c.get("metadata", {}).get("tags", [])
+            if "parameters" in tags and depth:
+                c["source"] = re.sub(r'(["\'])\.\./', lambda m: m.group(1) + "../" * (depth + 1), c["source"])
+            elif "parameters" in tags and depth is None:
+                c["source"] = re.sub(r'(["\'])(\.\./[^"\']*)(["\'])',
+                                     lambda m: m.group(1) + str((src_dir / m.group(2)).resolve()) + m.group(3),
+                                     c["source"])
+        path = out_dir / f"{stem}.ipynb"
+        atomic_write_text(path, nbformat.writes(nb))
+        paths.append(path)
+    return paths
