@@ -1,0 +1,389 @@
+"""Analysis of the journey map: pain points, moments of truth, expectation gaps, recommendations.
+
+Owns :func:`pain_points` (stages ranked by a transparent weighted score), :func:`moments_of_truth`
+(driver analysis of the configured outcome: standardised logistic regression with bootstrap intervals),
+:func:`expectation_gaps` (expected versus actual duration and satisfaction), :func:`recommendations`
+(impact x reach x confidence, tied to the config's objective), :func:`compare_segments` (segments side
+by side, differences marked when larger than their uncertainty) and :func:`test_experience`
+(mystery-shopper / test-call observations against the map). Every output row carries its evidence in
+numbers and a sentence in words. scikit-learn and scipy are imported inside the functions.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from journey_analysis.errors import JourneyError
+from journey_analysis.journey_map import ALL, MIN_N, NEGATIVE_BELOW, _ordered_events, _with_dwell
+
+#: Weights of the pain-point score (they sum to 1; every component is scaled to 0-1 first).
+PAIN_WEIGHTS: dict[str, float] = {
+    "negative_sentiment": 0.25,   # share of scored feedback with sentiment < -0.05
+    "below_target": 0.25,         # (target - mean rating) / (scale max - scale min), floored at 0
+    "over_time": 0.20,            # median dwell / expected max duration - 1, clipped to [0, 1]
+    "drop_off": 0.10,             # share of customers reaching the stage who go no further
+    "rework": 0.10,               # share of customers at the stage two or more times
+    "volume": 0.10,               # share of customers reaching the stage
+}
+
+
+def _fmt_h(hours: float) -> str:
+    if not np.isfinite(hours):
+        return "n/a"
+    if hours >= 48:
+        return f"{hours / 24:.1f} days"
+    if hours >= 1:
+        return f"{hours:.1f} h"
+    return f"{hours * 60:.0f} min"
+
+
+def _title(stage: str) -> str:
+    return str(stage)[:1].upper() + str(stage)[1:]
+
+
+def _segment(journey_map: pd.DataFrame, segment: str) -> pd.DataFrame:
+    if "segment" not in journey_map.columns:
+        raise JourneyError("This is not a journey map (no 'segment' column).", column="segment",
+                           fix="Build it with journey_analysis.journey_map.build_map.")
+    m = journey_map[journey_map["segment"] == segment]
+    if m.empty:
+        raise JourneyError(f"The journey map has no segment {segment!r}.", column="segment",
+                           expected=", ".join(map(str, journey_map["segment"].unique())))
+    return m.sort_values("stage_order").reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# pain points
+# ------------------------------------------------------------------------------------------------
+def pain_points(journey_map: pd.DataFrame, config, segment: str = ALL, weights: dict | None = None) -> pd.DataFrame:
+    """Rank the stages of one segment's map by a transparent pain score.
+
+    Components, each scaled to 0-1 (missing evidence counts 0 and is named in ``not_measured``):
+    ``negative_sentiment`` = sentiment_share_negative; ``below_target`` = max(0, target - satisfaction_mean)
+    / (scale max - scale min), with the journey's mean satisfaction as target when the config has none;
+    ``over_time`` = clip(dwell_median / expected_max_duration - 1, 0, 1) (twice the expectation scores 1);
+    ``drop_off``; ``rework`` = rework_share; ``volume`` = share_customers.
+    ``pain_score`` = sum(weight x component) with :data:`PAIN_WEIGHTS` (or ``weights``); ``contrib_<c>``
+    holds each term. Stages no customer reached are left out. Output sorted by score: segment, stage, rank,
+    pain_score, components, contributions, reasons (words and numbers, largest first), evidence_n,
+    low_confidence, not_measured.
+    """
+    w = {**PAIN_WEIGHTS, **(weights or {})}
+    m = _segment(journey_map, segment)
+    m = m[m["customers"] > 0].copy()
+    lo, hi = config.satisfaction.min, config.satisfaction.max
+    target = m["target_satisfaction"].fillna(m["satisfaction_mean"].mean())
+    comp = pd.DataFrame(index=m.index)
+    comp["negative_sentiment"] = m["sentiment_share_negative"]
+    comp["below_target"] = ((target - m["satisfaction_mean"]) / (hi - lo)).clip(lower=0)
+    comp["over_time"] = (m["duration_ratio"] - 1).clip(0, 1)
+    comp["drop_off"] = m["drop_off"]
+    comp["rework"] = m["rework_share"]
+    comp["volume"] = m["share_customers"]
+    not_measured = comp.isna().apply(lambda r: ", ".join(c for c in comp.columns if r[c]), axis=1)
+    comp = comp.fillna(0.0)
+    contrib = comp.mul(pd.Series(w)).add_prefix("contrib_")
+    out = pd.DataFrame({"segment": segment, "stage": m["stage"]})
+    out["pain_score"] = contrib.sum(axis=1)
+    out = pd.concat([out, comp, contrib], axis=1)
+    scale = config.satisfaction.rating_type
+    reasons = []
+    for i, r in m.iterrows():  # one row per stage (a handful), building sentences
+        parts = []
+        c = contrib.loc[i]
+        texts = {
+            "contrib_negative_sentiment": f"{r['sentiment_share_negative']:.0%} of comments negative (n={int(r['sentiment_n'])})"
+            if r["sentiment_n"] > 0 else None,
+            "contrib_below_target": f"{scale} {r['satisfaction_mean']:.2f} against target {target[i]:.1f}"
+            f"{'' if pd.notna(r['target_satisfaction']) else ' (journey mean)'} (n={int(r['satisfaction_n'])})"
+            if r["satisfaction_n"] > 0 else None,
+            "contrib_over_time": f"median time here {_fmt_h(r['dwell_median_h'])} against {_fmt_h(r['expected_max_duration_h'])} "
+            f"expected ({r['dwell_share_over_expected']:.0%} over)" if pd.notna(r["duration_ratio"]) else None,
+            "contrib_drop_off": f"{r['drop_off']:.0%} go no further" if pd.notna(r["drop_off"]) else None,
+            "contrib_rework": f"{r['rework_share']:.0%} came back two or more times" if pd.notna(r["rework_share"]) else None,
+            "contrib_volume": f"reached by {r['share_customers']:.0%} of customers ({int(r['customers'])})",
+        }
+        for k in c.sort_values(ascending=False).index:
+            if c[k] > 0.005 and texts.get(k):
+                parts.append(texts[k])
+        reasons.append("; ".join(parts))
+    out["reasons"] = reasons
+    out["evidence_n"] = m["feedback_n"].astype(int)
+    out["customers"] = m["customers"].astype(int)
+    out["low_confidence"] = m["low_confidence"]
+    out["not_measured"] = not_measured
+    out = out.sort_values(["pain_score", "stage"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    out.insert(2, "rank", np.arange(1, len(out) + 1))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# moments of truth
+# ------------------------------------------------------------------------------------------------
+def outcome_is_bad(values: pd.Series, good) -> pd.Series:
+    """1.0 where the outcome is not the good value, 0.0 where it is, NaN where the outcome is missing."""
+    v = values
+    out = pd.Series(np.nan, index=v.index)
+    ok = v.notna()
+    if isinstance(good, bool) or pd.api.types.is_bool_dtype(v) or pd.api.types.is_numeric_dtype(v):
+        try:
+            num = pd.to_numeric(v[ok].astype(object).map(
+                lambda x: {"true": 1.0, "false": 0.0}.get(str(x).strip().lower(), x)), errors="raise").astype(float)
+            out[ok] = (num != float(good)).astype(float)
+            return out
+        except (ValueError, TypeError):
+            pass
+    out[ok] = (v[ok].astype(str).str.strip().str.lower() != str(good).strip().lower()).astype(float)
+    return out
+
+
+def _logit_ridge(Z: np.ndarray, y: np.ndarray, C: float = 1.0, tol: float = 1e-8, max_iter: int = 50) -> np.ndarray:
+    """L2-penalised logistic regression by Newton-Raphson; returns the coefficients (intercept not returned).
+
+    Minimises sum(log-loss) + ||w||^2 / (2 C) with an unpenalised intercept: the same objective as
+    scikit-learn's ``LogisticRegression(C=C)``, solved in numpy (a few Newton steps, milliseconds).
+    """
+    n, k = Z.shape
+    A = np.hstack([np.ones((n, 1)), Z])
+    w = np.zeros(k + 1)
+    pen = np.full(k + 1, 1.0 / C)
+    pen[0] = 0.0
+    for _ in range(max_iter):
+        eta = np.clip(A @ w, -30, 30)
+        p = 1.0 / (1.0 + np.exp(-eta))
+        grad = A.T @ (p - y) + pen * w
+        H = (A * (p * (1 - p))[:, None]).T @ A + np.diag(pen + 1e-9)
+        step = np.linalg.solve(H, grad)
+        w -= step
+        if np.max(np.abs(step)) < tol:
+            break
+    return w[1:]
+
+
+def customer_stage_features(events: pd.DataFrame, feedback: pd.DataFrame | None, config,
+                            step: str = "stage", outcome_stages=()) -> pd.DataFrame:
+    """Per customer (rows) and stage: ``<stage>|sentiment``, ``<stage>|rating``, ``<stage>|dwell_log_h``, ``<stage>|reached``.
+
+    sentiment / rating = mean over the customer's feedback at the stage (rating only on the declared
+    scale); dwell_log_h = log1p(median dwell hours of the customer's events at the stage), leaving out
+    dwell times whose next step is one of ``outcome_stages`` (the time until the outcome decision is
+    calendar, not experience); reached = 1 if the customer has an event there. NaN where the customer
+    has no such evidence (see :func:`moments_of_truth` for the rule).
+    """
+    ev = _with_dwell(_ordered_events(events, step), None)
+    nxt = ev.groupby("customer_id", sort=False)[step].shift(-1)
+    ev.loc[nxt.isin(list(outcome_stages)).to_numpy(), "dwell_s"] = np.nan
+    g = ev.groupby(["customer_id", step], sort=False)
+    beh = pd.DataFrame({"reached": 1.0, "dwell_log_h": np.log1p(g["dwell_s"].median() / 3600.0)})
+    wide = [beh.unstack(step)]
+    if feedback is not None and len(feedback) and "customer_id" in feedback.columns and step in feedback.columns:
+        fb = feedback[feedback["customer_id"].notna() & feedback[step].notna()].copy()
+        fb["customer_id"] = fb["customer_id"].astype(str)
+        cols = {}
+        if "sentiment" in fb.columns:
+            cols["sentiment"] = pd.to_numeric(fb["sentiment"], errors="coerce")
+        if "rating" in fb.columns:
+            rt = fb["rating_type"].astype(str).str.lower() if "rating_type" in fb.columns else config.satisfaction.rating_type
+            cols["rating"] = pd.to_numeric(fb["rating"], errors="coerce").where(rt == config.satisfaction.rating_type.lower())
+        if cols:
+            v = pd.DataFrame(cols).assign(customer_id=fb["customer_id"], **{step: fb[step]})
+            wide.append(v.groupby(["customer_id", step], sort=False).mean().unstack(step))
+    X = pd.concat(wide, axis=1)
+    X.columns = [f"{s}|{k}" for k, s in X.columns]
+    X["__any"] = 1
+    X = X.drop(columns="__any")
+    X.index = X.index.astype(str)
+    return X
+
+
+def _issue_flags(X: pd.DataFrame, config, stage: str, measure: str) -> tuple[pd.Series | None, str]:
+    col = f"{stage}|{measure}"
+    if col not in X.columns:
+        return None, ""
+    x = X[col]
+    if measure == "sentiment":
+        return (x < NEGATIVE_BELOW).where(x.notna()), "had a negative experience (sentiment < -0.05)"
+    if measure == "rating":
+        try:
+            target = config.stage(stage).target_satisfaction
+        except KeyError:
+            target = None
+        t = target if target is not None else (config.satisfaction.min + config.satisfaction.max) / 2
+        return (x < t).where(x.notna()), f"rated it below {t:g}"
+    if measure == "dwell_log_h":
+        try:
+            exp_h = config.stage(stage).expected_max_duration_h
+        except KeyError:
+            exp_h = None
+        hours = np.expm1(x)
+        if exp_h is None:
+            exp_h = float(hours.quantile(0.75))
+            return (hours > exp_h).where(x.notna()), f"spent over {_fmt_h(exp_h)} there (top quarter)"
+        return (hours > exp_h).where(x.notna()), f"spent over {_fmt_h(exp_h)} there (the expectation)"
+    return None, ""
+
+
+def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, customers: pd.DataFrame, config,
+                     random_state: int = 0, n_boot: int = 200, step: str | None = None,
+                     exclude_stages=None, C: float = 1.0, min_n: int = MIN_N) -> pd.DataFrame:
+    """Driver analysis: which stage's experience changes the configured outcome most.
+
+    Outcome: ``customers[config.outcome]``; ``bad`` = 1 when it is not ``config.outcome_good`` (churned).
+    Customers with a missing outcome (prospects) are excluded and counted (``attrs["n_excluded_missing_outcome"]``).
+
+    Features (:func:`customer_stage_features`): per stage, mean sentiment, mean rating (declared scale),
+    log1p dwell hours and reached (0/1). **Missing-experience rule**: a customer without that evidence
+    (did not reach the stage or gave no feedback there) gets the mean of the customers who have it, so the
+    standardised value is 0 and the coefficient measures differences among customers with evidence; the
+    ``reached`` indicator stays in the model as a control. Features with fewer than ``min_n`` observed
+    customers or no variance are dropped.
+
+    **Reverse causality rule**: the stage where the outcome is realised (by default the last configured
+    stage, e.g. renewal, whose experience is the decision itself) and any stage whose reach separates the
+    outcome almost perfectly (bad-outcome rate among those reaching it below 2% or above 98% while the base
+    rate is between 5% and 95%) are excluded; ``exclude_stages`` overrides the default. ``reached``
+    indicators are controls, not drivers: customers who left early cannot reach later stages.
+
+    Model: features standardised (mean 0, sd 1), L2 logistic regression (``C``), fitted on all customers
+    with an outcome; ``n_boot`` bootstrap resamples of customers (seeded by ``random_state``) give the
+    2.5 and 97.5 percentiles. ``effect`` = change in log-odds of the bad outcome per +1 sd of the feature;
+    ``odds_ratio`` = exp(effect). ``significant`` when the interval excludes 0.
+
+    Output, one row per feature, experience drivers first ranked by |effect| (``rank``; controls have
+    none): stage, measure, role ("driver" | "control"), effect, ci_low, ci_high, odds_ratio, significant,
+    sign (+1 raises the bad outcome), worse_raises_bad (True when a worse experience raises the bad
+    outcome), n_observed, issue, share_bad_with_issue, share_good_with_issue, sentence.
+    """
+    step = step or getattr(config, "step", "stage") or "stage"
+    if not config.outcome:
+        raise JourneyError("The config names no outcome, so there is nothing to explain.",
+                           fix="Set `outcome:` (a binary column of customers, e.g. churned) in the config.")
+    if customers is None or config.outcome not in customers.columns:
+        raise JourneyError(f"The customers table has no outcome column {config.outcome!r}.", column=config.outcome,
+                           fix="Add the column to the customers file, or change `outcome:` in the config.")
+    y_all = outcome_is_bad(customers[config.outcome], config.outcome_good)
+    y_all.index = customers["customer_id"].astype(str)
+    y_all = y_all[~y_all.index.duplicated(keep="last")]
+    n_missing = int(y_all.isna().sum())
+    y = y_all.dropna()
+    if y.nunique() < 2:
+        raise JourneyError(f"The outcome {config.outcome!r} has one value only among customers with an outcome.",
+                           column=config.outcome, expected="both good and bad outcomes")
+    default_excl = [config.stage_names[-1]] if exclude_stages is None else list(exclude_stages)
+    X = customer_stage_features(events, feedback, config, step, outcome_stages=default_excl).reindex(y.index)
+    base = float(y.mean())
+    excluded = {}
+    for s in default_excl:
+        excluded[s] = "the outcome is realised at this stage (its experience is the decision itself)"
+    reach_cols = [c for c in X.columns if c.endswith("|reached")]
+    if 0.05 < base < 0.95:
+        for c in reach_cols:
+            s = c.split("|")[0]
+            r = X[c].fillna(0) > 0
+            if r.sum() >= min_n and s not in excluded:
+                rate = float(y[r].mean())
+                if rate < 0.02 or rate > 0.98:
+                    excluded[s] = f"reaching it separates the outcome ({rate:.0%} bad among those who reach it)"
+    keep = [c for c in X.columns if c.split("|")[0] not in excluded]
+    X = X[keep]
+    X[[c for c in X.columns if c.endswith("|reached")]] = X[[c for c in X.columns if c.endswith("|reached")]].fillna(0.0)
+    n_obs = X.notna().sum()
+    X = X.loc[:, (n_obs >= min_n) & (X.std() > 0)]
+    n_obs = n_obs[X.columns]
+    X_raw = X.copy()
+    X = X.fillna(X.mean())
+    X = X.loc[:, X.std() > 0]
+    n_obs = n_obs[X.columns]
+    mu, sd = X.mean(), X.std(ddof=0)
+    Z = ((X - mu) / sd).to_numpy(dtype=float)
+    yy = y.to_numpy(dtype=float)
+
+    def fit(Zm, ym):
+        return _logit_ridge(Zm, ym, C)
+
+    import contextlib
+
+    try:  # small matrices: one BLAS thread is much faster than many competing ones
+        from threadpoolctl import threadpool_limits
+        limit = threadpool_limits(1)
+    except Exception:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        limit = contextlib.nullcontext()
+    with limit:
+        coef = fit(Z, yy)
+        rng = np.random.default_rng(random_state)
+        n = len(yy)
+        boots = []
+        for _ in range(int(n_boot)):  # resamples (not customers): each is one vectorised fit
+            idx = rng.integers(0, n, n)
+            if yy[idx].min() == yy[idx].max():
+                continue
+            boots.append(fit(Z[idx], yy[idx]))
+    B = np.array(boots) if boots else np.full((1, len(coef)), np.nan)
+    lo_, hi_ = np.nanpercentile(B, 2.5, axis=0), np.nanpercentile(B, 97.5, axis=0)
+    out = pd.DataFrame({"feature": X.columns, "effect": coef, "ci_low": lo_, "ci_high": hi_, "n_observed": n_obs.to_numpy()})
+    out["stage"] = out["feature"].str.split("|").str[0]
+    out["measure"] = out["feature"].str.split("|").str[1]
+    out["role"] = np.where(out["measure"] == "reached", "control", "driver")
+    out["odds_ratio"] = np.exp(out["effect"])
+    out["significant"] = (out["ci_low"] > 0) | (out["ci_high"] < 0)
+    out["sign"] = np.sign(out["effect"]).astype(int)
+    better_is_higher = out["measure"].isin(["sentiment", "rating"])
+    out["worse_raises_bad"] = np.where(better_is_higher, out["effect"] < 0, out["effect"] > 0)
+    out.loc[out["role"] == "control", "worse_raises_bad"] = False
+
+    # evidence in shares: bad-outcome vs good-outcome customers with the issue (among those with evidence)
+    bad = y.to_numpy() == 1
+    issue, sb, sg, nb, ng = [], [], [], [], []
+    for _, r in out.iterrows():  # one row per feature (tens), each a vectorised mean
+        flags, text = _issue_flags(X_raw, config, r["stage"], r["measure"])
+        issue.append(text)
+        if flags is None:
+            sb.append(np.nan); sg.append(np.nan); nb.append(0); ng.append(0)
+            continue
+        f = flags.to_numpy(dtype=float)
+        has = ~np.isnan(f)
+        nb.append(int((has & bad).sum())); ng.append(int((has & ~bad).sum()))
+        sb.append(np.nanmean(f[has & bad]) if (has & bad).any() else np.nan)
+        sg.append(np.nanmean(f[has & ~bad]) if (has & ~bad).any() else np.nan)
+    out["issue"], out["share_bad_with_issue"], out["share_good_with_issue"] = issue, sb, sg
+    out["n_bad_with_evidence"], out["n_good_with_evidence"] = nb, ng
+    out = out.drop(columns="feature")
+    drivers = out[out["role"] == "driver"].copy()
+    drivers["abs_effect"] = drivers["effect"].abs()
+    drivers = drivers.sort_values(["significant", "abs_effect"], ascending=[False, False], kind="stable")
+    drivers["rank"] = np.arange(1, len(drivers) + 1)
+    controls = out[out["role"] == "control"].assign(rank=np.nan)
+    res = pd.concat([drivers.drop(columns="abs_effect"), controls], ignore_index=True)
+    outcome_word = str(config.outcome).replace("_", " ")
+    res["sentence"] = [_driver_sentence(r, outcome_word) for _, r in res.iterrows()]
+    cols = ["rank", "stage", "measure", "role", "effect", "ci_low", "ci_high", "odds_ratio", "significant", "sign",
+            "worse_raises_bad", "n_observed", "issue", "share_bad_with_issue", "share_good_with_issue",
+            "n_bad_with_evidence", "n_good_with_evidence", "sentence"]
+    res = res[cols]
+    res.attrs.update({
+        "outcome": config.outcome, "n_customers": int(len(y)), "n_bad": int(bad.sum()), "base_rate_bad": base,
+        "n_excluded_missing_outcome": n_missing, "excluded_stages": excluded, "n_boot": len(boots),
+        "missing_rule": "impute the mean of customers with evidence (standardised 0) + reached indicator as control",
+    })
+    return res
+
+
+_MEASURE_WORDS = {"sentiment": "sentiment", "rating": "rating", "dwell_log_h": "time spent", "reached": "reaching it"}
+
+
+def _driver_sentence(r, outcome_word: str) -> str:
+    stage = _title(r["stage"])
+    what = _MEASURE_WORDS.get(r["measure"], r["measure"])
+    ci = f"95% CI {np.exp(r['ci_low']):.2f}-{np.exp(r['ci_high']):.2f}"
+    head = (f"{stage} ({what}): one standard deviation more goes with {r['odds_ratio']:.2f}x the odds of "
+            f"{outcome_word} ({ci})")
+    if r["role"] == "control":
+        return head + "; a control, not a driver (reaching a stage depends on staying)."
+    if not r["significant"]:
+        return head + "; not distinguishable from no effect."
+    tail = ""
+    if pd.notna(r["share_bad_with_issue"]) and pd.notna(r["share_good_with_issue"]):
+        tail = (f"; {r['share_bad_with_issue']:.0%} of customers with {outcome_word} {r['issue']}, against "
+                f"{r['share_good_with_issue']:.0%} of the others")
+    verb = "a worse experience here raises" if r["worse_raises_bad"] else "a worse experience here lowers"
+    return f"{head}: {verb} {outcome_word}{tail}."

@@ -1,0 +1,521 @@
+"""The journey map: one tidy table, one row per (segment, stage), built from behaviour and the voice of the customer.
+
+Owns :func:`build_map` (and the small helpers it uses). Every number carries its evidence: ``*_n`` counts,
+95% confidence intervals (``*_ci_low`` / ``*_ci_high``), ``low_confidence`` flags when n < 30, the
+config's expectations marked as assumed (``expectation_source = "config"``), and a ``missing`` sentence
+saying what the data does not show (for example "no feedback at this stage"). A stage with no feedback
+keeps its behavioural numbers.
+
+Definitions used by the map (all vectorised: sort + shift + group aggregations, no loop over customers):
+
+- order of events: (customer_id, timestamp, row_id); without ``row_id`` the frame's positional order.
+- ``customers``: distinct customers with at least one event at the stage; ``share_customers`` = that /
+  customers of the segment with any event.
+- ``rework_customers``: customers with two or more events at the stage; ``rework_share`` = / customers.
+- ``dwell_*``: next event's timestamp - this timestamp within a customer (directly-follows time; the
+  customer's last event has none); statistics over events at the stage: n, min, max, mean, median
+  (pandas), p90 (linear interpolation), std (ddof=1); seconds (``_s``) and hours (``_h``).
+- ``service_*``: ``duration_s`` (or end_timestamp - timestamp) of events at the stage, same statistics.
+- ``ends_here``: customers whose last event is at this stage; ``in_progress_here``: of those, customers
+  whose last event is within ``config.session_gap_h`` hours of the extract's end (their journey may still
+  go on: not a drop-off); ``drop_off`` = (ends_here - in_progress_here) / customers. At the last
+  configured stage ending is completion, so ``drop_off`` is 0 there and ``completed`` counts them.
+- ``satisfaction_*``: ratings of ``config.satisfaction.rating_type`` only (the one declared scale):
+  mean, sd, n, 95% CI = mean +- t(0.975, n-1) * sd / sqrt(n).
+- ``sentiment_*``: feedback ``sentiment`` in [-1, 1]: mean, n, CI as above; ``sentiment_share_negative``
+  = share of scored feedback with sentiment < :data:`NEGATIVE_BELOW` (Wilson 95% interval).
+- ``duration_gap_h`` = dwell_median_h - expected_max_duration_h; ``duration_ratio`` = their ratio;
+  ``dwell_share_over_expected`` = share of dwell times above the expectation.
+- ``satisfaction_gap`` = satisfaction_mean - target_satisfaction (negative = below target).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from journey_analysis.errors import JourneyError
+
+#: Name of the segment that holds every customer.
+ALL = "All customers"
+#: Evidence below this many observations is flagged as low confidence.
+MIN_N = 30
+#: Sentiment below this value counts as negative (VADER's convention).
+NEGATIVE_BELOW = -0.05
+#: Sentiment above this value counts as positive.
+POSITIVE_ABOVE = 0.05
+#: Number of touchpoints / channels named per stage.
+TOP_LEVELS = 3
+_STATS = ("n", "min", "max", "mean", "median", "p90", "std")
+
+
+# ------------------------------------------------------------------------------------------------
+# inputs
+# ------------------------------------------------------------------------------------------------
+def segment_labels(segments, customer_ids=None) -> pd.Series | None:
+    """Normalise ``segments`` to a Series customer_id (str) -> segment name (str), or None.
+
+    Accepts None, a Series indexed by customer_id (names or numbers), a DataFrame with ``customer_id``
+    and ``segment_name`` or ``segment``, or a fitted segmentation with ``labels`` and ``names``.
+    """
+    if segments is None:
+        return None
+    if hasattr(segments, "labels") and not isinstance(segments, (pd.Series, pd.DataFrame)):
+        names = getattr(segments, "names", {}) or {}
+        lab = segments.labels
+        segments = lab.map(lambda v: names.get(v, f"Segment {v}")) if names else lab
+    if isinstance(segments, pd.DataFrame):
+        frame = segments
+        if "customer_id" not in frame.columns:
+            frame = frame.reset_index()
+        col = next((c for c in ("segment_name", "segment") if c in frame.columns), None)
+        if col is None or "customer_id" not in frame.columns:
+            raise JourneyError("The segments table needs columns customer_id and segment_name (or segment).",
+                               column="segment_name", expected="customer_id, segment_name",
+                               fix="Pass segments.parquet from 03_segment, or a Series customer_id -> segment.")
+        segments = frame.set_index("customer_id")[col]
+    if not isinstance(segments, pd.Series):
+        raise JourneyError(f"segments must be None, a Series or a DataFrame, not {type(segments).__name__}.",
+                           fix="Pass segments.parquet from 03_segment, or a Series customer_id -> segment.")
+    s = segments.copy()
+    s.index = s.index.astype(str)
+    if pd.api.types.is_numeric_dtype(s):
+        s = "Segment " + s.astype("Int64").astype(str)
+    s = s.astype(object).where(s.notna(), None).dropna().astype(str)
+    s = s[~s.index.duplicated(keep="last")]
+    if (s == ALL).any():
+        raise JourneyError(f"A segment may not be called {ALL!r}: that name is the whole population.",
+                           column="segment_name", fix="Rename the segment.")
+    s.name = "segment"
+    return s
+
+
+def _ordered_events(events: pd.DataFrame, step: str) -> pd.DataFrame:
+    for col in ("customer_id", "timestamp", step):
+        if col not in events.columns:
+            raise JourneyError(f"The events table has no column {col!r}.", column=col,
+                               expected="customer_id, timestamp and the step column",
+                               fix="Load events with journey_analysis.gather.load_events, or pass step= the step column.")
+    ev = events.copy()
+    if "row_id" not in ev.columns:
+        ev["row_id"] = np.arange(len(ev), dtype="int64")
+    ev["customer_id"] = ev["customer_id"].astype(str)
+    ev[step] = ev[step].astype(object).where(ev[step].notna(), None)
+    ev = ev.sort_values(["customer_id", "timestamp", "row_id"], kind="stable").reset_index(drop=True)
+    return ev
+
+
+def _with_dwell(ev: pd.DataFrame, session_gap_h=None) -> pd.DataFrame:
+    """Add ``dwell_s`` (next timestamp - this within a customer; also within ``journey`` when present)."""
+    keys = ["customer_id"] + (["journey"] if "journey" in ev.columns else [])
+    nxt = ev.groupby(keys, sort=False)["timestamp"].shift(-1)
+    ev["dwell_s"] = (nxt - ev["timestamp"]).dt.total_seconds()
+    if "duration_s" in ev.columns:
+        ev["service_s"] = pd.to_numeric(ev["duration_s"], errors="coerce")
+    elif "end_timestamp" in ev.columns:
+        ev["service_s"] = (ev["end_timestamp"] - ev["timestamp"]).dt.total_seconds()
+    else:
+        ev["service_s"] = np.nan
+    last = nxt.isna()
+    ev["is_last"] = last
+    end = ev["timestamp"].max()
+    if session_gap_h:
+        ev["in_progress"] = last & (ev["timestamp"] >= end - pd.Timedelta(hours=float(session_gap_h)))
+    else:
+        ev["in_progress"] = False
+    return ev
+
+
+def _t975(n) -> np.ndarray:
+    from scipy import stats
+
+    n = np.asarray(n, dtype=float)
+    out = np.full(n.shape, np.nan)
+    ok = n >= 2
+    out[ok] = stats.t.ppf(0.975, n[ok] - 1)
+    return out
+
+
+def _mean_ci(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    half = _t975(frame[f"{prefix}_n"]) * frame[f"{prefix}_sd"] / np.sqrt(frame[f"{prefix}_n"])
+    frame[f"{prefix}_ci_low"] = frame[f"{prefix}_mean"] - half
+    frame[f"{prefix}_ci_high"] = frame[f"{prefix}_mean"] + half
+    return frame
+
+
+def wilson(k, n, z: float = 1.96):
+    """Wilson score 95% interval for a proportion k/n (arrays); NaN where n == 0."""
+    k = np.asarray(k, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        den = 1 + z * z / n
+        centre = (p + z * z / (2 * n)) / den
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return centre - half, centre + half
+
+
+def _duration_stats(ev: pd.DataFrame, keys: list[str], col: str, prefix: str) -> pd.DataFrame:
+    g = ev.groupby(keys, sort=False, observed=True)[col]
+    out = pd.DataFrame({
+        f"{prefix}_n": g.count(), f"{prefix}_min_s": g.min(), f"{prefix}_max_s": g.max(),
+        f"{prefix}_mean_s": g.mean(), f"{prefix}_median_s": g.median(),
+        f"{prefix}_p90_s": g.quantile(0.9), f"{prefix}_std_s": g.std(ddof=1),
+    })
+    return out
+
+
+def _share_text(ev: pd.DataFrame, keys: list[str], col: str) -> pd.DataFrame:
+    """Top levels of ``col`` per group as text ("helpline 62%, webchat 30%") plus the top level and share."""
+    sub = ev.loc[ev[col].notna(), keys + [col]]
+    if sub.empty:
+        return pd.DataFrame(columns=keys + [f"{col}s", f"top_{col}", f"top_{col}_share"]).set_index(keys)
+    counts = sub.groupby(keys + [col], sort=False, observed=True).size().rename("k").reset_index()
+    counts["share"] = counts["k"] / counts.groupby(keys, sort=False)["k"].transform("sum")
+    counts = counts.sort_values(keys + ["k", col], ascending=[True] * len(keys) + [False, True])
+    counts["rank"] = counts.groupby(keys, sort=False).cumcount()
+    top = counts[counts["rank"] < TOP_LEVELS].copy()
+    top["label"] = top[col].astype(str) + " " + (100 * top["share"]).round().astype(int).astype(str) + "%"
+    text = top.groupby(keys, sort=False)["label"].agg(", ".join).rename(f"{col}s")
+    first = counts[counts["rank"] == 0].set_index(keys)
+    return pd.concat([text, first[col].rename(f"top_{col}"), first["share"].rename(f"top_{col}_share")], axis=1)
+
+
+def _behaviour(ev: pd.DataFrame, keys: list[str], step: str) -> pd.DataFrame:
+    per_cust = ev.groupby(keys + ["customer_id"], sort=False, observed=True).agg(
+        visits=("row_id", "size"), ends=("is_last", "any"), open_=("in_progress", "any"))
+    per_cust = per_cust.reset_index()
+    g = per_cust.groupby(keys, sort=False, observed=True)
+    out = pd.DataFrame({
+        "customers": g.size(), "events": g["visits"].sum(),
+        "rework_customers": per_cust.assign(r=per_cust["visits"] >= 2).groupby(keys, sort=False, observed=True)["r"].sum(),
+        "ends_here": g["ends"].sum(), "in_progress_here": g["open_"].sum(),
+    })
+    out = out.join(_duration_stats(ev, keys, "dwell_s", "dwell"))
+    out = out.join(_duration_stats(ev, keys, "service_s", "service"))
+    for col in ("touchpoint", "channel"):
+        if col in ev.columns:
+            out = out.join(_share_text(ev, keys, col))
+    return out
+
+
+def _voice(fb: pd.DataFrame, keys: list[str], rating_type: str) -> pd.DataFrame:
+    g = fb.groupby(keys, sort=False, observed=True)
+    out = pd.DataFrame({"feedback_n": g.size()})
+    if "text" in fb.columns:
+        txt = fb["text"].fillna("").astype(str).str.strip() != ""
+        out["feedback_text_n"] = fb.assign(_t=txt).groupby(keys, sort=False, observed=True)["_t"].sum()
+    if "rating" in fb.columns:
+        rt = fb["rating_type"].astype(str).str.lower() if "rating_type" in fb.columns else pd.Series(rating_type, index=fb.index)
+        r = pd.to_numeric(fb["rating"], errors="coerce").where(rt == rating_type.lower())
+        gr = fb.assign(_r=r).groupby(keys, sort=False, observed=True)["_r"]
+        out["satisfaction_mean"] = gr.mean()
+        out["satisfaction_sd"] = gr.std(ddof=1)
+        out["satisfaction_n"] = gr.count()
+    if "sentiment" in fb.columns:
+        s = pd.to_numeric(fb["sentiment"], errors="coerce")
+        tmp = fb.assign(_s=s, _neg=(s < NEGATIVE_BELOW).where(s.notna()), _pos=(s > POSITIVE_ABOVE).where(s.notna()))
+        gs = tmp.groupby(keys, sort=False, observed=True)
+        out["sentiment_mean"] = gs["_s"].mean()
+        out["sentiment_sd"] = gs["_s"].std(ddof=1)
+        out["sentiment_n"] = gs["_s"].count()
+        out["sentiment_negative_n"] = gs["_neg"].sum()
+        out["sentiment_share_negative"] = out["sentiment_negative_n"] / out["sentiment_n"].replace(0, np.nan)
+        out["sentiment_share_positive"] = gs["_pos"].sum() / out["sentiment_n"].replace(0, np.nan)
+    return out
+
+
+def _themes_quotes(fb: pd.DataFrame, step: str, segs: list[str], n_quotes: int) -> pd.DataFrame:
+    """Themes (negative / positive) and up to ``n_quotes`` redacted quotes per (segment, stage).
+
+    Uses ``journey_analysis.sentiment.themes`` / ``quotes`` when that module provides them, else a small
+    private fallback (most frequent 1-2-word phrases; quotes closest to the stage's median sentiment).
+    One call per segment (a handful), never per customer.
+    """
+    rows = []
+    if fb is None or fb.empty or "text" not in fb.columns:
+        return pd.DataFrame(columns=["segment", "stage", "themes_negative", "themes_positive", "quotes"])
+    try:
+        from journey_analysis import sentiment as _sent
+        themes_fn = getattr(_sent, "themes", None)
+        quotes_fn = getattr(_sent, "quotes", None)
+    except Exception:  # module missing or failing to import: use the fallback
+        themes_fn = quotes_fn = None
+    for seg in segs:
+        sub = fb if seg == ALL else fb[fb["segment"] == seg]
+        sub = sub[sub["text"].fillna("").astype(str).str.strip() != ""]
+        if sub.empty:
+            continue
+        sub = sub.rename(columns={step: "stage"}) if step != "stage" else sub
+        th = _themes(sub, themes_fn)
+        qu = _quotes(sub, quotes_fn, n_quotes)
+        part = th.join(qu, how="outer").reset_index()
+        part.insert(0, "segment", seg)
+        rows.append(part)
+    if not rows:
+        return pd.DataFrame(columns=["segment", "stage", "themes_negative", "themes_positive", "quotes"])
+    return pd.concat(rows, ignore_index=True)
+
+
+def _themes(sub: pd.DataFrame, themes_fn) -> pd.DataFrame:
+    out = None
+    if themes_fn is not None:
+        try:
+            t = themes_fn(sub, by="stage")
+            out = _themes_from_module(t)
+        except Exception:
+            out = None
+    if out is None:
+        out = _themes_fallback(sub)
+    return out
+
+
+def _themes_from_module(t: pd.DataFrame) -> pd.DataFrame:
+    """Turn sentiment.themes output (stage, polarity, phrase/theme, count...) into text per stage."""
+    phrase = next(c for c in ("phrase", "theme", "term", "key_phrase") if c in t.columns)
+    pol = next(c for c in ("polarity", "sentiment", "tone") if c in t.columns)
+    cnt = next((c for c in ("count", "n", "mentions") if c in t.columns), None)
+    t = t.copy()
+    t["label"] = t[phrase].astype(str) + ((" (" + t[cnt].astype(int).astype(str) + ")") if cnt else "")
+    if cnt:
+        t = t.sort_values(["stage", pol, cnt], ascending=[True, True, False])
+    res = {}
+    for name in ("negative", "positive"):
+        part = t[t[pol].astype(str).str.lower().str.startswith(name[:3])]
+        res[f"themes_{name}"] = part.groupby("stage", sort=False)["label"].agg(lambda v: "; ".join(list(v)[:5]))
+    return pd.DataFrame(res).rename_axis("stage")
+
+
+def _themes_fallback(sub: pd.DataFrame) -> pd.DataFrame:
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    res = {}
+    s = pd.to_numeric(sub.get("sentiment"), errors="coerce") if "sentiment" in sub.columns else pd.Series(np.nan, index=sub.index)
+    for name, mask in (("negative", s < NEGATIVE_BELOW), ("positive", s > POSITIVE_ABOVE)):
+        part = sub[mask.fillna(False).to_numpy()]
+        vals = {}
+        for stage, grp in part.groupby("stage", sort=False):
+            try:
+                cv = CountVectorizer(ngram_range=(1, 2), stop_words="english", min_df=2, max_features=2000)
+                X = cv.fit_transform(grp["text"].astype(str))
+            except ValueError:
+                continue
+            counts = np.asarray(X.sum(axis=0)).ravel()
+            terms = cv.get_feature_names_out()
+            top = np.argsort(-counts, kind="stable")[:5]
+            vals[stage] = "; ".join(f"{terms[i]} ({int(counts[i])})" for i in top)
+        res[f"themes_{name}"] = pd.Series(vals, dtype=object)
+    return pd.DataFrame(res).rename_axis("stage")
+
+
+def _quotes(sub: pd.DataFrame, quotes_fn, n: int) -> pd.DataFrame:
+    from journey_analysis.text import redact
+
+    q = None
+    if quotes_fn is not None:
+        try:
+            res = quotes_fn(sub, by="stage", n=n)
+            col = next(c for c in ("quote", "text") if c in res.columns)
+            res = res.copy()
+            res[col] = redact(res[col].astype(str))
+            q = res.groupby("stage", sort=False)[col].agg(lambda v: list(v)[:n])
+        except Exception:
+            q = None
+    if q is None:
+        tmp = sub[["stage", "text"]].copy()
+        tmp["text"] = tmp["text"].astype(str).str.strip()
+        tmp["len"] = tmp["text"].str.len()
+        s = pd.to_numeric(sub["sentiment"], errors="coerce") if "sentiment" in sub.columns else pd.Series(0.0, index=sub.index)
+        tmp = tmp[(tmp["len"] >= 15) & (tmp["len"] <= 200) & s.reindex(tmp.index).notna()]
+        tmp["dist"] = (s.reindex(tmp.index) - s.reindex(tmp.index).groupby(tmp["stage"]).transform("median")).abs().fillna(0)
+        tmp = tmp.drop_duplicates(["stage", "text"]).sort_values(["stage", "dist", "len"], kind="stable")
+        tmp = tmp.groupby("stage", sort=False).head(n)
+        tmp["text"] = redact(tmp["text"])
+        q = tmp.groupby("stage", sort=False)["text"].agg(list)
+    return pd.DataFrame({"quotes": q}).rename_axis("stage")
+
+
+# ------------------------------------------------------------------------------------------------
+# the map
+# ------------------------------------------------------------------------------------------------
+def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, config, step: str = "stage",
+              n_quotes: int = 3, min_segment_customers: int = 1) -> pd.DataFrame:
+    """Build the journey map: one row per (segment, stage), "All customers" first, stages in config order.
+
+    Inputs: ``events`` (events contract), ``feedback`` (feedback contract with ``sentiment`` when scored;
+    may be None), ``segments`` (None, Series customer_id -> segment, segments table or a fitted
+    segmentation; see :func:`segment_labels`), ``config`` (:class:`~journey_analysis.config.RunConfig`),
+    ``step`` (the step column; stages seen in the data but not configured come after the configured
+    ones, with ``configured`` False). Feedback without a customer only counts for "All customers".
+
+    Output columns (see the module docstring for the definitions): segment, stage, stage_order, configured,
+    segment_customers, customers, share_customers, events, rework_customers, rework_share, ends_here,
+    in_progress_here, completed, drop_off, drop_off_ci_low/high, dwell_{n,min,max,mean,median,p90,std}_s
+    and ``_h``, service_* likewise, touchpoints/channels (text), top_channel(+_share), feedback_n,
+    satisfaction_{mean,sd,n,ci_low,ci_high}, satisfaction_scale, sentiment_{mean,sd,n,ci_low,ci_high,
+    share_negative,share_negative_ci_low/high,share_positive}, themes_negative, themes_positive, quotes
+    (list of redacted strings), quote (the first), expectation, deliverables, expected_max_duration_h,
+    target_satisfaction, expectation_source ("config" = assumed, not measured), duration_gap_h,
+    duration_ratio, dwell_share_over_expected, satisfaction_gap, satisfaction_below_target (CI entirely
+    below target), low_confidence (bool), low_confidence_reasons, missing (text).
+    """
+    if events is None or len(events) == 0:
+        raise JourneyError("The events table is empty: a journey map needs at least one event.",
+                           fix="Check the events file and its filters.")
+    ev = _with_dwell(_ordered_events(events, step), getattr(config, "session_gap_h", None))
+    labels = segment_labels(segments)
+    ev["segment"] = ev["customer_id"].map(labels) if labels is not None else None
+    seg_names = [ALL]
+    if labels is not None:
+        sizes = ev.loc[ev["segment"].notna()].groupby("segment")["customer_id"].nunique()
+        seg_names += sorted(sizes[sizes >= min_segment_customers].index.tolist())
+
+    # behaviour: all customers, then per segment (same code path, different keys)
+    beh_all = _behaviour(ev, [step], step).reset_index().assign(segment=ALL)
+    parts = [beh_all]
+    seg_total = {ALL: ev["customer_id"].nunique()}
+    if labels is not None:
+        evs = ev[ev["segment"].isin(seg_names[1:])]
+        parts.append(_behaviour(evs, ["segment", step], step).reset_index())
+        seg_total.update(evs.groupby("segment")["customer_id"].nunique().to_dict())
+    beh = pd.concat(parts, ignore_index=True).rename(columns={step: "stage"})
+
+    # full grid: every segment x every stage (configured first, then unconfigured by reach)
+    configured = list(config.stage_names)
+    extra = [s for s in beh_all.sort_values("customers", ascending=False)[step] if s not in configured]
+    stages = configured + extra
+    grid = pd.MultiIndex.from_product([seg_names, stages], names=["segment", "stage"]).to_frame(index=False)
+    grid["stage_order"] = grid["stage"].map({s: i for i, s in enumerate(stages)})
+    grid["configured"] = grid["stage"].isin(configured)
+    m = grid.merge(beh, on=["segment", "stage"], how="left")
+    m["segment_customers"] = m["segment"].map(seg_total).astype("int64")
+    for c in ("customers", "events", "rework_customers", "ends_here", "in_progress_here", "dwell_n", "service_n"):
+        m[c] = m[c].fillna(0).astype("int64")
+    m["share_customers"] = m["customers"] / m["segment_customers"].replace(0, np.nan)
+    m["rework_share"] = m["rework_customers"] / m["customers"].replace(0, np.nan)
+    last_stage = configured[-1]
+    is_last = m["stage"] == last_stage
+    ended = m["ends_here"] - m["in_progress_here"]
+    m["completed"] = np.where(is_last, ended, 0).astype("int64")
+    m["drop_off_customers"] = np.where(is_last, 0, ended).astype("int64")
+    m["drop_off"] = m["drop_off_customers"] / m["customers"].replace(0, np.nan)
+    m["drop_off_ci_low"], m["drop_off_ci_high"] = wilson(m["drop_off_customers"], m["customers"])
+    for pre in ("dwell", "service"):
+        for st in ("min", "max", "mean", "median", "p90", "std"):
+            m[f"{pre}_{st}_h"] = m[f"{pre}_{st}_s"] / 3600.0
+
+    # voice of the customer
+    rating_type = config.satisfaction.rating_type
+    fb = None
+    if feedback is not None and len(feedback) and step in feedback.columns:
+        fb = feedback.copy()
+        fb = fb[fb[step].notna()]
+        fb["customer_id"] = fb["customer_id"].astype(object).where(fb["customer_id"].notna(), None) \
+            if "customer_id" in fb.columns else None
+        fb["segment"] = fb["customer_id"].map(labels) if labels is not None else None
+    voice_cols = ["feedback_n"]
+    if fb is not None and len(fb):
+        vparts = [_voice(fb, [step], rating_type).reset_index().assign(segment=ALL)]
+        if labels is not None:
+            fbs = fb[fb["segment"].isin(seg_names[1:])]
+            if len(fbs):
+                vparts.append(_voice(fbs, ["segment", step], rating_type).reset_index())
+        voice = pd.concat(vparts, ignore_index=True).rename(columns={step: "stage"})
+        voice_cols = [c for c in voice.columns if c not in ("segment", "stage")]
+        m = m.merge(voice, on=["segment", "stage"], how="left")
+        tq = _themes_quotes(fb.rename(columns={step: "stage"}) if step != "stage" else fb, "stage", seg_names, n_quotes)
+        m = m.merge(tq, on=["segment", "stage"], how="left")
+    for c in ("feedback_n", "feedback_text_n", "satisfaction_n", "sentiment_n", "sentiment_negative_n"):
+        m[c] = m[c].fillna(0).astype("int64") if c in m.columns else 0
+    for c in ("satisfaction_mean", "satisfaction_sd", "sentiment_mean", "sentiment_sd", "sentiment_share_negative",
+              "sentiment_share_positive"):
+        if c not in m.columns:
+            m[c] = np.nan
+    for c in ("themes_negative", "themes_positive"):
+        if c not in m.columns:
+            m[c] = None
+        m[c] = m[c].astype(object).where(m[c].notna(), None)
+    if "quotes" not in m.columns:
+        m["quotes"] = None
+    m["quotes"] = [q if isinstance(q, list) else [] for q in m["quotes"]]
+    m["quote"] = [q[0] if q else None for q in m["quotes"]]
+    m = _mean_ci(m, "satisfaction")
+    m = _mean_ci(m, "sentiment")
+    m["sentiment_share_negative_ci_low"], m["sentiment_share_negative_ci_high"] = wilson(
+        m["sentiment_negative_n"], m["sentiment_n"])
+    lo, hi = config.satisfaction.min, config.satisfaction.max
+    m["satisfaction_scale"] = f"{rating_type} {lo:g}-{hi:g}"
+
+    # expectations from the config (assumed, not measured)
+    sf = config.stages_frame().set_index("stage")
+    m["expectation"] = m["stage"].map(sf["expectation"]).where(m["configured"], None)
+    m["deliverables"] = m["stage"].map(sf["deliverables"].map(lambda d: "; ".join(d) if d else "")).where(m["configured"], None)
+    m["expected_max_duration_h"] = pd.to_numeric(m["stage"].map(sf["expected_max_duration_h"]), errors="coerce")
+    m["target_satisfaction"] = pd.to_numeric(m["stage"].map(sf["target_satisfaction"]), errors="coerce")
+    m["expectation_source"] = np.where(m["configured"], "config", "none")
+
+    # gaps
+    m["duration_gap_h"] = m["dwell_median_h"] - m["expected_max_duration_h"]
+    m["duration_ratio"] = m["dwell_median_h"] / m["expected_max_duration_h"]
+    over = _share_over(ev, step, sf["expected_max_duration_h"], labels is not None)
+    m = m.merge(over, on=["segment", "stage"], how="left")
+    m["satisfaction_gap"] = m["satisfaction_mean"] - m["target_satisfaction"]
+    m["satisfaction_below_target"] = (m["satisfaction_ci_high"] < m["target_satisfaction"]).fillna(False)
+
+    # evidence flags and what is missing
+    m = _flags(m, ev, fb, rating_type, step)
+    m = m.sort_values(["segment", "stage_order"], key=lambda s: s.map({n: i for i, n in enumerate(seg_names)})
+                      if s.name == "segment" else s, kind="stable").reset_index(drop=True)
+    lead = ["segment", "stage", "stage_order", "configured", "segment_customers", "customers", "share_customers"]
+    return m[lead + [c for c in m.columns if c not in lead]]
+
+
+def _share_over(ev: pd.DataFrame, step: str, expected_h: pd.Series, by_segment: bool) -> pd.DataFrame:
+    exp_s = ev[step].map(pd.to_numeric(expected_h, errors="coerce") * 3600.0)
+    ok = ev["dwell_s"].notna() & exp_s.notna()
+    tmp = ev.loc[ok, ["segment", step]].assign(_o=(ev.loc[ok, "dwell_s"] > exp_s[ok]).astype(float))
+    out = [tmp.groupby(step)["_o"].mean().rename("dwell_share_over_expected").reset_index().assign(segment=ALL)]
+    if by_segment:
+        out.append(tmp[tmp["segment"].notna()].groupby(["segment", step])["_o"].mean()
+                   .rename("dwell_share_over_expected").reset_index())
+    return pd.concat(out, ignore_index=True).rename(columns={step: "stage"})[["segment", "stage", "dwell_share_over_expected"]]
+
+
+def _flags(m: pd.DataFrame, ev, fb, rating_type: str, step: str) -> pd.DataFrame:
+    has_channel = "channel" in ev.columns
+    has_service = ev["service_s"].notna().any()
+    checks = {  # evidence name -> n column
+        "customers": "customers", "dwell": "dwell_n", "satisfaction": "satisfaction_n", "sentiment": "sentiment_n",
+    }
+    reasons = pd.Series([[] for _ in range(len(m))], index=m.index)
+    for name, col in checks.items():
+        low = (m[col] > 0) & (m[col] < MIN_N)
+        for i in np.flatnonzero(low.to_numpy()):
+            reasons.iat[i] = reasons.iat[i] + [f"{name} n={int(m[col].iat[i])} < {MIN_N}"]
+    m["low_confidence_reasons"] = reasons.map("; ".join)
+    m["low_confidence"] = reasons.map(bool)
+    missing = pd.Series([[] for _ in range(len(m))], index=m.index)
+
+    def add(mask, text):
+        for i in np.flatnonzero(np.asarray(mask, dtype=bool)):
+            missing.iat[i] = missing.iat[i] + [text]
+
+    add(m["customers"] == 0, "no customer reached this stage")
+    add((m["customers"] > 0) & (m["dwell_n"] == 0), "no dwell time (no customer moved on from this stage)")
+    if not has_service:
+        add(np.ones(len(m)), "no service durations in the data (no end_timestamp or duration_s)")
+    if not has_channel:
+        add(np.ones(len(m)), "no channel column in the events")
+    if fb is None or len(fb) == 0:
+        add(np.ones(len(m)), "no feedback at this stage (no feedback data)")
+    else:
+        add(m["feedback_n"] == 0, "no feedback at this stage")
+        add((m["feedback_n"] > 0) & (m["satisfaction_n"] == 0), f"no {rating_type} ratings at this stage")
+        if "sentiment" not in fb.columns:
+            add(m["feedback_n"] > 0, "feedback not scored for sentiment")
+        else:
+            add((m["feedback_n"] > 0) & (m["sentiment_n"] == 0), "no scored feedback text at this stage")
+    add(~m["configured"], "stage not in the config (no expectation)")
+    add(m["configured"] & m["expected_max_duration_h"].isna(), "no expected duration in the config")
+    add(m["configured"] & m["target_satisfaction"].isna(), "no target satisfaction in the config")
+    m["missing"] = missing.map("; ".join)
+    return m
