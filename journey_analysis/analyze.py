@@ -37,6 +37,17 @@ def _fmt_h(hours: float) -> str:
     return f"{hours * 60:.0f} min"
 
 
+def _outcome_words(outcome) -> tuple[str, str]:
+    """("churning", "customers who churned") for outcome "churned"; generic words otherwise."""
+    o = str(outcome or "the outcome").replace("_", " ")
+    if o.endswith("ed") and " " not in o:
+        stem = o[:-2]
+        if stem.endswith("nn") or stem.endswith("ll") and not o.endswith("lled"):
+            stem = stem[:-1]
+        return stem + "ing", f"customers who {o}"
+    return f"the bad outcome ({o})", f"customers with the bad outcome ({o})"
+
+
 def _title(stage: str) -> str:
     return str(stage)[:1].upper() + str(stage)[1:]
 
@@ -354,8 +365,7 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
     drivers["rank"] = np.arange(1, len(drivers) + 1)
     controls = out[out["role"] == "control"].assign(rank=np.nan)
     res = pd.concat([drivers.drop(columns="abs_effect"), controls], ignore_index=True)
-    outcome_word = str(config.outcome).replace("_", " ")
-    res["sentence"] = [_driver_sentence(r, outcome_word) for _, r in res.iterrows()]
+    res["sentence"] = [_driver_sentence(r, config.outcome) for _, r in res.iterrows()]
     cols = ["rank", "stage", "measure", "role", "effect", "ci_low", "ci_high", "odds_ratio", "significant", "sign",
             "worse_raises_bad", "n_observed", "issue", "share_bad_with_issue", "share_good_with_issue",
             "n_bad_with_evidence", "n_good_with_evidence", "sentence"]
@@ -371,9 +381,10 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
 _MEASURE_WORDS = {"sentiment": "sentiment", "rating": "rating", "dwell_log_h": "time spent", "reached": "reaching it"}
 
 
-def _driver_sentence(r, outcome_word: str) -> str:
+def _driver_sentence(r, outcome) -> str:
     stage = _title(r["stage"])
     what = _MEASURE_WORDS.get(r["measure"], r["measure"])
+    outcome_word, who = _outcome_words(outcome)
     ci = f"95% CI {np.exp(r['ci_low']):.2f}-{np.exp(r['ci_high']):.2f}"
     head = (f"{stage} ({what}): one standard deviation more goes with {r['odds_ratio']:.2f}x the odds of "
             f"{outcome_word} ({ci})")
@@ -383,7 +394,295 @@ def _driver_sentence(r, outcome_word: str) -> str:
         return head + "; not distinguishable from no effect."
     tail = ""
     if pd.notna(r["share_bad_with_issue"]) and pd.notna(r["share_good_with_issue"]):
-        tail = (f"; {r['share_bad_with_issue']:.0%} of customers with {outcome_word} {r['issue']}, against "
+        tail = (f"; {r['share_bad_with_issue']:.0%} of {who} {r['issue']}, against "
                 f"{r['share_good_with_issue']:.0%} of the others")
     verb = "a worse experience here raises" if r["worse_raises_bad"] else "a worse experience here lowers"
     return f"{head}: {verb} {outcome_word}{tail}."
+
+
+# ------------------------------------------------------------------------------------------------
+# expectation gaps
+# ------------------------------------------------------------------------------------------------
+def expectation_gaps(journey_map: pd.DataFrame, config, segment: str = ALL) -> pd.DataFrame:
+    """Expected (config, assumed) versus actual (data) per stage, for duration and satisfaction.
+
+    duration: actual = dwell_median_h, expected = expected_max_duration_h, gap_h = actual - expected,
+    ratio = actual / expected, share_over = share of dwell times above the expectation; ``flagged`` when
+    the median exceeds the expectation. satisfaction: actual = satisfaction_mean (CI), expected =
+    target_satisfaction, gap = actual - target; ``flagged`` when the mean is below target, ``significant``
+    when the whole 95% CI is below it. ``severity`` (for sorting): ratio - 1 for duration, (target - mean)
+    / (target - scale min) for satisfaction. Output: segment, stage, kind, expected, actual, gap, ratio,
+    share_over, n, ci_low, ci_high, flagged, significant, low_confidence, expectation_source, evidence.
+    """
+    m = _segment(journey_map, segment)
+    d = m[m["expected_max_duration_h"].notna() & (m["dwell_n"] > 0)]
+    dur = pd.DataFrame({
+        "segment": segment, "stage": d["stage"], "kind": "duration", "expected": d["expected_max_duration_h"],
+        "actual": d["dwell_median_h"], "gap": d["duration_gap_h"], "ratio": d["duration_ratio"],
+        "share_over": d["dwell_share_over_expected"], "n": d["dwell_n"], "ci_low": np.nan, "ci_high": np.nan})
+    dur["flagged"] = dur["actual"] > dur["expected"]
+    dur["significant"] = dur["flagged"] & (dur["share_over"] > 0.5) & (dur["n"] >= MIN_N)
+    dur["severity"] = dur["ratio"] - 1
+    dur["evidence"] = [
+        f"{_title(s)}: median time {_fmt_h(a)} against an expected maximum of {_fmt_h(e)} "
+        f"({r:.1f}x; {so:.0%} of {int(n)} waits over it)" for s, a, e, r, so, n in
+        zip(dur["stage"], dur["actual"], dur["expected"], dur["ratio"], dur["share_over"], dur["n"])]
+    s = m[m["target_satisfaction"].notna() & (m["satisfaction_n"] > 0)]
+    lo = config.satisfaction.min
+    sat = pd.DataFrame({
+        "segment": segment, "stage": s["stage"], "kind": "satisfaction", "expected": s["target_satisfaction"],
+        "actual": s["satisfaction_mean"], "gap": s["satisfaction_gap"],
+        "ratio": s["satisfaction_mean"] / s["target_satisfaction"], "share_over": np.nan, "n": s["satisfaction_n"],
+        "ci_low": s["satisfaction_ci_low"], "ci_high": s["satisfaction_ci_high"]})
+    sat["flagged"] = sat["actual"] < sat["expected"]
+    sat["significant"] = sat["ci_high"] < sat["expected"]
+    sat["severity"] = ((sat["expected"] - sat["actual"]) / (sat["expected"] - lo)).where(sat["expected"] > lo, 0)
+    rt = config.satisfaction.rating_type
+    sat["evidence"] = [
+        f"{_title(st)}: {rt} {a:.2f} (95% CI {cl:.2f}-{ch:.2f}, n={int(n)}) against a target of {e:g}"
+        for st, a, cl, ch, n, e in zip(sat["stage"], sat["actual"], sat["ci_low"], sat["ci_high"], sat["n"], sat["expected"])]
+    out = pd.concat([x for x in (dur, sat) if len(x)], ignore_index=True) if len(dur) or len(sat) else dur
+    out["low_confidence"] = out["n"] < MIN_N
+    out["expectation_source"] = "config"
+    out = out.sort_values(["flagged", "severity"], ascending=[False, False], kind="stable").reset_index(drop=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# recommendations
+# ------------------------------------------------------------------------------------------------
+#: Weights of the impact of a recommendation (pain score, driver effect, expectation gap), each scaled 0-1.
+IMPACT_WEIGHTS = {"pain": 0.4, "driver": 0.4, "gap": 0.2}
+
+
+def _objective_phrase(objective: str) -> str:
+    o = str(objective).strip().rstrip(".")
+    return "To " + (o[:1].lower() + o[1:]) if o else "To improve the journey"
+
+
+def recommendations(pain_points: pd.DataFrame, drivers: pd.DataFrame | None, gaps: pd.DataFrame | None,
+                    journey_map: pd.DataFrame, config, segment: str = ALL, top: int | None = None) -> pd.DataFrame:
+    """A prioritised list of actions, each a plain sentence with its evidence, tied to ``config.objective``.
+
+    One candidate per stage with a problem: the stage's significant experience drivers (``drivers`` from
+    :func:`moments_of_truth`, worse experience raising the bad outcome), its flagged expectation gaps and
+    its pain score. ``impact`` = 0.4 x pain_score / largest pain score + 0.4 x |driver effect| / largest
+    |effect| + 0.2 x min(gap severity, 1) (:data:`IMPACT_WEIGHTS`); ``reach`` = share_customers; ``confidence`` = 1.0 when the evidence has n >= 30
+    and is significant (driver CI excluding 0 or gap CI below target / most waits over), 0.6 when only
+    n >= 30, 0.3 when low confidence. ``priority`` = impact x reach x confidence. The action word follows
+    the main issue: time -> "cut the wait", rating / sentiment -> "fix the experience", drop-off ->
+    "stop the drop-off". Output sorted by priority: rank, stage, action, priority, impact, reach,
+    confidence, evidence, themes, sentence.
+    """
+    m = _segment(journey_map, segment).set_index("stage")
+    pp = pain_points.set_index("stage") if len(pain_points) else pd.DataFrame(columns=["pain_score"])
+    max_pain = float(pp["pain_score"].max()) if len(pp) else 0.0
+    drv = pd.DataFrame()
+    if drivers is not None and len(drivers):
+        drv = drivers[(drivers["role"] == "driver") & drivers["significant"] & drivers["worse_raises_bad"]].copy()
+    max_eff = float(drivers.loc[drivers["role"] == "driver", "effect"].abs().max()) if drivers is not None and len(drivers) else 0.0
+    gp = gaps[gaps["flagged"]] if gaps is not None and len(gaps) else pd.DataFrame(columns=["stage"])
+    stages = list(dict.fromkeys(list(drv["stage"]) if len(drv) else [])) + \
+        [s for s in pp.index[:3] if pp.loc[s, "pain_score"] > 0] + list(gp["stage"])
+    stages = [s for s in dict.fromkeys(stages) if s in m.index]
+    outcome_word, who = _outcome_words(config.outcome)
+    rows = []
+    for s in stages:  # one candidate per stage (a handful)
+        r = m.loc[s]
+        d = drv[drv["stage"] == s].sort_values("effect", key=np.abs, ascending=False) if len(drv) else drv
+        g = gp[gp["stage"] == s]
+        pain = float(pp.loc[s, "pain_score"]) if s in pp.index else 0.0
+        eff = float(abs(d["effect"].iloc[0])) if len(d) else 0.0
+        sev = float(min(g["severity"].max(), 1.0)) if len(g) else 0.0
+        impact = (IMPACT_WEIGHTS["pain"] * (pain / max_pain if max_pain else 0.0)
+                  + IMPACT_WEIGHTS["driver"] * (eff / max_eff if max_eff else 0.0) + IMPACT_WEIGHTS["gap"] * max(sev, 0.0))
+        evidence, action = [], None
+        if len(d):
+            top_d = d.iloc[0]
+            action = {"dwell_log_h": "cut the wait", "rating": "fix the experience", "sentiment": "fix the experience"}.get(
+                top_d["measure"], "fix the experience")
+            if pd.notna(top_d["share_bad_with_issue"]):
+                evidence.append(f"{top_d['share_bad_with_issue']:.0%} of {who} {top_d['issue']}, "
+                                f"against {top_d['share_good_with_issue']:.0%} of the others")
+            evidence.append(f"the odds of {outcome_word} are x{np.exp(-abs(top_d['effect'])):.2f} per sd better "
+                            f"{_MEASURE_WORDS.get(top_d['measure'], top_d['measure'])} (95% CI excludes 1)")
+        for _, gr in g.iterrows():
+            evidence.append(gr["evidence"].split(": ", 1)[-1])
+            if action is None:
+                action = "cut the wait" if gr["kind"] == "duration" else "fix the experience"
+        if s in pp.index and pp.loc[s, "reasons"]:
+            if not evidence:
+                evidence.append(pp.loc[s, "reasons"].split("; ")[0])
+            if action is None:
+                main = pp.loc[s, [c for c in pp.columns if c.startswith("contrib_")]].astype(float).idxmax()
+                action = {"contrib_over_time": "cut the wait", "contrib_drop_off": "stop the drop-off",
+                          "contrib_rework": "fix it first time"}.get(main, "fix the experience")
+        action = action or "review the experience"
+        sig = (len(d) > 0) or bool(g["significant"].any() if len(g) else False)
+        n_ok = int(r["customers"]) >= MIN_N and not (bool(r["low_confidence"]) and not sig)
+        confidence = 1.0 if (sig and n_ok) else (0.6 if n_ok else 0.3)
+        reach = float(r["share_customers"]) if pd.notna(r["share_customers"]) else 0.0
+        themes = r.get("themes_negative") if isinstance(r.get("themes_negative"), str) else ""
+        sentence = f"{_objective_phrase(config.objective)}: {action} at {_title(s)}; " + "; ".join(evidence[:3]) + "."
+        if themes:
+            sentence += f" Customers mention: {', '.join(t.split(' (')[0] for t in themes.split('; ')[:3])}."
+        rows.append({"stage": s, "action": action, "impact": impact, "reach": reach, "confidence": confidence,
+                     "priority": impact * reach * confidence, "evidence": "; ".join(evidence), "themes": themes,
+                     "sentence": sentence})
+    out = pd.DataFrame(rows, columns=["stage", "action", "impact", "reach", "confidence", "priority", "evidence",
+                                      "themes", "sentence"])
+    out = out.sort_values("priority", ascending=False, kind="stable").reset_index(drop=True)
+    out.insert(0, "rank", np.arange(1, len(out) + 1))
+    out.insert(1, "segment", segment)
+    return out.head(top) if top else out
+
+
+# ------------------------------------------------------------------------------------------------
+# segment comparison
+# ------------------------------------------------------------------------------------------------
+#: Metrics compared between segments: metric -> (kind, n column, sd column or count column).
+COMPARE_METRICS = {
+    "share_customers": ("proportion", "segment_customers", "customers"),
+    "drop_off": ("proportion", "customers", "drop_off_customers"),
+    "rework_share": ("proportion", "customers", "rework_customers"),
+    "dwell_mean_h": ("mean", "dwell_n", "dwell_std_h"),
+    "satisfaction_mean": ("mean", "satisfaction_n", "satisfaction_sd"),
+    "sentiment_mean": ("mean", "sentiment_n", "sentiment_sd"),
+    "sentiment_share_negative": ("proportion", "sentiment_n", "sentiment_negative_n"),
+}
+
+
+def compare_segments(journey_map: pd.DataFrame, metrics=None, z: float = 1.96) -> pd.DataFrame:
+    """The same stage metrics side by side for every segment, each against the rest of the customers.
+
+    For each segment (not "All customers"), stage and metric: ``value`` (the segment), ``rest`` (every
+    other customer, derived from the "All customers" row minus the segment: counts for proportions, sums
+    and sums of squares for means), ``diff`` = value - rest, ``se`` (two-sample standard error: pooled
+    proportion for proportions, sqrt(s1^2/n1 + s2^2/n2) for means), ``z`` = diff / se, ``differs`` when
+    |z| > ``z`` (1.96: a two-sided 5% test) and both sides have n >= 2; ``marker`` "+" / "-" / "".
+    Use :func:`compare_segments_wide` for one column per segment. Vectorised over the whole map.
+    """
+    metrics = list(metrics or COMPARE_METRICS)
+    allm = journey_map[journey_map["segment"] == ALL].set_index("stage")
+    segs = journey_map[journey_map["segment"] != ALL]
+    rows = []
+    for metric in metrics:  # a handful of metrics, each vectorised over segments x stages
+        kind, ncol, aux = COMPARE_METRICS[metric]
+        a = allm.reindex(segs["stage"])
+        n1 = segs[ncol].to_numpy(float)
+        nA = a[ncol].to_numpy(float)
+        n2 = nA - n1
+        v1 = segs[metric].to_numpy(float)
+        if kind == "proportion":
+            k1 = segs[aux].to_numpy(float)
+            k2 = a[aux].to_numpy(float) - k1
+            with np.errstate(invalid="ignore", divide="ignore"):
+                v2 = k2 / n2
+                p = (k1 + k2) / (n1 + n2)
+                se = np.sqrt(p * (1 - p) * (1 / n1 + 1 / n2))
+        else:
+            s1 = segs[aux].to_numpy(float)
+            mA, sA = a[metric].to_numpy(float), a[aux].to_numpy(float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                sum2 = nA * mA - n1 * v1
+                v2 = sum2 / n2
+                ss_all = (nA - 1) * sA ** 2 + nA * mA ** 2
+                ss1 = (n1 - 1) * np.nan_to_num(s1) ** 2 + n1 * v1 ** 2
+                var2 = (ss_all - ss1 - n2 * v2 ** 2) / (n2 - 1)
+                se = np.sqrt(s1 ** 2 / n1 + np.clip(var2, 0, None) / n2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            zz = (v1 - v2) / se
+        ok = (n1 >= 2) & (n2 >= 2) & np.isfinite(zz)
+        part = pd.DataFrame({"segment": segs["segment"].to_numpy(), "stage": segs["stage"].to_numpy(),
+                             "stage_order": segs["stage_order"].to_numpy(), "metric": metric, "value": v1,
+                             "n": n1, "rest": v2, "rest_n": n2, "diff": v1 - v2, "se": se, "z": zz})
+        part["differs"] = ok & (np.abs(zz) > z)
+        part["marker"] = np.where(part["differs"], np.where(part["diff"] > 0, "+", "-"), "")
+        rows.append(part)
+    out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    return out.sort_values(["metric", "stage_order", "segment"], kind="stable").reset_index(drop=True)
+
+
+def compare_segments_wide(comparison: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One metric of :func:`compare_segments` as stages x segments, values with their marker ("3.1 -")."""
+    c = comparison[comparison["metric"] == metric].copy()
+    c["cell"] = c["value"].round(3).astype(str) + c["marker"].radd(" ").where(c["marker"] != "", "")
+    return c.pivot_table(index=["stage_order", "stage"], columns="segment", values="cell", aggfunc="first") \
+        .reset_index(level=0, drop=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# testing the experience
+# ------------------------------------------------------------------------------------------------
+def test_experience(observations: pd.DataFrame, journey_map: pd.DataFrame, segment: str = ALL,
+                    factor: float = 2.0) -> pd.DataFrame:
+    """Compare mystery-shopper / test-call observations with what the map says.
+
+    ``observations``: one row per test, columns ``stage``, ``channel``, ``when`` (date-time or text),
+    ``wait_s`` (how long until an answer, seconds; ``wait_min`` or ``wait_h`` accepted), ``who`` (whom
+    they dealt with), ``notes``. Compared with the map's row for the stage: the reference time is the
+    service median where the data has service times (how long an interaction takes), else the dwell
+    median; flags: "stage not in the map", "channel not seen in the data at this stage", "wait over the
+    map's p90", "wait over {factor}x the map's median", "wait under the map's median / {factor}"
+    (the data may overstate the wait), "over the expected maximum in the config". Output: observations
+    plus map_reference ("service" | "dwell"), map_median_s, map_p90_s, ratio_to_median, map_channels,
+    expected_max_s, flags (text), differs (bool), finding (sentence).
+    """
+    if observations is None or len(observations) == 0:
+        raise JourneyError("No test observations given.", expected="a table with stage, channel, when, wait_s, who, notes",
+                           fix="Record at least one mystery-shopper visit or test call.")
+    obs = observations.copy()
+    if "stage" not in obs.columns:
+        raise JourneyError("The observations have no 'stage' column.", column="stage",
+                           expected="stage, channel, when, wait_s, who, notes")
+    if "wait_s" not in obs.columns:
+        if "wait_min" in obs.columns:
+            obs["wait_s"] = pd.to_numeric(obs["wait_min"], errors="coerce") * 60
+        elif "wait_h" in obs.columns:
+            obs["wait_s"] = pd.to_numeric(obs["wait_h"], errors="coerce") * 3600
+        else:
+            obs["wait_s"] = np.nan
+    obs["wait_s"] = pd.to_numeric(obs["wait_s"], errors="coerce")
+    for c in ("channel", "when", "who", "notes"):
+        if c not in obs.columns:
+            obs[c] = None
+    m = _segment(journey_map, segment).set_index("stage")
+    known = obs["stage"].isin(m.index)
+    ref = m.reindex(obs["stage"])
+    use_service = ref["service_n"].fillna(0).to_numpy() > 0
+    obs["map_reference"] = np.where(known, np.where(use_service, "service", "dwell"), None)
+    obs["map_median_s"] = np.where(use_service, ref["service_median_s"], ref["dwell_median_s"])
+    obs["map_p90_s"] = np.where(use_service, ref["service_p90_s"], ref["dwell_p90_s"])
+    obs["ratio_to_median"] = obs["wait_s"] / obs["map_median_s"]
+    obs["map_channels"] = ref["channels"].to_numpy() if "channels" in ref.columns else None
+    obs["expected_max_s"] = (ref["expected_max_duration_h"] * 3600).to_numpy()
+    ch = obs["channel"].astype(str).str.lower()
+    seen = pd.Series([isinstance(mc, str) and c in [x.rsplit(" ", 1)[0].lower() for x in mc.split(", ")]
+                      for c, mc in zip(ch, obs["map_channels"])], index=obs.index)
+    flags = []
+    for i in range(len(obs)):  # observations are a handful of test calls
+        f = []
+        o = obs.iloc[i]
+        if not known.iloc[i]:
+            f.append("stage not in the map")
+        else:
+            if o["channel"] is not None and isinstance(o["map_channels"], str) and not seen.iloc[i]:
+                f.append(f"channel {o['channel']} not among the main channels in the data ({o['map_channels']})")
+            w, med, p90 = o["wait_s"], o["map_median_s"], o["map_p90_s"]
+            if pd.notna(w) and pd.notna(med):
+                if pd.notna(p90) and w > p90:
+                    f.append(f"wait {_fmt_h(w / 3600)} is over the map's p90 ({_fmt_h(p90 / 3600)})")
+                elif w > factor * med:
+                    f.append(f"wait {_fmt_h(w / 3600)} is over {factor:g}x the map's median ({_fmt_h(med / 3600)})")
+                elif med > 0 and w < med / factor:
+                    f.append(f"wait {_fmt_h(w / 3600)} is under half the map's median ({_fmt_h(med / 3600)}): "
+                             "the data may overstate this wait, or the test was lucky")
+            if pd.notna(w) and pd.notna(o["expected_max_s"]) and w > o["expected_max_s"]:
+                f.append(f"over the expected maximum in the config ({_fmt_h(o['expected_max_s'] / 3600)})")
+        flags.append("; ".join(f))
+    obs["flags"] = flags
+    obs["differs"] = obs["flags"] != ""
+    obs["finding"] = [
+        (f"Test at {_title(s)} ({c}): " + (fl if fl else "consistent with the map") + ".")
+        for s, c, fl in zip(obs["stage"], obs["channel"], obs["flags"])]
+    return obs

@@ -295,7 +295,7 @@ def _themes_fallback(sub: pd.DataFrame) -> pd.DataFrame:
         vals = {}
         for stage, grp in part.groupby("stage", sort=False):
             try:
-                cv = CountVectorizer(ngram_range=(1, 2), stop_words="english", min_df=2, max_features=2000)
+                cv = CountVectorizer(ngram_range=(2, 3), stop_words="english", min_df=2, max_features=2000)
                 X = cv.fit_transform(grp["text"].astype(str))
             except ValueError:
                 continue
