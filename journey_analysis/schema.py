@@ -97,8 +97,20 @@ _EXPECTED = {
 }
 
 
+def _pandera():
+    """Import pandera quietly (it imports pyspark.pandas when pyspark is installed, which warns on pandas 3)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning)
+        import pandera.errors
+        import pandera.pandas as pa
+    return pa, pandera.errors
+
+
 def _schema(kind: str):
-    import pandera.pandas as pa
+    pa, _ = _pandera()
 
     nonempty = pa.Check(lambda s: s.astype(str).str.strip().str.len() > 0, element_wise=False,
                         name="non-empty")
@@ -120,8 +132,7 @@ def validate(frame: pd.DataFrame, kind: str, file="(DataFrame)") -> pd.DataFrame
 
     Raises :class:`JourneyError` on the first failing column with its first rows; returns the frame.
     """
-    import pandera.errors
-
+    _, pandera_errors = _pandera()
     missing = [c for c in REQUIRED[kind] if c not in frame.columns]
     if missing:
         raise JourneyError(
@@ -131,7 +142,7 @@ def validate(frame: pd.DataFrame, kind: str, file="(DataFrame)") -> pd.DataFrame
                 f"{kind}: {{your_name: {missing[0]}}}.")
     try:
         _schema(kind).validate(frame.reset_index(drop=True), lazy=True)
-    except pandera.errors.SchemaErrors as exc:
+    except pandera_errors.SchemaErrors as exc:
         _raise_from_pandera(exc, file, kind)
     return frame
 
