@@ -444,6 +444,7 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
         m["sentiment_negative_n"], m["sentiment_n"])
     lo, hi = config.satisfaction.min, config.satisfaction.max
     m["satisfaction_scale"] = f"{rating_type} {lo:g}-{hi:g}"
+    m[f"{rating_type.lower()}_mean"] = m["satisfaction_mean"]  # alias named after the scale (KPIs use it)
 
     # expectations from the config (assumed, not measured)
     sf = config.stages_frame().set_index("stage")
