@@ -77,32 +77,58 @@ _LEX_CACHE: dict = {}
 
 
 def _lexicons():
-    """(word -> valence, first word -> [(phrase tuple, valence)] longest first)."""
+    """Lexicons keyed by spaCy string hashes (so the component reads token attributes as integers
+    with ``Doc.to_array`` instead of building Token objects): (word -> valence, first word -> [(phrase
+    hash tuple, valence)] longest first, hashed word sets)."""
     if "lex" not in _LEX_CACHE:
+        from spacy.strings import get_string_id as h
+
         words = _read_lexicon(RESOURCES / "vader_lexicon.txt")
         service = _read_lexicon(RESOURCES / "service_lexicon.tsv")
-        phrases: dict[str, list] = {}
+        phrases: dict[int, list] = {}
         for k, v in service.items():
-            toks = tuple(k.split())
+            toks = k.split()
             if len(toks) == 1:
                 words[k] = v
             else:
-                phrases.setdefault(toks[0], []).append((toks, v))
+                phrases.setdefault(h(toks[0]), []).append((tuple(h(t) for t in toks), v))
         for k in phrases:
-            phrases[k].sort(key=lambda p: -len(p[0]))
-        _LEX_CACHE["lex"] = (words, phrases)
+            phrases[k].sort(key=lambda q: -len(q[0]))
+        sets = {name: frozenset(h(w) for w in ws) for name, ws in (
+            ("neg", _NEGATORS), ("up", _BOOST_UP), ("down", _BOOST_DOWN), ("bound", _BOUNDARY),
+            ("but", _BUT), ("although", _ALTHOUGH), ("comp", _COMPARATIVES))}
+        sets["enough"] = h("enough")
+        sets["excl"] = h("!")
+        sets["q"] = h("?")
+        hashed = {h(w): v for w, v in words.items()}
+        # inflected forms inherit their lemma's valence (spaCy's English lookup table, installed with
+        # spacy-lookups-data), so scoring does not need the lemmatizer to run
+        from spacy.lookups import load_lookups
+
+        table = load_lookups("en", ["lemma_lookup"]).get_table("lemma_lookup")
+        for form, lemma in table.items():
+            if form not in hashed:
+                v = hashed.get(h(lemma.lower()))
+                if v is not None:
+                    hashed[form] = v
+        _LEX_CACHE["lex"] = (hashed, phrases, sets)
     return _LEX_CACHE["lex"]
 
 
 # ---------------------------------------------------------------------------------------------
 # The spaCy component
 # ---------------------------------------------------------------------------------------------
-def _valences(lows: list[str], texts: list[str], lemmas, all_caps: bool, p: dict) -> list[float]:
-    """Per-token valence after phrases, boosters, caps, negation and contrast (VADER scale)."""
-    words, phrases = _lexicons()
+def _valences(lows: list[int], lemmas: list[int], caps: list[bool], p: dict) -> list[float]:
+    """Per-token valence (VADER scale) after phrases, intensifiers, capitals, negation and contrast.
+
+    ``lows``/``lemmas``: spaCy hashes of the lower-cased text and lemma; ``caps``: token is an
+    ALL-CAPS word of 2+ letters in a text that is not all capitals."""
+    words, phrases, S = _lexicons()
+    neg, up, down, bound, but = S["neg"], S["up"], S["down"], S["bound"], S["but"]
     n = len(lows)
     val = [0.0] * n
     protected = [False] * n
+    booster = p["booster"]
     i = 0
     while i < n:
         w = lows[i]
@@ -122,62 +148,62 @@ def _valences(lows: list[str], texts: list[str], lemmas, all_caps: bool, p: dict
                 i += k
                 continue
         v = words.get(w)
-        if v is None and lemmas is not None:
-            lw = lemmas[i]
-            if lw != w:
-                v = words.get(lw)
-        if v is not None and v != 0.0 and w not in _NEGATORS:
+        if v is None:
+            v = words.get(lemmas[i])
+        if v and w not in neg:
             sign = 1.0 if v > 0 else -1.0
-            if not all_caps and len(texts[i]) > 1 and texts[i].isupper():
+            if caps[i]:
                 v += sign * p["caps"]
-            # intensifiers before the word (decay 1, .95, .9 with distance)
-            for d, decay in ((1, 1.0), (2, 0.95), (3, 0.9)):
+            for d, decay in ((1, 1.0), (2, 0.95), (3, 0.9)):  # intensifiers before the word
                 j = i - d
-                if j < 0 or lows[j] in _BOUNDARY:
+                if j < 0 or lows[j] in bound:
                     break
                 b = lows[j]
-                if b in _BOOST_UP:
-                    v += sign * p["booster"] * decay
-                elif b in _BOOST_DOWN:
-                    v -= sign * p["booster"] * decay
+                if b in up:
+                    v += sign * booster * decay
+                elif b in down:
+                    v -= sign * booster * decay
             val[i] = v
         i += 1
-    # negation scope: from a negator forward, up to neg_window tokens, stopped by punctuation/contrast
+    # negation scope: from a negator forward, up to neg_window tokens, stopped by punctuation/contrast;
+    # it flips the first scored word it reaches
     win = int(p["neg_window"])
+    comp, enough = S["comp"], S["enough"]
     for i in range(n):
-        if lows[i] in _NEGATORS and not protected[i]:
+        if lows[i] in neg and not protected[i]:
             for j in range(i + 1, min(n, i + 1 + win)):
                 lj = lows[j]
-                if lj in _BOUNDARY or lj in _BUT:
+                if lj in bound or lj in but:
                     break
                 if val[j] != 0.0 and not protected[j]:
-                    if val[j] > 0 and (lows[j] in _COMPARATIVES or "enough" in lows[j + 1:j + 4]):
-                        val[j] += p["booster"]  # "couldn't be happier", "can't praise it enough"
+                    if val[j] > 0 and (lj in comp or enough in lows[j + 1:j + 4]):
+                        val[j] += booster  # "couldn't be happier", "can't praise it enough"
                     else:
                         val[j] *= p["neg_scalar"]
                     break
-    # contrast: "but" (last one wins) and although-clauses
+    # contrast: words before the last "but" weigh less, words after it more; although-clauses less
     last_but = -1
     for i in range(n):
-        if lows[i] in _BUT:
+        if lows[i] in but:
             last_but = i
     if last_but >= 0:
         for j in range(last_but):
             val[j] *= p["but_before"]
         for j in range(last_but + 1, n):
             val[j] *= p["but_after"]
+    although = S["although"]
     for i in range(n):
-        if lows[i] in _ALTHOUGH:
+        if lows[i] in although:
             j = i + 1
-            while j < n and lows[j] not in _BOUNDARY and lows[j] not in _BUT:
+            while j < n and lows[j] not in bound and lows[j] not in but:
                 val[j] *= p["although"]
                 j += 1
     return val
 
 
 def _compound(vals: list[float], n_excl: int, n_q: int, p: dict) -> float:
-    """Squash a list of word valences into [-1, 1]: s = sum / sqrt(number of non-zero valences), plus
-    punctuation emphasis in s's direction, then s / sqrt(s^2 + alpha)."""
+    """Squash word valences into [-1, 1]: s = sum / sqrt(number of non-zero valences), plus
+    punctuation emphasis in s's direction (VADER's), then s / sqrt(s^2 + alpha)."""
     k = len(vals) - vals.count(0.0)
     if k == 0:
         return 0.0
@@ -193,18 +219,28 @@ def _compound(vals: list[float], n_excl: int, n_q: int, p: dict) -> float:
 
 
 def _score_doc(doc, p: dict | None = None):
+    """(document score, {sentence start token: sentence score}) for a parsed Doc."""
+    from spacy.attrs import IS_ALPHA, IS_UPPER, LEMMA, LENGTH, LOWER, SENT_START
+
     p = PARAMS if p is None else p
-    texts = [t.text for t in doc]
-    lows = [t.lower_ for t in doc]
-    lemmas = [t.lemma_.lower() for t in doc] if doc.has_annotation("LEMMA") else None
-    letters = [t for t in texts if t.isalpha()]
-    all_caps = bool(letters) and all(t.isupper() for t in letters)
-    val = _valences(lows, texts, lemmas, all_caps, p)
-    doc_score = _compound(val, lows.count("!"), lows.count("?"), p)
+    if len(doc) == 0:
+        return 0.0, {}
+    _, _, S = _lexicons()
+    cols = doc.to_array([LOWER, LEMMA, IS_UPPER, IS_ALPHA, LENGTH, SENT_START]).T.tolist()
+    lows, lemmas, upper, alpha, length, starts = cols
+    n_alpha = sum(alpha)
+    all_caps = n_alpha > 0 and sum(u for u, a in zip(upper, alpha) if a) == n_alpha
+    caps = [False] * len(lows) if all_caps else [u == 1 and ln > 1 for u, ln in zip(upper, length)]
+    val = _valences(lows, lemmas, caps, p)
+    ex, q = S["excl"], S["q"]
+    doc_score = _compound(val, lows.count(ex), lows.count(q), p)
+    if not doc.has_annotation("SENT_START"):
+        return doc_score, {}
+    bounds = [i for i, s in enumerate(starts) if s == 1 or i == 0] + [len(lows)]
     sents = {}
-    for s in doc.sents:
-        sl = lows[s.start:s.end]
-        sents[s.start] = _compound(val[s.start:s.end], sl.count("!"), sl.count("?"), p)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        sl = lows[a:b]
+        sents[a] = _compound(val[a:b], sl.count(ex), sl.count(q), p)
     return doc_score, sents
 
 
@@ -317,7 +353,9 @@ def score_frame(texts, *, cache_path: str | Path | None = None, batch_size: int 
         todo = [(k, t) for k, t in zip(keys, uniq) if k not in _CACHE]
         if todo:
             nlp = get_nlp()
-            docs = nlp.pipe((t[:MAX_CHARS] for _, t in todo), batch_size=batch_size)
+            # the document score needs neither sentences nor lemmas (inflections are in the lexicon)
+            docs = nlp.pipe((t[:MAX_CHARS] for _, t in todo), batch_size=batch_size,
+                            disable=["sentencizer", "lemmatizer"])
             for (k, _), doc in zip(todo, docs):
                 _CACHE[k] = doc._.sentiment
             if cache_path is not None:
@@ -331,3 +369,265 @@ def score(texts, **kw) -> pd.Series:
     """One sentiment score per text in [-1, 1] (NaN for empty or non-English text); see :func:`score_frame`
     for the definition and the reason a text was not scored."""
     return score_frame(texts, **kw)["sentiment"].rename("sentiment")
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning from ratings
+# ---------------------------------------------------------------------------------------------
+def _lemma_strings(texts: list[str]) -> list[str]:
+    """Lower-cased lemmas joined by spaces (punctuation kept as tokens, so n-grams stop at it)."""
+    nlp = get_nlp()
+    out = []
+    for doc in nlp.pipe(texts, batch_size=1000, disable=["sentencizer", "journey_sentiment"]):
+        out.append(" ".join(t.lemma_.lower() if t.lemma_ else t.lower_ for t in doc if not t.is_space))
+    return out
+
+
+@dataclass
+class RatingModel:
+    """A domain sentiment model learned from rated feedback (see :func:`fit_from_ratings`).
+
+    ``cv_report``: cross-validated figures, one row per model ("lexicon", "blended") with columns
+    ``pearson_r``, ``accuracy_3class``, ``macro_f1_3class``, ``accuracy_2class``, ``n``.
+    ``wins``: True when the blended model beats the lexicon on cross-validated Pearson r by at least
+    0.01 and does not lose 3-class accuracy; only then should it replace the lexicon for unrated text.
+    """
+    vectorizer: object
+    model: object
+    scale: tuple
+    cv_report: pd.DataFrame
+    wins: bool
+    random_state: int = 0
+    meta: dict = field(default_factory=dict)
+
+    def _features(self, texts: pd.Series):
+        from scipy.sparse import csr_matrix, hstack
+
+        lex = score(texts).fillna(0.0).to_numpy()
+        X = self.vectorizer.transform(_lemma_strings(texts.fillna("").astype(str).tolist()))
+        return hstack([X, csr_matrix(lex.reshape(-1, 1) * _LEX_WEIGHT)]).tocsr(), lex
+
+    def predict(self, texts) -> pd.Series:
+        """Scores in [-1, 1] for texts (index kept); NaN where :func:`score` gives NaN (empty, not English)."""
+        s = _as_series(texts)
+        base = score(s)
+        X, _ = self._features(s)
+        pred = np.clip(self.model.predict(X), -1.0, 1.0)
+        pred[base.isna().to_numpy()] = np.nan
+        return pd.Series(pred, index=s.index, name="sentiment")
+
+
+_LEX_WEIGHT = 3.0  # scale of the lexicon column among TF-IDF features (ridge penalises it less)
+
+
+def _to_unit(ratings: pd.Series, scale) -> np.ndarray:
+    lo, hi = scale
+    return (2.0 * (ratings.astype(float).to_numpy() - lo) / (hi - lo)) - 1.0
+
+
+def _class3(x: np.ndarray, t: float) -> np.ndarray:
+    return np.where(x > t, 1, np.where(x < -t, -1, 0))
+
+
+def fit_from_ratings(texts, ratings, scale=(1, 5), random_state: int = 0, n_splits: int = 5,
+                     alpha: float = 1.0) -> RatingModel:
+    """Learn a domain model from texts with ratings and say whether it beats the lexicon.
+
+    Inputs: texts and ratings (same length; rows with a missing rating, empty or non-English text
+    are dropped), the rating scale (lo, hi) mapped linearly to [-1, 1].
+    Model: TF-IDF over lemma uni- and bigrams (sublinear tf, min_df=2) plus the lexicon score as
+    one extra column, fed to a ridge regression (``alpha``); predictions clipped to [-1, 1].
+    ``cv_report``: ``n_splits``-fold cross-validation (shuffled with ``random_state``) of the lexicon
+    alone and of the blended model: Pearson r with the rating on [-1, 1]; 3-class accuracy and macro-F1
+    (rating classes: |x| <= 1/3 of the half-range neutral, i.e. 2-4 of 1-5 stars -> 3 neutral only;
+    model classes: VADER's +-0.05); 2-class accuracy on the polar ratings (model > 0 is positive).
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.model_selection import KFold
+    from scipy.sparse import csr_matrix, hstack
+
+    from journey_analysis.errors import JourneyError
+
+    t = _as_series(texts).reset_index(drop=True)
+    r = _as_series(ratings).reset_index(drop=True)
+    if len(t) != len(r):
+        raise JourneyError("texts and ratings differ in length", expected="one rating per text",
+                           fix="pass two aligned columns of the same frame")
+    lo, hi = scale
+    rr = pd.to_numeric(r, errors="coerce")
+    out_of_range = rr.notna() & ((rr < lo) | (rr > hi))
+    if out_of_range.any():
+        raise JourneyError(f"ratings outside the scale {scale}", column="rating",
+                           rows=list(np.flatnonzero(out_of_range.to_numpy()) + 1),
+                           expected=f"values in [{lo}, {hi}]", fix="pass the right scale=(lo, hi)")
+    lex_all = score_frame(t)
+    keep = rr.notna().to_numpy() & (lex_all["sentiment_status"] == "scored").to_numpy()
+    if keep.sum() < 4 * n_splits:
+        raise JourneyError(f"too few rated English texts to learn from ({int(keep.sum())})",
+                           expected=f"at least {4 * n_splits}", fix="collect more rated feedback")
+    t, y = t[keep].astype(str).reset_index(drop=True), _to_unit(rr[keep], scale)
+    lex = lex_all["sentiment"].to_numpy()[keep]
+    lem = np.array(_lemma_strings(t.tolist()), dtype=object)
+
+    def make():
+        return (TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, token_pattern=r"(?u)\b\w[\w']*\b"),
+                Ridge(alpha=alpha))
+
+    pred = np.zeros(len(y))
+    for tr, te in KFold(n_splits, shuffle=True, random_state=random_state).split(y):
+        vec, mdl = make()
+        Xtr = hstack([vec.fit_transform(lem[tr]), csr_matrix(lex[tr, None] * _LEX_WEIGHT)]).tocsr()
+        Xte = hstack([vec.transform(lem[te]), csr_matrix(lex[te, None] * _LEX_WEIGHT)]).tocsr()
+        mdl.fit(Xtr, y[tr])
+        pred[te] = np.clip(mdl.predict(Xte), -1, 1)
+    ycls = _class3(y, 1 / 3)
+    polar = ycls != 0
+    rows = []
+    for name, p in (("lexicon", lex), ("blended", pred)):
+        pc = _class3(p, POLARITY_THRESHOLD)
+        rows.append({"model": name, "pearson_r": float(np.corrcoef(p, y)[0, 1]) if np.std(p) > 0 else 0.0,
+                     "accuracy_3class": accuracy_score(ycls, pc),
+                     "macro_f1_3class": f1_score(ycls, pc, average="macro"),
+                     "accuracy_2class": accuracy_score(ycls[polar] > 0, p[polar] > 0) if polar.any() else np.nan,
+                     "n": int(len(y))})
+    rep = pd.DataFrame(rows).set_index("model")
+    wins = bool(rep.loc["blended", "pearson_r"] >= rep.loc["lexicon", "pearson_r"] + 0.01
+                and rep.loc["blended", "accuracy_3class"] >= rep.loc["lexicon", "accuracy_3class"])
+    vec, mdl = make()
+    X = hstack([vec.fit_transform(lem), csr_matrix(lex[:, None] * _LEX_WEIGHT)]).tocsr()
+    mdl.fit(X, y)
+    return RatingModel(vectorizer=vec, model=mdl, scale=tuple(scale), cv_report=rep, wins=wins,
+                       random_state=random_state)
+
+
+# ---------------------------------------------------------------------------------------------
+# Themes and quotes per step
+# ---------------------------------------------------------------------------------------------
+def _with_sentiment(feedback: pd.DataFrame, by) -> tuple[pd.DataFrame, list]:
+    from journey_analysis.errors import JourneyError
+
+    by = [by] if isinstance(by, str) else list(by)
+    missing = [c for c in ["text", *by] if c not in feedback.columns]
+    if missing:
+        raise JourneyError(f"feedback lacks column(s) {missing}", column=missing[0],
+                           expected="a feedback frame with text and " + ", ".join(by),
+                           fix="load feedback with the project's loader or pass by= an existing column")
+    fb = feedback.copy()
+    if "sentiment" not in fb.columns:
+        fb[["sentiment", "sentiment_status"]] = score_frame(fb["text"])
+    fb["polarity"] = np.where(fb["sentiment"] < -POLARITY_THRESHOLD, "negative",
+                              np.where(fb["sentiment"] > POLARITY_THRESHOLD, "positive", None))
+    fb = fb[fb["polarity"].notna()]
+    return fb, by
+
+
+def _phrases(texts: list[str]) -> list[list[str]]:
+    """Per text: distinct key phrases = content lemmas (alphabetic, 3+ letters, not stop words,
+    not redaction tags) and bigrams of adjacent content lemmas within a sentence."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    stop = STOP_WORDS | {"n't", "get", "got", "go", "say", "tell", "would", "could", "also", "really",
+                         "email", "phone", "card", "iban", "url", "postcode"}
+    nlp = get_nlp()
+    out = []
+    for doc in nlp.pipe(texts, batch_size=1000, disable=["journey_sentiment"]):
+        ph, prev = set(), None
+        for t in doc:
+            lem = (t.lemma_ or t.lower_).lower()
+            ok = t.is_alpha and len(lem) > 2 and lem not in stop and t.lower_ not in stop
+            if ok:
+                ph.add(lem)
+                if prev is not None:
+                    ph.add(prev + " " + lem)
+                prev = lem
+            else:
+                prev = None
+            if t.is_sent_start or t.is_punct:
+                prev = lem if ok and not t.is_punct else None
+        out.append(sorted(ph))
+    return out
+
+
+def themes(feedback: pd.DataFrame, by="stage", top: int = 8) -> pd.DataFrame:
+    """Key phrases customers use, per group and polarity.
+
+    Input: a feedback frame (``text``; ``sentiment`` is computed with :func:`score` when absent) and
+    the grouping column(s) ``by``. Feedback with sentiment < -0.05 is "negative", > 0.05 "positive";
+    neutral and unscored feedback is left out. Text is redacted first.
+    Output: columns ``by..., polarity, phrase, count, share``: ``count`` = number of feedback items
+    in the group and polarity that contain the phrase (lemma or bigram of adjacent content lemmas),
+    ``share`` = count / items in that group and polarity. Phrases seen in one item only are dropped;
+    the ``top`` phrases per group and polarity are kept, ranked by count x idf (idf = log(N / items
+    containing the phrase anywhere), so words every comment uses rank lower), ties by phrase.
+    """
+    from journey_analysis.text import redact
+
+    fb, by = _with_sentiment(feedback, by)
+    cols = [*by, "polarity", "phrase", "count", "share"]
+    if fb.empty:
+        return pd.DataFrame(columns=cols)
+    fb = fb.reset_index(drop=True)
+    fb["phrase"] = _phrases(redact(fb["text"].astype(str)).tolist())
+    long = fb[[*by, "polarity", "phrase"]].explode("phrase").dropna(subset=["phrase"])
+    n_docs = fb.groupby([*by, "polarity"], dropna=False).size().rename("n_items")
+    df_all = long["phrase"].value_counts()
+    counts = long.groupby([*by, "polarity", "phrase"], dropna=False).size().rename("count").reset_index()
+    counts = counts[counts["count"] >= 2]
+    counts = counts.join(n_docs, on=[*by, "polarity"])
+    counts["share"] = counts["count"] / counts["n_items"]
+    counts["_rank"] = counts["count"] * np.log(len(fb) / counts["phrase"].map(df_all))
+    counts = counts.sort_values([*by, "polarity", "_rank", "phrase"], ascending=[True] * len(by) + [True, False, True])
+    out = counts.groupby([*by, "polarity"], dropna=False, sort=False).head(top)
+    return out[cols].reset_index(drop=True)
+
+
+_SENT_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _trim(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    out = ""
+    for sent in _SENT_END.split(text):
+        if len(out) + len(sent) + (1 if out else 0) > limit:
+            break
+        out = f"{out} {sent}" if out else sent
+    if not out:  # first sentence alone is too long: cut at a word boundary
+        out = text[:limit - 1].rsplit(" ", 1)[0] + "…"
+    return out
+
+
+def quotes(feedback: pd.DataFrame, by="stage", n: int = 3) -> pd.DataFrame:
+    """Representative quotes in the customer's own words, per group and polarity.
+
+    Input: a feedback frame (``text``, ``feedback_id`` if present; ``sentiment`` computed when absent)
+    and grouping column(s) ``by``. Polarity as in :func:`themes`. Each text is redacted, trimmed to
+    at most 200 characters at a sentence end (or a word boundary with "…"), and deduplicated on its
+    lower-cased letters and digits. Quotes are the ``n`` items whose sentiment is nearest the median
+    sentiment of their group and polarity (typical, not the extremes); ties go to the quote whose length
+    is nearest the group's median length, then to feedback order.
+    Output: ``by..., polarity, quote, sentiment, feedback_id``.
+    """
+    from journey_analysis.text import redact
+
+    fb, by = _with_sentiment(feedback, by)
+    cols = [*by, "polarity", "quote", "sentiment", "feedback_id"]
+    if fb.empty:
+        return pd.DataFrame(columns=cols)
+    fb = fb.reset_index(drop=True)
+    if "feedback_id" not in fb.columns:
+        fb["feedback_id"] = fb.index.astype(str)
+    fb["quote"] = redact(fb["text"].astype(str)).map(_trim)
+    fb["_norm"] = fb["quote"].str.lower().str.replace(r"[^a-z0-9]+", " ", regex=True).str.strip()
+    fb = fb[fb["_norm"] != ""].drop_duplicates([*by, "polarity", "_norm"])
+    g = fb.groupby([*by, "polarity"], dropna=False)
+    fb["_dist"] = (fb["sentiment"] - g["sentiment"].transform("median")).abs()
+    fb["_len"] = fb["quote"].str.len()
+    fb["_dlen"] = (fb["_len"] - fb.groupby([*by, "polarity"], dropna=False)["_len"].transform("median")).abs()
+    fb["_order"] = np.arange(len(fb))
+    fb = fb.sort_values([*by, "polarity", "_dist", "_dlen", "_order"])
+    out = fb.groupby([*by, "polarity"], dropna=False, sort=False).head(n)
+    return out[cols].reset_index(drop=True)
