@@ -275,12 +275,12 @@ _SLANG = {"neg": [" smh", " tbh", " ffs", " ngl this is rubbish"], "mix": [" tbh
           "pos": [" tbh", " lol", " ngl", " cheers"]}
 _EMOJI = {"neg": [" 😡", " 👎", " 🙄"], "mix": [" 🤷", " 😐"], "pos": [" 🙂", " 👍", " 🎉"]}
 _FOREIGN = {
-    "neg": ["Le technicien n'est jamais venu, très déçu.", "Service client nul, j'ai attendu une heure.",
-            "Der Techniker ist nicht gekommen, sehr enttäuscht.", "Die Hotline ist eine Katastrophe, eine Stunde Warteschleife.",
-            "El técnico nunca vino, muy decepcionado.", "Atención al cliente pésima, una hora esperando."],
-    "pos": ["Installation rapide, très contente du service.", "Bonne connexion, rien à redire.",
-            "Schnelle Installation, alles bestens.", "Gute Verbindung, sehr zufrieden.",
-            "Instalación rápida, todo perfecto.", "Buena conexión, muy contento con el servicio."],
+    "neg": ["Très déçu, personne ne m'a aidé.", "Service nul, j'ai attendu des heures.",
+            "Sehr enttäuscht, niemand hat mir geholfen.", "Schlechter Service, ich habe stundenlang gewartet.",
+            "Muy decepcionado, nadie me ayudó.", "Servicio pésimo, esperé horas."],
+    "pos": ["Très content du service, rien à redire.", "Tout s'est bien passé, merci beaucoup.",
+            "Alles bestens, sehr zufrieden.", "Schneller und freundlicher Service, danke.",
+            "Todo perfecto, muy contento con el servicio.", "Servicio rápido y amable, gracias."],
 }
 _NAMES = ["john", "sarah", "mike", "emma", "dave", "lucy", "raj", "chloe", "tom", "aisha", "gary", "megan"]
 _DOMAINS = ["example.com", "example.org", "mail.example.net"]
@@ -321,9 +321,9 @@ def _compose_texts(rng, stage: np.ndarray, score: np.ndarray) -> tuple[np.ndarra
                 body = pool[i] + second
             text[sel] = opener + body + "." + closer
     s = pd.Series(text, dtype=object)
-    # capitalise the first letter, and after an opener ending in ". " / ": "
+    # capitalise the first letter, and after an opener ending in ". "
     s = s.str[0].str.upper() + s.str[1:]
-    s = s.str.replace(r"([.:] )([a-z])", lambda mm: mm.group(1) + mm.group(2).upper(), regex=True)
+    s = s.str.replace(r"(\. )([a-z])", lambda mm: mm.group(1) + mm.group(2).upper(), regex=True)
     out = s.to_numpy(dtype=object).copy()
 
     # typos: two passes over random ~10% subsets
@@ -530,12 +530,14 @@ def make_demo(n_customers: int = 5000, seed: int = 0) -> DemoData:
     events["row_id"] = np.arange(len(events), dtype=np.int64)
 
     # ------------------------------------------------------------------------------------- customers
-    cust_seg = seg
     age = np.clip(np.rint(_AGE[seg, 0] + _AGE[seg, 1] * rng.standard_normal(n)), 18, 92).astype(np.int64)
     plan = _choose_rows(rng, _PLAN_P[seg])
     price = _PLAN_PRICE[plan]
     extras = np.select([seg == 0, seg == 1, seg == 2], [rng.normal(2, 2, n), rng.normal(20, 4, n),
                                                         rng.normal(5, 2, n)], price * -0.35 + rng.normal(0, 2, n))
+    # a person counts as a customer from the purchase on; a purchase after the extract end is unseen
+    prospect = prospect | (np.nan_to_num(t_purchase, nan=np.inf) >= WINDOW_DAYS)
+    signup_channel[prospect] = None
     value = np.where(prospect, price, np.maximum(price + extras, 12.0))
     months_since = np.where(prospect, 0.0, np.clip((WINDOW_DAYS - np.nan_to_num(t_purchase)) / 30.44, 0, None))
     prior = np.select([seg == 0, seg == 1, seg == 2],
@@ -556,7 +558,7 @@ def make_demo(n_customers: int = 5000, seed: int = 0) -> DemoData:
     })
 
     # -------------------------------------------------------------------------------------- feedback
-    feedback = _make_feedback(rng, events, cust, t, stage_code, touch, chan, contact_no, quality, ids, bad)
+    feedback = _make_feedback(rng, cust, t, stage_code, touch, chan, contact_no, quality, ids)
 
     truth = {
         "seed": int(seed) if np.isscalar(seed) else seed,
@@ -567,17 +569,17 @@ def make_demo(n_customers: int = 5000, seed: int = 0) -> DemoData:
         "pain_point": "support",
         "moment_of_truth": {"stage": "onboarding", "direction": "negative"},
         "expectation_gap": {"stage": "purchase", "expected_max_duration_h": EXPECTED_PURCHASE_H},
-        "customer_segment": {str(i): int(s) for i, s in zip(ids, cust_seg)},
+        "customer_segment": {str(i): int(s) for i, s in zip(ids, seg)},
     }
     return DemoData(events=events, customers=customers, feedback=feedback, truth=truth)
 
 
-def _make_feedback(rng, events, cust, t, stage_code, touch, chan, contact_no, quality, ids, bad) -> pd.DataFrame:
+def _make_feedback(rng, cust, t, stage_code, touch, chan, contact_no, quality, ids) -> pd.DataFrame:
     """Surveys (csat / nps with optional comment), reviews (stars, no stage), social posts (no rating,
     no stage, often anonymous) and chat / call notes (support, no rating), anchored on events."""
     m = cust.size
     stage = np.array(STAGES, dtype=object)[stage_code]
-    # next event time within the customer (events are sorted by customer? no: by time) -> compute
+    # next event time of the same customer, to keep linked feedback before the customer's next step
     o = np.lexsort((t, cust))
     nxt = np.full(m, np.nan)
     same = cust[o][1:] == cust[o][:-1]
@@ -599,7 +601,7 @@ def _make_feedback(rng, events, cust, t, stage_code, touch, chan, contact_no, qu
         | ((stage == "renewal") & (touch != "renewal offer") & (u < 0.40))
     parts = []
 
-    def part(sel, source, rating_type, has_stage, customer_share, ts_missing=0.0, with_text=1.0):
+    def part(sel, source, rating_type, has_stage, customer_share, ts_missing=0.0):
         k = np.flatnonzero(sel)
         delay = np.minimum(_lognormal(rng, 4 / 24, 0.8, k.size), room[k]) if source != "survey" else \
             _lognormal(rng, 4 / 24, 0.8, k.size)
@@ -627,13 +629,12 @@ def _make_feedback(rng, events, cust, t, stage_code, touch, chan, contact_no, qu
                             (rating_type if isinstance(rating_type, str) else rating_type[k])),
             "rating": rating,
             "_stage": stage[k], "_score": score,
-            "_text": rng.random(k.size) < with_text,
         })
         parts.append(df)
 
     rtype = np.where(np.isin(stage, ["usage", "renewal"]), "nps", "csat").astype(object)
-    # surveys: comment more likely when unhappy (filled below by score)
-    part(responses, "survey", rtype, True, 1.0, with_text=2.0)
+    # surveys (a comment is added below, more often when unhappy)
+    part(responses, "survey", rtype, True, 1.0)
     # reviews: one per ~6% of customers, anchored on a random onboarding / usage / support / renewal event
     cand = np.isin(stage, ["onboarding", "usage", "support", "renewal"]) & (touch != "renewal offer")
     key = np.where(cand, rng.random(m), 2.0)
