@@ -1,0 +1,203 @@
+"""Tests for journey_analysis.sentiment: component behaviour, API contracts, accuracy floors vs VADER.
+
+Accuracy is measured on the human-rated sets in ../shared/data/sentiment/ on the ODD rows only: the
+lexicon rules and constants were tuned looking at the even rows. The learned model is evaluated
+cross-dataset (trained on the other three sets, tested on Amazon snippets).
+"""
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from journey_analysis import sentiment as S
+from journey_analysis.errors import JourneyError
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sentiment"
+
+
+def test_component_sets_doc_and_sentence_scores():
+    nlp = S.get_nlp()
+    assert nlp.pipe_names == ["sentencizer", "lemmatizer", "journey_sentiment"]
+    doc = nlp("Great phone. But the battery died after a day!")
+    sents = list(doc.sents)
+    assert len(sents) == 2
+    assert sents[0]._.sentiment > 0.2 and sents[1]._.sentiment < -0.2
+    assert -1 <= doc._.sentiment <= 1 and doc._.sentiment < 0  # contrast: the later clause weighs more
+
+
+@pytest.mark.parametrize("pos, neg", [
+    ("the service was good", "the service was not good"),
+    ("good", "never good"),
+    ("The engineer came on time", "The engineer never came"),
+    ("sorted in five minutes", "on hold for an hour"),
+    ("I got my refund quickly", "still waiting for my refund"),
+    ("line works fine", "got cut off twice"),
+    ("the technician showed up", "the technician was a no-show"),
+    ("thanks 😊", "thanks 😡"),
+    ("It was slow, but the staff were lovely", "The staff were lovely, but it was slow"),
+])
+def test_rules_order_pairs(pos, neg):
+    s = S.score([pos, neg])
+    assert s.iloc[0] > s.iloc[1], (pos, neg, s.tolist())
+
+
+def test_intensifiers_caps_exclamation():
+    s = S.score(["good", "very good", "VERY GOOD service", "very good!!!", "not bad", "bad"]).to_numpy()
+    assert s[0] < s[1] < s[3]
+    assert s[2] > s[1]
+    assert s[5] < 0 < s[4]
+    assert S.score(["couldn't be happier"]).iloc[0] > 0.5
+    assert S.score(["cancelled"]).iloc[0] < 0
+
+
+def test_score_frame_status_index_and_cache(tmp_path):
+    idx = [10, 3, 7, 99, 5, 42]
+    texts = pd.Series(["great service!!", "", None, "Le service client est très mauvais", "great service!!",
+                       "word " * 40000], index=idx)
+    f = S.score_frame(texts, cache_path=tmp_path / "cache.csv")
+    assert list(f.index) == idx
+    assert f["sentiment_status"].tolist() == ["scored", "empty", "empty", "not_english", "scored", "scored"]
+    assert f["sentiment"].iloc[0] == f["sentiment"].iloc[4] > 0.5
+    assert f["sentiment"].iloc[[1, 2, 3]].isna().all()
+    assert f["sentiment"].iloc[5] == 0.0
+    assert (tmp_path / "cache.csv").exists()
+    S._CACHE.clear()
+    g = S.score_frame(texts, cache_path=tmp_path / "cache.csv")  # reloaded from disk
+    pd.testing.assert_frame_equal(f, g)
+    assert S.score("no").iloc[0] < 0 or S.score("no").iloc[0] == 0  # a bare "no" is scored, not dropped
+
+
+def test_deterministic():
+    t = pd.Series(["on hold for ages, but sorted in the end", "meh", "Rubbish. Never again!!"])
+    a = S.score(t)
+    S._CACHE.clear()
+    pd.testing.assert_series_equal(a, S.score(t))
+
+
+FB = pd.DataFrame({
+    "feedback_id": [f"f{i}" for i in range(10)],
+    "stage": ["install"] * 5 + ["support"] * 5,
+    "text": ["The engineer never came, call me on 07700 900123", "Engineer never came and I am still waiting",
+             "Great engineer, quick install!", "Quick install, great engineer and very friendly",
+             "Great engineer, quick install!",
+             "Support was rude and unhelpful", "I was cut off twice and still waiting. Awful.",
+             "Lovely support staff, sorted it quickly", "Support staff sorted it quickly, lovely people",
+             "Il servizio è pessimo"],
+    "rating": [1, 1, 5, 5, 5, 1, 1, 5, 5, 1], "rating_type": "csat",
+})
+
+
+def test_themes_counts_and_shares():
+    th = S.themes(FB, by="stage", top=5)
+    assert list(th.columns) == ["stage", "polarity", "phrase", "count", "share"]
+    row = th[(th.stage == "install") & (th.polarity == "positive") & (th.phrase == "great engineer")]
+    assert row["count"].iloc[0] == 3 and row["share"].iloc[0] == 1.0
+    neg = th[(th.stage == "install") & (th.polarity == "negative")]
+    assert "engineer" in set(neg.phrase)
+    assert not th.phrase.str.contains("phone|07700", case=False).any()
+    assert (th.groupby(["stage", "polarity"]).size() <= 5).all()
+
+
+def test_quotes_redacted_deduplicated_short():
+    q = S.quotes(FB, by="stage", n=3)
+    assert list(q.columns) == ["stage", "polarity", "quote", "sentiment", "feedback_id"]
+    assert not q["quote"].str.contains("07700").any()
+    assert q["quote"].str.contains(r"\[PHONE\]").any()
+    ip = q[(q.stage == "install") & (q.polarity == "positive")]
+    assert len(ip) == 2  # the repeated "Great engineer, quick install!" appears once
+    assert (q["quote"].str.len() <= 200).all()
+    assert "f9" not in set(q.feedback_id)  # not English: not scored, not quoted
+    long = pd.DataFrame({"stage": ["x"], "feedback_id": ["1"],
+                         "text": ["Terrible wait. " * 30]})
+    lq = S.quotes(long)
+    assert len(lq.quote.iloc[0]) <= 200 and lq.quote.iloc[0].endswith(".")
+
+
+def test_quotes_typical_not_extreme():
+    fb = pd.DataFrame({"stage": "s", "feedback_id": [str(i) for i in range(5)],
+                       "text": ["good", "good service overall", "AMAZING!!! best ever!!!", "fine, good enough", "nice"]})
+    q = S.quotes(fb, n=1)
+    assert q["feedback_id"].iloc[0] != "2"
+
+
+def test_fit_from_ratings_small_and_errors():
+    texts = pd.Series(["great engineer quick install", "engineer never came", "on hold for an hour",
+                       "lovely staff sorted it", "still waiting for a refund", "brilliant service"] * 8)
+    ratings = pd.Series([5, 1, 1, 5, 1, 5] * 8)
+    m = S.fit_from_ratings(texts, ratings, scale=(1, 5), n_splits=3)
+    assert set(m.cv_report.index) == {"lexicon", "blended"}
+    assert {"pearson_r", "accuracy_3class", "macro_f1_3class", "accuracy_2class", "n"} <= set(m.cv_report.columns)
+    p = m.predict(["engineer never came", "", "brilliant staff"])
+    assert p.iloc[0] < 0 < p.iloc[2] and np.isnan(p.iloc[1])
+    assert ((p.dropna() >= -1) & (p.dropna() <= 1)).all()
+    with pytest.raises(JourneyError):
+        S.fit_from_ratings(texts, ratings * 3, scale=(1, 5))
+    with pytest.raises(JourneyError):
+        S.fit_from_ratings(texts[:5], ratings)
+
+
+# ---------------------------------------------------------------------------------------------
+# Accuracy floors against VADER on the shared human-rated sets (held-out rows)
+# ---------------------------------------------------------------------------------------------
+def _load_gt(name):
+    return pd.read_csv(DATA / name, sep="\t", header=None, names=["id", "y", "text"], quoting=3)
+
+
+def _load_uci(name):
+    raw = (DATA / name).read_text(encoding="utf-8", errors="replace")
+    rows = [line.rpartition("\t") for line in raw.replace("\r\n", "\r").replace("\n", "\r").split("\r") if line.strip()]
+    return pd.DataFrame({"text": [r[0] for r in rows], "y": [int(r[2]) for r in rows]})
+
+
+@pytest.fixture(scope="module")
+def sets():
+    if not DATA.exists():
+        pytest.skip(f"shared human-rated sentiment sets not found at {DATA}")
+    return {"tweets": _load_gt("tweets_GroundTruth.txt"),
+            "amazon_snippets": _load_gt("amazonReviewSnippets_GroundTruth.txt"),
+            "amazon_cells": _load_uci("amazon_cells_labelled.txt"), "yelp": _load_uci("yelp_labelled.txt")}
+
+
+def _cls3(x, t):
+    return np.where(x > t, 1, np.where(x < -t, -1, 0))
+
+
+def _metrics(name, p, y):
+    from sklearn.metrics import accuracy_score, f1_score
+
+    p = np.nan_to_num(np.asarray(p, float))  # unscored (flagged non-English) counts as neutral
+    if name in ("tweets", "amazon_snippets"):  # human mean in [-4, 4]; |mean| <= 0.5 is neutral
+        return {"r": np.corrcoef(p, y)[0, 1], "f1": f1_score(_cls3(y, 0.5), _cls3(p, 0.05), average="macro")}
+    pred = (p > 0.05).astype(int)  # UCI 0/1 labels: positive iff score > 0.05 (VADER's threshold)
+    return {"acc": accuracy_score(y, pred), "f1": f1_score(y, pred, average="macro")}
+
+
+def test_accuracy_beats_vader_on_held_out_rows(sets):
+    vs = pytest.importorskip("vaderSentiment.vaderSentiment")
+    vader = vs.SentimentIntensityAnalyzer()
+    report = {}
+    for name, df in sets.items():
+        held = df.iloc[1::2].reset_index(drop=True)  # odd rows: never looked at while tuning
+        ours = _metrics(name, S.score(held["text"]).to_numpy(), held["y"].to_numpy())
+        theirs = _metrics(name, [vader.polarity_scores(t)["compound"] for t in held["text"]], held["y"].to_numpy())
+        report[name] = (ours, theirs)
+    print(report)
+    for name, (ours, theirs) in report.items():
+        main = "r" if "r" in ours else "acc"
+        assert ours[main] >= theirs[main], (name, ours, theirs)
+        # macro-F1: at least VADER's, except tweets where we trail by < 0.01 (documented)
+        assert ours["f1"] >= theirs["f1"] - (0.01 if name == "tweets" else 0.0), (name, ours, theirs)
+    assert report["amazon_snippets"][0]["r"] >= 0.65
+    assert report["tweets"][0]["r"] >= 0.87
+
+
+def test_learned_model_cross_dataset(sets):
+    unit = {"tweets": lambda d: d["y"] / 4, "amazon_cells": lambda d: d["y"] * 2.0 - 1, "yelp": lambda d: d["y"] * 2.0 - 1}
+    train = pd.concat([pd.DataFrame({"text": sets[k]["text"], "y": f(sets[k])}) for k, f in unit.items()],
+                      ignore_index=True)
+    m = S.fit_from_ratings(train["text"], train["y"], scale=(-1, 1), n_splits=2)
+    assert m.wins and m.cv_report.loc["blended", "pearson_r"] > m.cv_report.loc["lexicon", "pearson_r"]
+    test = sets["amazon_snippets"]
+    r = np.corrcoef(m.predict(test["text"]).fillna(0).to_numpy(), test["y"].to_numpy())[0, 1]
+    assert r >= 0.68  # lexicon alone ~0.655, VADER 0.590 on the same rows
