@@ -655,3 +655,82 @@ def sentiment_by_stage(feedback: pd.DataFrame, stages) -> pd.DataFrame:
         out["rating_mean"] = feedback.groupby("stage")["rating"].mean()
     order = [s for s in stages if s in out.index] + [s for s in out.index if s not in stages]
     return out.reindex(order).round(3)
+
+
+def segments_frame(segmentation) -> pd.DataFrame:
+    """The ``segments.parquet`` table of a fitted segmentation: customer_id (str), segment (int, 0 =
+    largest) and segment_name."""
+    labels = segmentation.labels
+    names = getattr(segmentation, "names", {}) or {}
+    out = pd.DataFrame({"customer_id": labels.index.astype(str), "segment": labels.to_numpy().astype("int64")})
+    out["segment_name"] = out["segment"].map(names).fillna("Segment " + out["segment"].astype(str))
+    return out
+
+
+def segments_markdown(segmentation) -> str:
+    """Sentences on a fitted segmentation: k and how it was chosen, sizes and names, stability."""
+    sizes = pd.Series(segmentation.labels).value_counts().sort_index()
+    names = getattr(segmentation, "names", {}) or {}
+    total = int(sizes.sum())
+    listing = "; ".join(f"**{names.get(k, f'Segment {k}')}** ({v / total:.0%})" for k, v in sizes.items())
+    how = ("chosen from the data (the largest silhouette between "
+           f"{segmentation.k_range[0]} and {segmentation.k_range[1]})" if segmentation.k_param == "auto"
+           else "fixed in the configuration")
+    ari = getattr(segmentation, "stability_ari", None)
+    stab = ""
+    if ari is not None and not pd.isna(ari):
+        word = "very stable" if ari >= 0.9 else "fairly stable" if ari >= 0.7 else "not stable"
+        stab = (f" Refitting on bootstrap samples gives an adjusted Rand index of {ari:.2f}: the segments are "
+                f"{word}{'' if ari >= 0.7 else '; treat them as a rough grouping'}.")
+    return (f"The {total:,} customers fall into **{segmentation.k} segments**, a number {how}: {listing}."
+            + stab)
+
+
+def _h(hours: float) -> str:
+    if hours is None or pd.isna(hours):
+        return "–"
+    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def map_markdown(journey_map: pd.DataFrame, segment: str = OVERALL) -> str:
+    """Sentences read off one segment's journey map (configured stages): where sentiment is lowest,
+    where the wait is furthest over its expectation, where most customers drop off, and how much of the
+    map rests on thin evidence (``low_confidence``)."""
+    m = journey_map[journey_map["segment"].astype(str) == segment] if "segment" in journey_map else journey_map
+    if "configured" in m.columns and m["configured"].any():
+        m = m[m["configured"]]
+    m = m[m["customers"] > 0]
+    if m.empty:
+        return f"No customer of {segment} reached a configured stage."
+    parts = [f"For **{segment}** the map covers {len(m)} stages reached by customers."]
+    s = m.dropna(subset=["sentiment_mean"])
+    if len(s):
+        w = s.loc[s["sentiment_mean"].idxmin()]
+        parts.append(f"Feelings are lowest at **{w['stage']}** (mean sentiment {w['sentiment_mean']:+.2f}, "
+                     f"{w.get('sentiment_share_negative', float('nan')):.0%} of comments negative).")
+    if "duration_ratio" in m.columns and m["duration_ratio"].notna().any():
+        d = m.loc[m["duration_ratio"].idxmax()]
+        verdict = "over" if d["duration_ratio"] > 1 else "within"
+        parts.append(f"The wait furthest from its expectation is at **{d['stage']}**: median {_h(d['dwell_median_h'])} "
+                     f"against an expected maximum of {_h(d['expected_max_duration_h'])} ({verdict}).")
+    if "drop_off" in m.columns and m["drop_off"].notna().any() and m["drop_off"].max() > 0:
+        o = m.loc[m["drop_off"].idxmax()]
+        parts.append(f"Most customers leave the journey at **{o['stage']}** ({o['drop_off']:.0%} of those who reach it).")
+    if "low_confidence" in m.columns:
+        n_low = int(m["low_confidence"].sum())
+        parts.append(f"{n_low} of {len(m)} stages rest on thin evidence (fewer than 30 observations somewhere)."
+                     if n_low else "Every stage has at least 30 observations behind its figures.")
+    return " ".join(parts)
+
+
+def validation_table(journey_map: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the map (every segment) a person should check before trusting it: low confidence or
+    something missing. Columns: segment, stage, customers, feedback_n, low_confidence_reasons, missing."""
+    cols = [c for c in ("segment", "stage", "customers", "feedback_n", "low_confidence_reasons", "missing")
+            if c in journey_map.columns]
+    flag = pd.Series(False, index=journey_map.index)
+    if "low_confidence" in journey_map.columns:
+        flag |= journey_map["low_confidence"].astype(bool)
+    if "missing" in journey_map.columns:
+        flag |= journey_map["missing"].fillna("").astype(str).str.len() > 0
+    return journey_map.loc[flag, cols].reset_index(drop=True)
