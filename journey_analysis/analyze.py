@@ -91,6 +91,7 @@ def pain_points(journey_map: pd.DataFrame, config, segment: str = ALL, weights: 
     comp["drop_off"] = m["drop_off"]
     comp["rework"] = m["rework_share"]
     comp["volume"] = m["share_customers"]
+    comp = comp.apply(pd.to_numeric, errors="coerce").astype(float)
     not_measured = comp.isna().apply(lambda r: ", ".join(c for c in comp.columns if r[c]), axis=1)
     comp = comp.fillna(0.0)
     contrib = comp.mul(pd.Series(w)).add_prefix("contrib_")
