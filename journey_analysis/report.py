@@ -734,3 +734,48 @@ def validation_table(journey_map: pd.DataFrame) -> pd.DataFrame:
     if "missing" in journey_map.columns:
         flag |= journey_map["missing"].fillna("").astype(str).str.len() > 0
     return journey_map.loc[flag, cols].reset_index(drop=True)
+
+
+def findings(pain: pd.DataFrame, drivers: pd.DataFrame | None, gaps: pd.DataFrame | None,
+             recs: pd.DataFrame | None, kpis: pd.DataFrame | None = None) -> dict:
+    """The headline figures of an analysis (``findings.json``):
+
+    ``top_pain_point`` (stage ranked 1 by ``pain_points``) and its ``top_pain_score``; ``top_driver``
+    ("stage: measure" of the best-ranked *significant* experience driver from ``moments_of_truth``, None
+    when none is significant) with ``top_driver_stage`` and ``top_driver_sentence``;
+    ``n_significant_drivers``; ``n_gaps_flagged`` (expectation gaps flagged); ``top_recommendation``
+    (sentence of the rank-1 recommendation); ``n_recommendations``; ``n_kpi_breaches``.
+    """
+    out: dict = {}
+    p = pain.sort_values("rank") if len(pain) else pain
+    out["top_pain_point"] = str(p.iloc[0]["stage"]) if len(p) else None
+    out["top_pain_score"] = float(p.iloc[0]["pain_score"]) if len(p) else None
+    out["pain_ranking"] = p["stage"].astype(str).tolist() if len(p) else []
+    d = pd.DataFrame() if drivers is None or drivers.empty else drivers
+    if len(d):
+        d = d[(d["role"] == "driver") & d["significant"].astype(bool)].sort_values("rank")
+    out["n_significant_drivers"] = int(len(d))
+    out["top_driver"] = f"{d.iloc[0]['stage']}: {d.iloc[0]['measure']}" if len(d) else None
+    out["top_driver_stage"] = str(d.iloc[0]["stage"]) if len(d) else None
+    out["top_driver_sentence"] = str(d.iloc[0]["sentence"]) if len(d) else None
+    out["n_gaps_flagged"] = int(gaps["flagged"].astype(bool).sum()) if gaps is not None and len(gaps) else 0
+    r = recs.sort_values("rank") if recs is not None and len(recs) else None
+    out["top_recommendation"] = str(r.iloc[0]["sentence"]) if r is not None else None
+    out["n_recommendations"] = int(len(recs)) if recs is not None else 0
+    out["n_kpi_breaches"] = int((kpis["status"] == "breach").sum()) if kpis is not None and len(kpis) else 0
+    return out
+
+
+def findings_markdown(f: dict) -> str:
+    """The findings as a short paragraph (pain point, moment of truth, first recommendation)."""
+    parts = []
+    if f.get("top_pain_point"):
+        parts.append(f"The biggest pain point is **{f['top_pain_point']}** (pain score {f['top_pain_score']:.2f}).")
+    if f.get("top_driver"):
+        parts.append(f"The moment of truth, the experience that moves the outcome most, is **{f['top_driver']}**: "
+                     f"{f['top_driver_sentence']}")
+    else:
+        parts.append("No stage's experience is clearly linked to the outcome (no driver's interval excludes zero).")
+    if f.get("top_recommendation"):
+        parts.append(f"First recommendation: {f['top_recommendation']}")
+    return " ".join(parts)
