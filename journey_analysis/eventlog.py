@@ -154,12 +154,13 @@ def read_xes(path) -> pd.DataFrame:
     return df
 
 
-def read_csv_log(path, columns=None, *, interval: bool = False) -> pd.DataFrame:
+def read_csv_log(path, columns=None, *, interval: bool = False, engine: str = "c") -> pd.DataFrame:
     """Read a CSV event log as exported in ../shared/data/eventlogs into the events contract.
 
     `case_id` -> `customer_id` (str, "NA" kept as a value), `timestamp` (and `start_timestamp` when
     present) parsed to UTC, `row_id` = 0-based data row. `columns` limits the columns read (e.g.
-    ["case_id", "activity", "timestamp"]). With `interval=True` and a `start_timestamp` column, the
+    ["case_id", "activity", "timestamp"]). `engine="pyarrow"` reads with pyarrow's multithreaded
+    parser (several times faster on large files; ISO timestamps parsed natively). With `interval=True` and a `start_timestamp` column, the
     frame is returned as intervals: `timestamp` = start (the complete time when the start is
     missing) and `end_timestamp` = the file's `timestamp` (complete).
     """
@@ -167,8 +168,9 @@ def read_csv_log(path, columns=None, *, interval: bool = False) -> pd.DataFrame:
     if not path.exists():
         raise JourneyError("event log not found", file=path, fix="check the path")
     try:
+        kw = {} if engine == "pyarrow" else {"low_memory": False}
         df = pd.read_csv(path, dtype={"case_id": str}, keep_default_na=False, usecols=columns,
-                         low_memory=False)
+                         engine=engine, **kw)
     except ValueError as exc:
         raise JourneyError(f"cannot read event log: {exc}", file=path,
                            expected="CSV with case_id, activity, timestamp") from exc
@@ -178,7 +180,9 @@ def read_csv_log(path, columns=None, *, interval: bool = False) -> pd.DataFrame:
                            expected="columns case_id, activity, timestamp")
     df = df.rename(columns={"case_id": "customer_id"})
     for col in ("timestamp", "start_timestamp"):
-        if col in df.columns:
+        if col in df.columns and pd.api.types.is_datetime64_any_dtype(df[col].dtype):
+            df[col] = df[col].dt.tz_convert("UTC") if df[col].dt.tz is not None else df[col].dt.tz_localize("UTC")
+        elif col in df.columns:
             raw = df[col].replace("", None) if df[col].dtype == object or pd.api.types.is_string_dtype(df[col]) else df[col]
             df[col] = pd.to_datetime(raw, utc=True, format="ISO8601")
     if interval and "start_timestamp" in df.columns:

@@ -99,6 +99,30 @@ def _codes(values: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64, copy=False), np.asarray(uniques, dtype=object)
 
 
+def _case_codes(values: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of the journey id column. Fast path when every id's rows are contiguous (the usual
+    export order): compare neighbours instead of hashing every row; else pd.factorize."""
+    n = len(values)
+    if n > 1 and not isinstance(values.dtype, pd.CategoricalDtype) and values.notna().all():
+        try:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            arr = pa.array(values) if not isinstance(values.dtype, pd.ArrowDtype | pd.StringDtype) \
+                or getattr(values.dtype, "storage", "pyarrow") == "pyarrow" else None
+        except (ImportError, TypeError, ValueError, pa.ArrowException):  # pragma: no cover
+            arr = None
+        if arr is not None and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            new = np.empty(n, dtype=bool)
+            new[0] = True
+            new[1:] = pc.not_equal(arr[1:], arr[:-1]).to_numpy(zero_copy_only=False)
+            firsts = np.flatnonzero(new)
+            ids = arr.take(pa.array(firsts))
+            if pc.count_distinct(ids).as_py() == len(firsts):
+                return (np.cumsum(new) - 1).astype(np.int64), np.asarray(ids.to_pandas(), dtype=object)
+    return _codes(values, name)
+
+
 def _group_codes(frame: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
     """One int code per row for the combination of `by` columns, and the label table."""
     n = len(frame)
@@ -166,7 +190,7 @@ def _prepare(events: pd.DataFrame, step: str, by=None, case: str = "customer_id"
         key = end
     else:
         raise JourneyError(f"unknown order {order!r}", expected="'timestamp' or 'end'")
-    case_codes, case_labels = _codes(events[case], case)
+    case_codes, case_labels = _case_codes(events[case], case)
     if step is None:
         step_codes, step_labels = np.zeros(n, dtype=np.int64), np.array([""], dtype=object)
     else:
@@ -287,56 +311,78 @@ def _collapse(log: _Log) -> _Log:
 def _grouped_stats(key: np.ndarray, values: np.ndarray, n_keys: int, p90: bool = True) -> dict:
     """count, min, mean, median, p90, max, std (ddof=1), sum of `values` per integer `key`.
 
-    NaN values are ignored. Keys without values get count 0 and NaN statistics.
+    NaN values are ignored. Keys without values get count 0 and NaN statistics. Median and p90
+    follow pandas (mean of the two middle values; linear interpolation between order statistics).
+    Values are grouped by a stable radix sort on the key; order statistics come from one
+    np.partition per non-empty key (O(n) in all), not a full sort.
     """
     ok = ~np.isnan(values)
-    key = key[ok]
-    values = values[ok]
-    order = np.lexsort((values, key))
+    if not ok.all():
+        key = key[ok]
+        values = values[ok]
+    kk = key.astype(np.uint16) if n_keys < 2**16 else key
+    order = np.argsort(kk, kind="stable")
     v = values[order]
-    k = key[order]
-    count = np.bincount(k, minlength=n_keys)
+    count = np.bincount(key, minlength=n_keys)
     start = np.zeros(n_keys, dtype=np.int64)
     np.cumsum(count[:-1], out=start[1:])
     has = count > 0
-    out = {"n": count}
     nan = np.full(n_keys, np.nan)
-    s = np.bincount(k, weights=v, minlength=n_keys)
+    s = np.bincount(key, weights=values, minlength=n_keys)
     mean = np.where(has, s / np.maximum(count, 1), np.nan)
-    dev = v - mean[k]
-    ss = np.bincount(k, weights=dev * dev, minlength=n_keys)
+    dev = values - mean[key]
+    ss = np.bincount(key, weights=dev * dev, minlength=n_keys)
     std = np.where(count > 1, np.sqrt(ss / np.maximum(count - 1, 1)), np.nan)
-    lo = start + (count - 1) // 2
-    hi = start + count // 2
-    st = np.where(has, start, 0)
-    out["min"] = np.where(has, v[np.minimum(st, len(v) - 1)] if len(v) else nan, np.nan)
-    out["mean"] = mean
-    out["median"] = np.where(has, (v[np.minimum(lo, len(v) - 1)] + v[np.minimum(hi, len(v) - 1)]) / 2
-                             if len(v) else nan, np.nan)
+    mn, mx, med, q90 = nan.copy(), nan.copy(), nan.copy(), nan.copy()
+    nz = np.flatnonzero(has)
+    if len(nz):
+        mn[nz] = np.minimum.reduceat(v, start[nz])
+        mx[nz] = np.maximum.reduceat(v, start[nz])
+        for k in nz.tolist():  # loop over groups (steps or step pairs), not rows or customers
+            c = int(count[k])
+            seg = v[start[k]:start[k] + c]
+            lo, hi = (c - 1) // 2, c // 2
+            q = 0.9 * (c - 1)
+            qlo = int(np.floor(q))
+            qhi = min(qlo + 1, c - 1)
+            kth = sorted({lo, hi, qlo, qhi}) if p90 else sorted({lo, hi})
+            part = np.partition(seg, kth) if c > 1 else seg
+            med[k] = (part[lo] + part[hi]) / 2
+            if p90:
+                q90[k] = part[qlo] + (part[qhi] - part[qlo]) * (q - qlo)
+    out = {"n": count, "min": mn, "mean": mean, "median": med, "max": mx, "std": std,
+           "sum": np.where(has, s, np.nan)}
     if p90:
-        q = 0.9 * (count - 1)
-        qlo = np.floor(q).astype(np.int64)
-        frac = q - qlo
-        a = v[np.clip(start + qlo, 0, max(len(v) - 1, 0))] if len(v) else nan
-        b = v[np.clip(start + np.minimum(qlo + 1, count - 1), 0, max(len(v) - 1, 0))] if len(v) else nan
-        out["p90"] = np.where(has, a + (b - a) * frac, np.nan)
-    out["max"] = np.where(has, v[np.clip(start + count - 1, 0, max(len(v) - 1, 0))] if len(v) else nan,
-                          np.nan)
-    out["std"] = std
-    out["sum"] = np.where(has, s, np.nan)
+        out["p90"] = q90
     return out
 
 
 def _nunique_per_key(key: np.ndarray, case: np.ndarray, n_keys: int) -> np.ndarray:
-    """Number of distinct journeys per integer key."""
+    """Number of distinct journeys per integer key (rows sorted by journey)."""
+    u, _ = _case_key_counts(key, case, n_keys)
+    return np.bincount(u % max(n_keys, 1), minlength=n_keys)
+
+
+def _case_key_counts(key: np.ndarray, case: np.ndarray, n_keys: int):
+    """Distinct (journey, key) combinations as journey * n_keys + key, and their row counts.
+
+    Rows are sorted by journey, so the combined values are nearly sorted and a stable (timsort)
+    sort is fast; no hashing.
+    """
     if len(key) == 0:
-        return np.zeros(n_keys, dtype=np.int64)
-    n_cases = int(case.max()) + 1
-    if n_keys * n_cases < 2**62:
-        combo = pd.unique(key.astype(np.int64) * n_cases + case)
-        return np.bincount(combo // n_cases, minlength=n_keys)
-    df = pd.DataFrame({"k": key, "c": case}).drop_duplicates()
-    return np.bincount(df["k"].to_numpy(), minlength=n_keys)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    n_keys = max(n_keys, 1)
+    if (int(case.max()) + 1) * n_keys >= 2**62:  # pragma: no cover - astronomically many keys
+        vc = pd.DataFrame({"c": case, "k": key}).value_counts(sort=False)
+        return (vc.index.get_level_values("c").to_numpy(np.int64) * 0
+                + vc.index.get_level_values("k").to_numpy(np.int64)), vc.to_numpy()
+    combo = np.sort(case.astype(np.int64) * n_keys + key, kind="stable")
+    new = np.empty(len(combo), dtype=bool)
+    new[0] = True
+    new[1:] = combo[1:] != combo[:-1]
+    starts = np.flatnonzero(new)
+    counts = np.diff(np.append(starts, len(combo)))
+    return combo[starts], counts
 
 
 def _with_groups(log: _Log, gcode: np.ndarray, frame: pd.DataFrame) -> pd.DataFrame:
@@ -402,14 +448,8 @@ def step_stats(events: pd.DataFrame, step: str = "stage", by=None, *, case: str 
     raw_case = log.case if log.raw_case is None else log.raw_case
     customers = _nunique_per_key(key, log.case, n_keys)
     # rework: (journey, step) reached twice or more, on the un-collapsed events
-    n_cases = max(log.n_cases, 1)
-    if n_keys * n_cases < 2**62:
-        ck = raw_key.astype(np.int64) * n_cases + raw_case
-        u, cnt = np.unique(ck, return_counts=True)
-        rework = np.bincount(u[cnt >= 2] // n_cases, minlength=n_keys)
-    else:  # pragma: no cover - astronomically many groups x journeys
-        vc = pd.DataFrame({"k": raw_key, "c": raw_case}).value_counts()
-        rework = np.bincount(vc[vc >= 2].index.get_level_values("k"), minlength=n_keys)
+    u, cnt = _case_key_counts(raw_key, raw_case, n_keys)
+    rework = np.bincount(u[cnt >= 2] % n_keys, minlength=n_keys)
     # journeys per group (with any event in the group)
     journeys_in_group = _nunique_per_key(log.grp, log.case, n_groups)
     starts = np.bincount(key[log.first], minlength=n_keys)
@@ -597,7 +637,8 @@ def _variant_ids(log: _Log) -> tuple[np.ndarray, np.ndarray]:
     n_steps = len(log.step_labels)
     pos_in_case = np.arange(n) - log.case_first_pos[log.case]
     length = np.bincount(log.case, minlength=log.n_cases)
-    by_pos = np.argsort(pos_in_case, kind="stable")  # rows grouped by position, cases ascending
+    pk = pos_in_case.astype(np.uint16) if n and pos_in_case.max() < 2**16 else pos_in_case
+    by_pos = np.argsort(pk, kind="stable")  # rows grouped by position (radix), cases ascending
     counts = np.bincount(pos_in_case) if n else np.zeros(0, dtype=np.int64)
     node = np.zeros(log.n_cases, dtype=np.int64)  # node of each journey at the current level
     final = np.zeros(log.n_cases, dtype=np.int64)
@@ -644,9 +685,8 @@ def variants(events: pd.DataFrame, step: str = "stage", top: int | None = None, 
     length = np.bincount(log.case, minlength=log.n_cases)
     # loops: a (journey, step) pair seen twice
     n_steps = len(log.step_labels)
-    ck = log.case.astype(np.int64) * n_steps + log.step
     loop_case = np.zeros(log.n_cases, dtype=bool)
-    u, cnt = np.unique(ck, return_counts=True)
+    u, cnt = _case_key_counts(log.step, log.case, n_steps)
     loop_case[u[cnt >= 2] // n_steps] = True
     g = log.grp[fidx]
     n_groups = max(len(log.groups), 1)
@@ -654,15 +694,8 @@ def variants(events: pd.DataFrame, step: str = "stage", top: int | None = None, 
     n_keys = n_groups * n_var
     st = _grouped_stats(key, dur, n_keys, p90=False)
     sel = np.flatnonzero(st["n"] > 0)
-    # path strings: built once per variant from a representative journey
-    rep_rows = np.concatenate([np.arange(fidx[r], fidx[r] + length[r]) for r in rep]) \
-        if n_var < 50_000 else None
-    if rep_rows is not None:
-        names = pd.Series(log.step_labels[log.step[rep_rows]].astype(str))
-        vid = np.repeat(np.arange(n_var), length[rep])
-        path = names.groupby(vid, sort=True).agg(sep.join).to_numpy(dtype=object)
-    else:
-        path = _paths_vectorised(log, rep, length, sep)
+    # path strings: built once per distinct path (not per journey) from integer step codes
+    path = _path_strings(log, rep, length, sep)
     per_group = np.bincount(g, minlength=n_groups)
     var_of_sel = sel % n_var
     out = pd.DataFrame({
@@ -680,15 +713,26 @@ def variants(events: pd.DataFrame, step: str = "stage", top: int | None = None, 
     return out
 
 
-def _paths_vectorised(log: _Log, rep: np.ndarray, length: np.ndarray, sep: str) -> np.ndarray:
-    """Path strings for many variants without a Python loop over variants."""
-    starts = log.case_first_pos[rep]
-    lens = length[rep]
-    vid = np.repeat(np.arange(len(rep)), lens)
-    offs = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
-    rows = np.repeat(starts, lens) + offs
-    names = pd.Series(log.step_labels[log.step[rows]].astype(str))
-    return names.groupby(vid, sort=True).agg(sep.join).to_numpy(dtype=object)
+def _path_strings(log: _Log, rep: np.ndarray, length: np.ndarray, sep: str) -> np.ndarray:
+    """" -> "-joined step names of each variant's representative journey.
+
+    One str.join per distinct variant over a slice of integer codes (a few microseconds each);
+    the per-journey work (which variant a journey takes) is vectorised in :func:`_variant_ids`.
+    """
+    names = [str(x) for x in log.step_labels]
+    codes = log.step.tolist() if len(rep) * 8 > len(log.step) else None
+    starts = log.case_first_pos[rep].tolist()
+    lens = length[rep].tolist()
+    out = np.empty(len(rep), dtype=object)
+    if codes is None:  # few variants: gather only their rows
+        lens_a = length[rep]
+        offs = np.arange(int(lens_a.sum())) - np.repeat(np.cumsum(lens_a) - lens_a, lens_a)
+        rows = np.repeat(log.case_first_pos[rep], lens_a) + offs
+        codes = log.step[rows].tolist()
+        starts = np.concatenate(([0], np.cumsum(lens)[:-1])).tolist()
+    for i, (s0, n) in enumerate(zip(starts, lens)):  # loop over distinct variants
+        out[i] = sep.join([names[c] for c in codes[s0:s0 + n]])
+    return out
 
 
 def _funnel_core(events, steps, by, case, session_gap_s, within, step):
