@@ -317,6 +317,13 @@ def _quotes(sub: pd.DataFrame, quotes_fn, n: int) -> pd.DataFrame:
             col = next(c for c in ("quote", "text") if c in res.columns)
             res = res.copy()
             res[col] = redact(res[col].astype(str))
+            if "polarity" in res.columns and "sentiment" in sub.columns:
+                # the stage's majority polarity first, so the first quote is typical of the stage
+                neg = (pd.to_numeric(sub["sentiment"], errors="coerce") < NEGATIVE_BELOW).groupby(sub["stage"]).mean()
+                major = np.where(res["stage"].map(neg).fillna(0) > 0.5, "neg", "pos")
+                res["_major"] = res["polarity"].astype(str).str[:3].str.lower() == major
+                res["_pos"] = np.arange(len(res))
+                res = res.sort_values(["stage", "_major", "_pos"], ascending=[True, False, True], kind="stable")
             q = res.groupby("stage", sort=False)[col].agg(lambda v: list(v)[:n])
         except Exception:
             q = None

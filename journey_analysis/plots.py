@@ -34,7 +34,9 @@ def _fmt_h(hours: float) -> str:
 def _short_quote(quotes, limit: int = 110) -> str | None:
     if not isinstance(quotes, (list, tuple, np.ndarray)) or len(quotes) == 0:
         return None
-    qs = [str(q).strip() for q in quotes if isinstance(q, str) and q.strip()]
+    # characters outside the Basic Multilingual Plane (emoji) have no glyph in the default font: dropped
+    qs = ["".join(ch for ch in str(q) if ord(ch) <= 0xFFFF).strip() for q in quotes if isinstance(q, str)]
+    qs = [q for q in qs if q]
     if not qs:
         return None
     fitting = [q for q in qs if len(q) <= limit]
