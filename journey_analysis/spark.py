@@ -1,0 +1,988 @@
+"""Spark engine: the step statistics and customer features of :mod:`journey_analysis.steps` and
+:mod:`journey_analysis.segment` computed on a PySpark DataFrame, returning the same small pandas frames.
+
+This module owns the Spark session (:func:`get_spark`), reading events from a data lake
+(:func:`read_events_spark`: Parquet directories, partitioned or not, and CSV), the Spark versions of
+``step_stats``, ``transitions``, ``start_end_counts``, ``funnel``, ``funnel_dropoffs``, ``variants``,
+``journey_durations`` and ``customer_features``, and k-means at scale (:func:`segment_spark`).
+PySpark is an optional extra (``pip install journey-analysis[spark]``): nothing here imports it at
+module import time, and :func:`is_spark_frame` never imports it.
+
+How the numbers are made (same definitions as :mod:`journey_analysis.steps`):
+
+* order: a window partitioned by journey (``case``, or the customer when cut into sessions) and
+  ordered by (timestamp, row_id) (``order="end"``: by (end time, row_id)). Times are carried as
+  int64 nanoseconds since the epoch (Spark timestamps hold microseconds, so sub-microsecond digits
+  of a pandas timestamp are not representable on Spark);
+* dwell = ``lead(timestamp) - timestamp`` in that window (none for the last event), transitions =
+  (``step``, ``lead(step)``) pairs, journey duration = timestamp of the last row - of the first row;
+* exact aggregates: ``count``, ``count(DISTINCT)``, ``min``, ``max``, ``sum``, ``avg``,
+  ``stddev_samp`` (ddof=1, NaN for one value), median and p90 with Spark's exact ``percentile``
+  (linear interpolation between the two closest ranks: the mean of the two middle values for the
+  median, like pandas; pandas' ``quantile(0.9)`` for p90). No statistic is approximate. Sums and
+  means add in another order than numpy, so they agree to about 1e-12 relative, not bit for bit;
+* results are collected with ``toPandas`` (they are one row per step, transition, variant or
+  journey) and sorted in pandas exactly as :mod:`journey_analysis.steps` sorts.
+
+Options of the pandas functions that change the order or cut journeys (``by``, ``case``,
+``session_gap_s``, ``collapse_repeats``, ``order``, ``time``, ``within``, ``inactivity_gap_s``,
+``as_of``, ``top``, ``sep``) are supported with the same meaning.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from functools import reduce
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from journey_analysis.errors import JourneyError
+
+__all__ = [
+    "is_spark_frame", "get_spark", "read_events_spark", "to_spark", "step_stats", "transitions",
+    "start_end_counts", "funnel", "funnel_dropoffs", "variants", "journey_durations",
+    "customer_features", "segment_spark", "assign_segments_spark",
+]
+
+_NS = 1_000_000_000
+_END_LABEL = "(end)"
+#: Settings applied to every session built by :func:`get_spark` unless the config overrides them.
+DEFAULT_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+}
+#: Extra defaults in local mode only (a cluster keeps its own): few shuffle partitions for 2 cores.
+LOCAL_CONF = {"spark.sql.shuffle.partitions": "8", "spark.driver.memory": "2g"}
+_PATCH_LOCK = threading.Lock()
+_MISSING_MARK = "JOURNEY_MISSING:"
+
+
+# --------------------------------------------------------------------------------------------
+# Session and input
+# --------------------------------------------------------------------------------------------
+def is_spark_frame(obj) -> bool:
+    """True when `obj` is a PySpark DataFrame (classic or Spark Connect).
+
+    Never imports pyspark: if pyspark is not already imported, `obj` cannot be one of its frames.
+    """
+    if "pyspark" not in sys.modules:
+        return False
+    mod = type(obj).__module__ or ""
+    if not mod.startswith("pyspark."):
+        return False
+    from pyspark.sql import DataFrame
+    return isinstance(obj, DataFrame)
+
+
+def _require_pyspark():
+    try:
+        import pyspark  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise JourneyError("the Spark engine needs PySpark, which is not installed",
+                           expected="pyspark >= 3.5 and Java 17",
+                           fix="pip install 'journey-analysis[spark]' (or set engine: pandas)") from exc
+
+
+def _spark_settings(config) -> dict:
+    """The `spark:` settings of a RunConfig, of a dict with a "spark" key, or a dict of settings."""
+    if config is None:
+        return {}
+    if hasattr(config, "spark"):
+        return dict(config.spark or {})
+    if isinstance(config, dict):
+        inner = config.get("spark")
+        return dict(inner) if isinstance(inner, dict) else dict(config)
+    raise JourneyError(f"cannot read Spark settings from {type(config).__name__}",
+                       expected="a RunConfig or a dict of spark.* settings")
+
+
+def get_spark(master: str | None = None, config=None, app_name: str = "journey-analysis"):
+    """A SparkSession for the Spark engine (the active one is reused by ``getOrCreate``).
+
+    `master`: e.g. "local[2]" (default when nothing else says), "spark://host:7077", "yarn",
+    "k8s://...". Otherwise `spark.master` from the run config's `spark:` mapping (`config` = a
+    RunConfig, a dict with a "spark" key, or a dict of settings), else the SPARK_MASTER
+    environment variable, else "local[2]". Every other `spark.*` key of the mapping is passed to the
+    builder. Always sets `spark.sql.session.timeZone=UTC` (all times in this package are UTC) and
+    Arrow transfer for ``toPandas``; in local mode also 8 shuffle partitions and 2 GB driver memory
+    unless the config says otherwise.
+    """
+    _require_pyspark()
+    import os
+
+    from pyspark.sql import SparkSession
+
+    settings = _spark_settings(config)
+    master = master or settings.pop("spark.master", None) or os.environ.get("SPARK_MASTER") or "local[2]"
+    settings.pop("spark.master", None)
+    conf = dict(DEFAULT_CONF)
+    if str(master).startswith("local"):
+        conf.update(LOCAL_CONF)
+    conf.update({str(k): str(v) for k, v in settings.items()})
+    builder = SparkSession.builder.master(master).appName(app_name)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    spark.sparkContext.setLogLevel(conf.get("spark.log.level", "ERROR"))
+    return spark
+
+
+def _session(spark=None):
+    if spark is not None:
+        return spark
+    _require_pyspark()
+    from pyspark.sql import SparkSession
+    active = SparkSession.getActiveSession()
+    return active if active is not None else get_spark()
+
+
+def _ts_column(sdf, name: str):
+    """A Spark timestamp expression for column `name` (strings parsed as ISO 8601; naive = UTC)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+    dtype = sdf.schema[name].dataType
+    if isinstance(dtype, T.TimestampType):
+        return F.col(name)
+    if isinstance(dtype, T.TimestampNTZType):
+        # naive wall times are UTC by contract; the session time zone is UTC
+        return F.col(name).cast("timestamp")
+    if isinstance(dtype, T.StringType):
+        return F.when(F.trim(F.col(name)) == "", None).otherwise(F.col(name).cast("timestamp"))
+    if isinstance(dtype, T.DateType):
+        return F.col(name).cast("timestamp")
+    raise JourneyError(f"column {name!r} is not a time (Spark type {dtype.simpleString()})", column=name,
+                       expected="timestamp or ISO 8601 text", fix="write times as timestamps or ISO 8601")
+
+
+def _with_row_id(sdf, spark):
+    """Add `row_id` = 0-based position in the order Spark reads the partitions (exact, no Python).
+
+    monotonically_increasing_id() is (partition index << 33) + position in the partition; the
+    partitions' row counts (one small job) turn it into consecutive positions.
+    """
+    from pyspark.sql import functions as F
+    sdf = sdf.withColumn("_mid", F.monotonically_increasing_id())
+    sdf = sdf.withColumn("_pid", F.shiftright(F.col("_mid"), 33))
+    counts = sdf.groupBy("_pid").count().toPandas().sort_values("_pid")
+    offsets = counts.assign(_off=counts["count"].cumsum() - counts["count"])[["_pid", "_off"]]
+    off = spark.createDataFrame(offsets.astype("int64"))
+    sdf = sdf.join(F.broadcast(off), "_pid", "left")
+    sdf = sdf.withColumn("row_id", (F.col("_off") + F.col("_mid")
+                                    - F.shiftleft(F.col("_pid"), 33)).cast("long"))
+    return sdf.drop("_mid", "_pid", "_off")
+
+
+def read_events_spark(path_or_dir, spark=None, columns: dict | None = None, *, fmt: str | None = None,
+                      interval: bool = False, step: str | None = None):
+    """Read events with Spark into the events contract, lazily (nothing is collected).
+
+    `path_or_dir`: a Parquet file or directory (partitioned ``key=value/`` folders become columns),
+    a CSV file (``.csv``, ``.csv.gz``), a directory of CSV files, or a list of such paths. `fmt`
+    ("parquet" | "csv") overrides the guess from the name. `columns`: source name -> contract name
+    (like the config's ``data.columns.events``).
+
+    Normalised to the contract: `case_id` -> `customer_id` when there is no `customer_id`;
+    `customer_id` as string (CSV is read with every column as text: ids keep leading zeros, "NA"
+    and "None" stay ids; an empty field is missing); `timestamp`, `end_timestamp` and
+    `start_timestamp` parsed as UTC timestamps (ISO 8601 text; naive times are UTC). With
+    `interval=True` and a `start_timestamp` column (the shared interval logs), `timestamp` =
+    start (the complete time when there is none) and `end_timestamp` = the file's `timestamp`.
+
+    `row_id`: kept when present (our gather stage writes it to Parquet: the order of ties is then
+    the original file order). Otherwise it is the 0-based position in the order Spark reads the
+    data: for CSV, files are read one by one in name order and each file front to back, so it is the
+    row position in the concatenated files (exact, like pandas); for Parquet without `row_id` Spark
+    packs files by size, so it is a stable order for the same files but not their name order: write
+    `row_id` when you export events if ties in timestamp matter.
+    """
+    from pyspark.sql import functions as F
+
+    spark = _session(spark)
+    paths = [Path(p) for p in (path_or_dir if isinstance(path_or_dir, (list, tuple)) else [path_or_dir])]
+    for p in paths:
+        if not p.exists():
+            raise JourneyError("events not found", file=p, fix="check the path (data.events in the config)")
+    if fmt is None:
+        first = paths[0]
+        names = [first.name] if first.is_file() else [q.name for q in first.rglob("*") if q.is_file()]
+        is_csv = any(n.endswith((".csv", ".csv.gz", ".csv.bz2")) for n in names) and \
+            not any(n.endswith(".parquet") for n in names)
+        fmt = "csv" if is_csv else "parquet"
+    if fmt == "csv":
+        files = []
+        for p in paths:
+            files += sorted(q for q in p.rglob("*.csv*") if q.is_file()) if p.is_dir() else [p]
+        reader = (spark.read.option("header", "true").option("inferSchema", "false")
+                  .option("escape", '"').option("multiLine", "false").option("mode", "FAILFAST"))
+        parts = [reader.csv(str(f)) for f in files]
+        sdf = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
+    elif fmt == "parquet":
+        sdf = spark.read.parquet(*[str(p) for p in paths])
+    else:
+        raise JourneyError(f"unknown format {fmt!r}", expected="'parquet' or 'csv'")
+    if columns:
+        for src, dst in columns.items():
+            if src in sdf.columns and src != dst:
+                sdf = sdf.withColumnRenamed(src, dst)
+    if "customer_id" not in sdf.columns and "case_id" in sdf.columns:
+        sdf = sdf.withColumnRenamed("case_id", "customer_id")
+    missing = [c for c in ("customer_id", "timestamp") if c not in sdf.columns]
+    if missing:
+        raise JourneyError(f"events lack column(s) {missing}", file=paths[0], column=missing[0],
+                           expected="customer_id (or case_id) and timestamp",
+                           fix="map the source names with columns={source: contract}")
+    if step is not None and step not in sdf.columns:
+        raise JourneyError(f"events lack the step column {step!r}", file=paths[0], column=step,
+                           expected=f"one of {sdf.columns[:15]}")
+    sdf = sdf.withColumn("customer_id", F.col("customer_id").cast("string"))
+    for col in ("timestamp", "end_timestamp", "start_timestamp"):
+        if col in sdf.columns:
+            sdf = sdf.withColumn(col, _ts_column(sdf, col))
+    if interval and "start_timestamp" in sdf.columns:
+        sdf = (sdf.withColumn("end_timestamp", F.col("timestamp"))
+               .withColumn("timestamp", F.coalesce(F.col("start_timestamp"), F.col("timestamp")))
+               .drop("start_timestamp"))
+    if "duration_s" in sdf.columns:
+        sdf = sdf.withColumn("duration_s", F.col("duration_s").cast("double"))
+    if "row_id" in sdf.columns:
+        sdf = sdf.withColumn("row_id", F.col("row_id").cast("long"))
+    else:
+        sdf = _with_row_id(sdf, spark)
+    return sdf
+
+
+def to_spark(events: pd.DataFrame, spark=None):
+    """A pandas events frame as a Spark DataFrame (for tests and small data): times as UTC
+    timestamps, `row_id` added from the positional order when absent, categoricals as strings."""
+    spark = _session(spark)
+    ev = events.copy()
+    if "row_id" not in ev.columns:
+        ev["row_id"] = np.arange(len(ev), dtype=np.int64)
+    for c in ev.columns:
+        s = ev[c]
+        if isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(s.dtype):
+            ev[c] = s.astype(object).where(s.notna(), None)
+        elif pd.api.types.is_datetime64_any_dtype(s.dtype):
+            ev[c] = (s.dt.tz_convert("UTC") if s.dt.tz is not None else s.dt.tz_localize("UTC")).astype(
+                "datetime64[us, UTC]")
+    return spark.createDataFrame(ev)
+
+
+# --------------------------------------------------------------------------------------------
+# Preparation: one window per journey
+# --------------------------------------------------------------------------------------------
+def _as_list(by) -> list[str]:
+    if by is None:
+        return []
+    return [by] if isinstance(by, str) else list(by)
+
+
+def _ns(col):
+    from pyspark.sql import functions as F
+    return F.unix_micros(col) * F.lit(1000)
+
+
+def _check(sdf, needed: list[str]):
+    if not is_spark_frame(sdf):
+        raise JourneyError("events must be a PySpark DataFrame here", expected="pyspark.sql.DataFrame",
+                           fix="use journey_analysis.steps for pandas frames")
+    missing = [c for c in needed if c not in sdf.columns]
+    if missing:
+        raise JourneyError(f"events lack column(s) {missing}", column=missing[0],
+                           expected=f"columns {needed}",
+                           fix="rename the columns (config data.columns) or pass step=/case=")
+
+
+def _prepare(sdf, step, by=None, case="customer_id", session_gap_s=None, collapse_repeats=False,
+             order="timestamp", validate=True):
+    """Columns `_c` (case), `_j` (journey label), `_s` (step), `_b0..` (by), `_t` (start ns),
+    `_k` (order key ns), `_r` (row id), `_e` (end ns, when interval data), `_v` (service s), `_rep`
+    (repeats merged), then window columns `_nt`, `_ns`, `_ne` (next event's start, step, end),
+    `_first`, `_last`, `_i` (position in the customer's order). Returns (frame, info dict)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    byl = _as_list(by)
+    _check(sdf, [case, "timestamp"] + ([step] if step is not None else []) + byl)
+    cols = sdf.columns
+    has_end = "end_timestamp" in cols
+    has_dur = (not has_end) and "duration_s" in cols
+    t = _ns(_ts_column(sdf, "timestamp"))
+    sel = [F.col(case).cast("string").alias("_c"), t.alias("_t")]
+    sel.append((F.col(step).cast("string") if step is not None else F.lit("")).alias("_s"))
+    sel += [F.col(b).alias(f"_b{i}") for i, b in enumerate(byl)]
+    sel.append(F.col("row_id").cast("long").alias("_r") if "row_id" in cols
+               else F.monotonically_increasing_id().alias("_r"))
+    if has_end:
+        sel.append(_ns(_ts_column(sdf, "end_timestamp")).alias("_e0"))
+    elif has_dur:
+        sel.append(F.col("duration_s").cast("double").alias("_d0"))
+    ev = sdf.select(*sel)
+    if has_end:
+        ev = ev.withColumn("_e", F.coalesce(F.col("_e0"), F.col("_t"))).drop("_e0")
+        ev = ev.withColumn("_v", (F.col("_e") - F.col("_t")) / F.lit(float(_NS)))
+    elif has_dur:
+        d = F.when(F.isnan("_d0"), None).otherwise(F.col("_d0"))
+        ev = ev.withColumn("_v", d).drop("_d0")
+        ev = ev.withColumn("_e", F.col("_t") + F.round(F.coalesce(F.col("_v"), F.lit(0.0))
+                                                        * F.lit(float(_NS))).cast("long"))
+    if order == "timestamp":
+        ev = ev.withColumn("_k", F.col("_t"))
+    elif order == "end":
+        if not (has_end or has_dur):
+            raise JourneyError("order='end' needs an end_timestamp or duration_s column",
+                               column="end_timestamp", fix="use order='timestamp'")
+        ev = ev.withColumn("_k", F.col("_e"))
+    else:
+        raise JourneyError(f"unknown order {order!r}", expected="'timestamp' or 'end'")
+    if validate:  # checked inside the first job that reads the rows (no extra pass)
+        for col, name in (("_c", case), ("_t", "timestamp"), ("_s", step)):
+            msg = F.lit(f"{_MISSING_MARK}{name}{_MISSING_MARK}")
+            ev = ev.withColumn(col, F.when(F.col(col).isNull(), F.raise_error(msg)).otherwise(F.col(col)))
+    w = Window.partitionBy("_c").orderBy("_k", "_r")
+    if session_gap_s is not None:
+        gap_ns = int(round(float(session_gap_s) * _NS))
+        brk = (F.col("_t") - F.lag("_t").over(w)) > F.lit(gap_ns)
+        ev = ev.withColumn("_brk", F.coalesce(brk, F.lit(False)).cast("int"))
+        ev = ev.withColumn("_jn", F.sum("_brk").over(w.rowsBetween(Window.unboundedPreceding, 0)) + 1)
+        ev = ev.withColumn("_j", F.concat_ws("|", F.col("_c"), F.col("_jn").cast("string"))).drop("_brk")
+        jkey = "_jn"
+    else:
+        ev = ev.withColumn("_j", F.col("_c"))
+        jkey = None
+    info = {"by": byl, "has_end": has_end or has_dur, "jkey": jkey}
+    if collapse_repeats:
+        ev = _collapse(ev, w, jkey)
+    else:
+        ev = ev.withColumn("_rep", F.lit(0).cast("long"))
+    ev = _window_cols(ev, w, jkey, has_end or has_dur)
+    return ev, info
+
+
+def _window_cols(ev, w, jkey, has_end):
+    from pyspark.sql import functions as F
+    nt = F.lead("_t").over(w)
+    same = F.lit(True) if jkey is None else (F.lead(jkey).over(w) == F.col(jkey))
+    prev_same = F.lit(True) if jkey is None else (F.lag(jkey).over(w) == F.col(jkey))
+    ev = ev.withColumn("_last", nt.isNull() | ~F.coalesce(same, F.lit(False)))
+    ev = ev.withColumn("_first", F.lag("_t").over(w).isNull() | ~F.coalesce(prev_same, F.lit(False)))
+    ev = ev.withColumn("_nt", F.when(~F.col("_last"), nt))
+    ev = ev.withColumn("_ns", F.when(~F.col("_last"), F.lead("_s").over(w)))
+    if has_end:
+        ev = ev.withColumn("_ne", F.when(~F.col("_last"), F.lead("_e").over(w)))
+    ev = ev.withColumn("_i", F.row_number().over(w))
+    return ev
+
+
+def _collapse(ev, w, jkey):
+    """Merge consecutive repeats of a step within a journey (first repeat's start, last repeat's
+    end, summed service, `_rep` = repeats merged). Un-collapsed rows stay available as `_raw`."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+    same_j = F.lit(True) if jkey is None else (F.lag(jkey).over(w) == F.col(jkey))
+    keep = F.lag("_s").over(w).isNull() | (F.lag("_s").over(w) != F.col("_s")) | ~F.coalesce(same_j, F.lit(False))
+    ev = ev.withColumn("_keep", keep.cast("int"))
+    ev = ev.withColumn("_run", F.sum("_keep").over(w.rowsBetween(Window.unboundedPreceding, 0)))
+    keys = ["_c", "_run"]
+    first_cols = [c for c in ev.columns if c not in ("_keep", "_run", "_e", "_v")]
+    order = F.struct("_k", "_r")
+    aggs = [F.min_by(c, order).alias(c) for c in first_cols if c not in keys]
+    aggs.append(F.count(F.lit(1)).alias("_n"))
+    if "_e" in ev.columns:
+        aggs.append(F.max_by("_e", order).alias("_e"))
+        aggs.append(F.sum("_v").alias("_v"))
+    out = ev.groupBy(*keys).agg(*aggs)
+    return out.withColumn("_rep", (F.col("_n") - 1).cast("long")).drop("_n", "_run")
+
+
+def _stats_aggs(col: str, prefix: str, p90: bool = True, with_sum: bool = False, sum_first=False):
+    """Spark aggregates named like steps' `_stats_columns` (n, min, mean, median, p90, max, std)."""
+    from pyspark.sql import functions as F
+    c = F.col(col)
+    out = [F.count(c).alias(f"{prefix}_n"), F.min(c).alias(f"{prefix}_min_s"),
+           F.avg(c).alias(f"{prefix}_mean_s"), F.percentile(c, F.lit(0.5)).alias(f"{prefix}_median_s")]
+    if p90:
+        out.append(F.percentile(c, F.lit(0.9)).alias(f"{prefix}_p90_s"))
+    out += [F.max(c).alias(f"{prefix}_max_s"), F.stddev_samp(c).alias(f"{prefix}_std_s")]
+    if with_sum:
+        out.append(F.sum(c).alias(f"{prefix}_sum_s"))
+    return out
+
+
+def _by_cols(info) -> list[str]:
+    return [f"_b{i}" for i in range(len(info["by"]))]
+
+
+def _collect(action):
+    """Run a Spark action; a missing value flagged by `_prepare` becomes a JourneyError."""
+    try:
+        return action()
+    except Exception as exc:  # Py4J / Spark exceptions carry the raise_error message
+        text = str(exc)
+        if _MISSING_MARK not in text:
+            raise
+        name = text.split(_MISSING_MARK)[1]
+        raise JourneyError(f"column {name!r} has missing values", column=name,
+                           expected="a value on every event",
+                           fix="fill or drop these rows before computing step statistics") from None
+
+
+def _to_pandas(sdf) -> pd.DataFrame:
+    """Collect a (small) result; text columns get pandas' default string dtype like the pandas engine."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        out = _collect(sdf.toPandas)
+    return out.infer_objects()
+
+
+def _rename_by(out: pd.DataFrame, info) -> pd.DataFrame:
+    return out.rename(columns={f"_b{i}": b for i, b in enumerate(info["by"])})
+
+
+def _sort(out: pd.DataFrame, by: list[str], cols: list[str], asc: list[bool]) -> pd.DataFrame:
+    return out.sort_values(by + cols, ascending=[True] * len(by) + asc, kind="stable", ignore_index=True)
+
+
+def _float(out: pd.DataFrame, cols) -> pd.DataFrame:
+    for c in cols:
+        if c in out.columns:
+            out[c] = pd.to_numeric(out[c]).astype(float)
+    return out
+
+
+def _int(out: pd.DataFrame, cols) -> pd.DataFrame:
+    for c in cols:
+        if c in out.columns:
+            out[c] = out[c].fillna(0).astype(np.int64)
+    return out
+
+
+def _stat_names(prefix, p90=True, with_sum=False):
+    names = ["min", "mean", "median"] + (["p90"] if p90 else []) + ["max", "std"] + (["sum"] if with_sum else [])
+    return [f"{prefix}_{n}_s" for n in names]
+
+
+# --------------------------------------------------------------------------------------------
+# Public API (same outputs as journey_analysis.steps)
+# --------------------------------------------------------------------------------------------
+def step_stats(events, step: str = "stage", by=None, *, case: str = "customer_id",
+               session_gap_s: float | None = None, collapse_repeats: bool = False,
+               inactivity_gap_s: float | None = None, as_of=None, order: str = "timestamp") -> pd.DataFrame:
+    """:func:`journey_analysis.steps.step_stats` on a Spark DataFrame (same columns, same
+    definitions, same sort). Dwell and service statistics per (by..., step) are Spark aggregates
+    (`percentile` exact for median and p90, `stddev_samp`); `customers` = count(DISTINCT journey);
+    `rework_customers` = journeys with two or more raw events of the step."""
+    from pyspark.sql import functions as F
+
+    ev, info = _prepare(events, step, by, case, session_gap_s, collapse_repeats, order)
+    bys = _by_cols(info)
+    keys = bys + ["_s"]
+    ev = ev.withColumn("_dw", (F.col("_nt") - F.col("_t")) / F.lit(float(_NS)))
+    gap = inactivity_gap_s if inactivity_gap_s is not None else session_gap_s
+    if gap is not None:
+        if as_of is not None:
+            ts = pd.Timestamp(as_of)
+            t_end = (ts.tz_localize("UTC") if ts.tzinfo is None else ts).value
+        else:
+            t_end = int(_collect(ev.agg(F.max("_t")).collect)[0][0])
+        thr = t_end - int(round(float(gap) * _NS))
+        in_prog = F.sum((F.col("_last") & (F.col("_t") >= F.lit(thr))).cast("long"))
+    else:
+        in_prog = F.lit(0).cast("long")
+    aggs = [F.count(F.lit(1)).alias("events"), F.countDistinct("_j").alias("customers"),
+            F.sum("_rep").alias("repeat_events"),
+            F.sum(F.col("_first").cast("long")).alias("starts_here"),
+            F.sum(F.col("_last").cast("long")).alias("ends_here"), in_prog.alias("in_progress")]
+    aggs += _stats_aggs("_dw", "dwell")
+    if info["has_end"]:
+        aggs += _stats_aggs("_v", "service", with_sum=True)
+    # rework on the un-collapsed events, journeys per group
+    raw, _ = (_prepare(events, step, by, case, session_gap_s, False, order, validate=False)
+              if collapse_repeats else (ev, info))
+    ev = ev.persist()  # the windowed rows feed three small aggregations
+    raw = raw.persist() if collapse_repeats else ev
+    try:
+        main = _to_pandas(ev.groupBy(*keys).agg(*aggs))
+        per_j = raw.groupBy(*keys, "_j").count()
+        rework = _to_pandas(per_j.groupBy(*keys).agg(
+            F.sum((F.col("count") >= 2).cast("long")).alias("rework_customers")))
+        per_group = _to_pandas(per_j.groupBy(*bys).agg(F.countDistinct("_j").alias("_jg")))
+    finally:
+        ev.unpersist()
+        raw.unpersist()
+    out = main.merge(rework, on=keys, how="left")
+    out = out.merge(per_group, on=bys, how="left") if bys else out.assign(_jg=int(per_group["_jg"].iloc[0]))
+    out = _int(out, ["events", "customers", "rework_customers", "repeat_events", "starts_here",
+                     "ends_here", "in_progress", "dwell_n", "service_n"])
+    out["share_customers"] = out["customers"] / out["_jg"]
+    out["drop_off"] = out["ends_here"] - out["in_progress"]
+    cols = bys + ["_s", "customers", "events", "share_customers", "rework_customers", "repeat_events",
+                  "starts_here", "ends_here", "in_progress", "drop_off", "dwell_n"] + _stat_names("dwell")
+    if info["has_end"]:
+        cols += ["service_n"] + _stat_names("service", with_sum=True)
+    out = _float(out[cols], _stat_names("dwell") + _stat_names("service", with_sum=True))
+    out = _rename_by(out.rename(columns={"_s": step}), info)
+    return _sort(out, info["by"], ["customers", step], [False, True])
+
+
+def _pair_time(time: str, info):
+    from pyspark.sql import functions as F
+    if time == "dwell":
+        d = F.col("_nt") - F.col("_t")
+    else:
+        if not info["has_end"]:
+            raise JourneyError(f"time={time!r} needs interval data", column="end_timestamp",
+                               expected="an end_timestamp or duration_s column", fix="use time='dwell'")
+        if time == "waiting":
+            d = F.col("_nt") - F.col("_e")
+        elif time == "waiting_clipped":
+            d = F.greatest(F.col("_nt"), F.col("_e")) - F.col("_e")
+        elif time == "end_to_end":
+            d = F.col("_ne") - F.col("_e")
+        else:
+            raise JourneyError(f"unknown transition time {time!r}",
+                               expected="dwell, waiting, waiting_clipped, end_to_end")
+    return d / F.lit(float(_NS))
+
+
+def transitions(events, step: str = "stage", by=None, *, case: str = "customer_id",
+                session_gap_s: float | None = None, collapse_repeats: bool = False,
+                time: str = "dwell", order: str = "timestamp") -> pd.DataFrame:
+    """:func:`journey_analysis.steps.transitions` on a Spark DataFrame: (`_s`, `lead(_s)`) pairs
+    of each journey window, grouped; exact `percentile` for median and p90."""
+    from pyspark.sql import functions as F
+
+    ev, info = _prepare(events, step, by, case, session_gap_s, collapse_repeats, order)
+    bys = _by_cols(info)
+    pairs = ev.where(~F.col("_last")).withColumn("_d", _pair_time(time, info))
+    c = F.col("_d")
+    aggs = [F.count(F.lit(1)).alias("count"), F.countDistinct("_j").alias("customers"),
+            F.avg(c).alias("mean_s"), F.percentile(c, F.lit(0.5)).alias("median_s"),
+            F.min(c).alias("min_s"), F.max(c).alias("max_s"), F.stddev_samp(c).alias("std_s"),
+            F.sum(c).alias("sum_s"), F.percentile(c, F.lit(0.9)).alias("p90_s")]
+    if info["has_end"]:
+        aggs.append(F.sum((F.col("_nt") < F.col("_e")).cast("long")).alias("overlaps"))
+    out = _to_pandas(pairs.groupBy(*bys, F.col("_s").alias("from_step"),
+                                   F.col("_ns").alias("to_step")).agg(*aggs))
+    out = _int(out, ["count", "customers", "overlaps"])
+    out = _float(out, ["mean_s", "median_s", "min_s", "max_s", "std_s", "sum_s", "p90_s"])
+    out = _rename_by(out, info)
+    return _sort(out, info["by"], ["count", "from_step", "to_step"], [False, True, True])
+
+
+def start_end_counts(events, step: str = "stage", by=None, *, case: str = "customer_id",
+                     session_gap_s: float | None = None, collapse_repeats: bool = False,
+                     order: str = "timestamp") -> pd.DataFrame:
+    """:func:`journey_analysis.steps.start_end_counts` on a Spark DataFrame."""
+    from pyspark.sql import functions as F
+    ev, info = _prepare(events, step, by, case, session_gap_s, collapse_repeats, order)
+    bys = _by_cols(info)
+    out = _to_pandas(ev.where(F.col("_first") | F.col("_last")).groupBy(*bys, "_s").agg(
+        F.sum(F.col("_first").cast("long")).alias("starts"), F.sum(F.col("_last").cast("long")).alias("ends")))
+    out = _int(out, ["starts", "ends"])
+    out = _rename_by(out.rename(columns={"_s": step}), info)
+    return _sort(out, info["by"], ["starts", "ends", step], [False, False, True])
+
+
+def _journeys(ev, info, sep=None, with_path=False):
+    """One row per journey: `_j`, by values of its first event, `_t0`/`_t1` (first/last start in
+    journey order), `_e0`/`_e1` (ends), `_len`; with_path: `_steps` (array) and `_loop`."""
+    from pyspark.sql import functions as F
+    bys = _by_cols(info)
+    order = F.struct("_k", "_r")
+    aggs = [F.min_by(F.col(b), order).alias(b) for b in bys]
+    aggs += [F.min_by("_t", order).alias("_t0"), F.max_by("_t", order).alias("_t1"),
+             F.count(F.lit(1)).alias("_len")]
+    if info["has_end"]:
+        aggs += [F.min_by("_e", order).alias("_e0"), F.max_by("_e", order).alias("_e1")]
+    if with_path:
+        arr = F.array_sort(F.collect_list(F.struct("_k", "_r", "_s")))
+        aggs.append(F.transform(arr, lambda x: x["_s"]).alias("_steps"))
+    j = ev.groupBy("_j").agg(*aggs)
+    if with_path:
+        j = j.withColumn("_loop", F.size(F.array_distinct("_steps")) < F.size("_steps"))
+    return j
+
+
+def variants(events, step: str = "stage", top: int | None = None, by=None, *, case: str = "customer_id",
+             session_gap_s: float | None = None, collapse_repeats: bool = False, sep: str = " -> ",
+             order: str = "timestamp") -> pd.DataFrame:
+    """:func:`journey_analysis.steps.variants` on a Spark DataFrame: per journey the steps in order
+    (`array_sort` of `collect_list(struct(key, row_id, step))`), grouped by that array (so two
+    paths are the same variant exactly when their steps are, whatever `sep` is), joined with
+    `concat_ws(sep)`; duration median with the exact `percentile`."""
+    from pyspark.sql import functions as F
+
+    ev, info = _prepare(events, step, by, case, session_gap_s, collapse_repeats, order)
+    bys = _by_cols(info)
+    j = _journeys(ev, info, with_path=True).withColumn("_dur", (F.col("_t1") - F.col("_t0")) / F.lit(float(_NS)))
+    agg = j.groupBy(*bys, "_steps").agg(
+        F.count(F.lit(1)).alias("customers"), F.first("_len").alias("length"),
+        F.avg("_dur").alias("duration_mean_s"), F.percentile("_dur", F.lit(0.5)).alias("duration_median_s"),
+        F.first("_loop").alias("has_loop"))
+    agg = agg.withColumn("variant", F.concat_ws(sep, "_steps")).drop("_steps")
+    out = _to_pandas(agg)
+    if bys:
+        per_group = out.groupby(bys, dropna=False)["customers"].transform("sum")
+    else:
+        per_group = out["customers"].sum()
+    out = _int(out, ["customers", "length"])
+    out["share"] = out["customers"] / per_group
+    out["has_loop"] = out["has_loop"].astype(bool)
+    out = _float(out, ["duration_mean_s", "duration_median_s"])
+    out = out[bys + ["variant", "length", "customers", "share", "duration_mean_s", "duration_median_s", "has_loop"]]
+    out = _rename_by(out, info)
+    out = _sort(out, info["by"], ["customers", "variant"], [False, True])
+    if top is not None:
+        byl = info["by"]
+        out = (out.groupby(byl, sort=False, dropna=False).head(top) if byl else out.head(top)).reset_index(drop=True)
+    return out
+
+
+def journey_durations(events, by=None, *, case: str = "customer_id", session_gap_s: float | None = None,
+                      order: str = "timestamp") -> pd.DataFrame:
+    """:func:`journey_analysis.steps.journey_durations` on a Spark DataFrame (one row per journey,
+    collected to pandas: first and last time in journey order, duration, events)."""
+    ev, info = _prepare(events, None, by, case, session_gap_s, False, order)
+    bys = _by_cols(info)
+    j = _journeys(ev, info)
+    a, b = ("_t0", "_t1") if order == "timestamp" else ("_e0", "_e1")
+    out = _to_pandas(j.select("_j", *bys, a, b, "_len"))
+    label = "journey_id" if session_gap_s is not None else case
+    first = out[a].to_numpy(dtype=np.int64)
+    last = out[b].to_numpy(dtype=np.int64)
+    res = pd.DataFrame({
+        label: out["_j"].to_numpy(dtype=object),
+        "first_timestamp": pd.to_datetime(first, utc=True),
+        "last_timestamp": pd.to_datetime(last, utc=True),
+        "duration_s": (last - first) / _NS,
+        "events": out["_len"].astype(np.int64),
+    })
+    if bys:
+        res = pd.concat([_rename_by(out[bys], info), res], axis=1)
+    return res.sort_values(label, kind="stable", ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Funnel
+# --------------------------------------------------------------------------------------------
+def _funnel_journeys(events, steps, by, case, session_gap_s, within, step):
+    """Per journey (Spark): by values of its first event and, per funnel step k, `_a{k}` = struct
+    (position `_i`, start `_t`, next step) of the event where it reached step k (null: never)."""
+    from pyspark.sql import functions as F
+
+    steps = list(steps)
+    if len(steps) < 1:
+        raise JourneyError("funnel needs at least one step", expected="steps=[first, ...]")
+    ev, info = _prepare(events, step, by, case, session_gap_s)
+    present = {r[0] for r in _collect(ev.select("_s").distinct().collect)}
+    missing = [s for s in steps if str(s) not in present]
+    if missing:
+        raise JourneyError(f"funnel steps not found in column {step!r}: {missing}", column=step,
+                           expected=f"values among {sorted(present)[:20]}", fix="check spelling of steps=")
+    ev = ev.withColumn("_nx", F.when(F.col("_last"), F.lit(_END_LABEL)).otherwise(F.col("_ns")))
+    ev = ev.persist()
+    bys = _by_cols(info)
+    order = F.struct("_k", "_r")
+    j = ev.groupBy("_j").agg(*[F.min_by(F.col(b), order).alias(b) for b in bys])
+    within_ns = None if within is None else int(round(float(within) * _NS))
+    prev = None
+    for k, s in enumerate(steps):  # loop over funnel steps (a handful)
+        cand = ev.where(F.col("_s") == F.lit(str(s))).select("_j", "_i", "_t", "_nx")
+        if prev is not None:
+            cand = cand.join(prev, "_j")
+            cond = F.col("_i") > F.col("_pi")
+            if within_ns is not None:
+                cond = cond & ((F.col("_t") - F.col("_t0")) <= F.lit(within_ns))
+            cand = cand.where(cond)
+        reached = cand.groupBy("_j").agg(F.min(F.struct("_i", "_t", "_nx")).alias(f"_a{k}"))
+        j = j.join(reached, "_j", "left")
+        nxt = reached.select("_j", F.col(f"_a{k}._i").alias("_pi"), F.col(f"_a{k}._t").alias("_tk"))
+        if prev is None:
+            nxt = nxt.withColumn("_t0", F.col("_tk"))
+        else:
+            nxt = nxt.join(prev.select("_j", "_t0"), "_j")
+        prev = nxt.drop("_tk")
+    return j, info, steps, ev
+
+
+def funnel(events, steps, by=None, within: float | None = None, *, step: str = "stage",
+           case: str = "customer_id", session_gap_s: float | None = None) -> pd.DataFrame:
+    """:func:`journey_analysis.steps.funnel` on a Spark DataFrame (same columns and definitions;
+    time statistics with Spark's exact `percentile`)."""
+    from pyspark.sql import functions as F
+
+    j, info, steps, ev = _funnel_journeys(events, steps, by, case, session_gap_s, within, step)
+    bys = _by_cols(info)
+    try:
+        groups = _to_pandas(ev.select(*bys).distinct()) if bys else pd.DataFrame(index=[0])
+        rows = []
+        for k in range(len(steps)):  # loop over funnel steps
+            a = F.col(f"_a{k}._t")
+            prev_t = F.col(f"_a{k - 1}._t") if k else a
+            dprev = (a - prev_t) / F.lit(float(_NS))
+            dstart = (a - F.col("_a0._t")) / F.lit(float(_NS))
+            sel = j.where(F.col(f"_a{k}").isNotNull()).select(*bys, dprev.alias("_dp"), dstart.alias("_ds"))
+            conv = (F.sum(F.col(f"_a{k + 1}").isNotNull().cast("long")) if k + 1 < len(steps) else F.lit(None))
+            agg = j.where(F.col(f"_a{k}").isNotNull()).groupBy(*bys).agg(
+                F.count(F.lit(1)).alias("entered"), conv.cast("double").alias("converted"))
+            st = sel.groupBy(*bys).agg(
+                F.avg("_dp").alias("from_previous_mean_s"),
+                F.percentile("_dp", F.lit(0.5)).alias("from_previous_median_s"),
+                F.percentile("_dp", F.lit(0.9)).alias("from_previous_p90_s"),
+                F.avg("_ds").alias("from_start_mean_s"),
+                F.percentile("_ds", F.lit(0.5)).alias("from_start_median_s"))
+            part = agg.join(st, bys, "left") if bys else agg.crossJoin(st)
+            rows.append(part.withColumn("position", F.lit(k + 1)))
+        stats = _to_pandas(reduce(lambda x, y: x.unionByName(y), rows))
+        drops = _dropoffs(j, steps, bys)
+    finally:
+        ev.unpersist()
+    grid = groups.merge(pd.DataFrame({"position": np.arange(1, len(steps) + 1)}), how="cross")
+    if not bys:
+        grid = grid.drop(columns=[c for c in grid.columns if c != "position"])
+    out = grid.merge(stats, on=bys + ["position"], how="left")
+    out["entered"] = out["entered"].fillna(0).astype(np.int64)
+    last = out["position"] == len(steps)
+    out["converted"] = np.where(last, np.nan, pd.to_numeric(out["converted"]).fillna(0.0).astype(float))
+    out["dropped"] = out["entered"] - out["converted"]
+    out["step"] = np.asarray([str(s) for s in steps], dtype=object)[out["position"].to_numpy() - 1]
+    key = bys if bys else None
+    first = (out[out["position"] == 1].set_index(bys)["entered"] if bys
+             else out.loc[out["position"] == 1, "entered"].iloc[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if bys:
+            idx = pd.MultiIndex.from_frame(out[bys]) if len(bys) > 1 else pd.Index(out[bys[0]])
+            out["conversion_from_start"] = out["entered"].to_numpy() / first.reindex(idx).to_numpy()
+        else:
+            out["conversion_from_start"] = out["entered"] / first
+        out = out.sort_values(bys + ["position"], kind="stable", ignore_index=True)
+        prev_entered = (out.groupby(bys, dropna=False)["entered"].shift(1) if bys
+                        else out["entered"].shift(1))
+        prev_entered = prev_entered.where(out["position"] > 1, out["entered"])
+        out["conversion_from_previous"] = out["entered"] / prev_entered.astype(float)
+    out["conversion_from_start"] = out["conversion_from_start"].astype(float)
+    out["conversion_from_previous"] = out["conversion_from_previous"].astype(float)
+    if len(drops):
+        top = (drops.sort_values(["customers", "next_step"], ascending=[False, True], kind="stable")
+               .drop_duplicates(bys + ["position"]))
+        top = top.assign(dropped_top_next=top["next_step"].astype(str) + " ("
+                         + top["customers"].astype(str) + ")")
+        out = out.merge(top[bys + ["position", "dropped_top_next"]], on=bys + ["position"], how="left")
+    else:
+        out["dropped_top_next"] = np.nan
+    del key
+    cols = bys + ["position", "step", "entered", "converted", "dropped", "conversion_from_start",
+                  "conversion_from_previous", "from_previous_mean_s", "from_previous_median_s",
+                  "from_previous_p90_s", "from_start_mean_s", "from_start_median_s", "dropped_top_next"]
+    out = _float(out[cols], ["from_previous_mean_s", "from_previous_median_s", "from_previous_p90_s",
+                             "from_start_mean_s", "from_start_median_s"])
+    out = _sort(out, bys, ["position"], [True])
+    return _rename_by(out.rename(columns={"step": step}), info)
+
+
+def _dropoffs(j, steps, bys) -> pd.DataFrame:
+    """by..., position, next_step, customers for journeys reaching step k but not k+1 (pandas)."""
+    from pyspark.sql import functions as F
+    parts = []
+    for k in range(len(steps) - 1):  # loop over funnel steps
+        d = j.where(F.col(f"_a{k}").isNotNull() & F.col(f"_a{k + 1}").isNull())
+        parts.append(d.groupBy(*bys, F.col(f"_a{k}._nx").alias("next_step")).agg(
+            F.count(F.lit(1)).alias("customers")).withColumn("position", F.lit(k + 1)))
+    if not parts:
+        return pd.DataFrame(columns=bys + ["position", "next_step", "customers"])
+    out = _to_pandas(reduce(lambda x, y: x.unionByName(y), parts))
+    return _int(out, ["customers", "position"])
+
+
+def funnel_dropoffs(events, steps, by=None, within: float | None = None, *, step: str = "stage",
+                    case: str = "customer_id", session_gap_s: float | None = None) -> pd.DataFrame:
+    """:func:`journey_analysis.steps.funnel_dropoffs` on a Spark DataFrame."""
+    j, info, steps, ev = _funnel_journeys(events, steps, by, case, session_gap_s, within, step)
+    bys = _by_cols(info)
+    try:
+        d = _dropoffs(j, steps, bys)
+    finally:
+        ev.unpersist()
+    if len(d) == 0:
+        return pd.DataFrame(columns=info["by"] + ["position", step, "next_step", "customers", "share"])
+    d["step"] = np.asarray([str(s) for s in steps], dtype=object)[d["position"].to_numpy() - 1]
+    tot = d.groupby(bys + ["position"], dropna=False)["customers"].transform("sum")
+    d["share"] = d["customers"] / tot
+    d = d.sort_values(bys + ["position", "customers", "next_step"],
+                      ascending=[True] * len(bys) + [True, False, True], kind="stable", ignore_index=True)
+    d = d[bys + ["position", "step", "next_step", "customers", "share"]]
+    return _rename_by(d.rename(columns={"step": step}), info)
+
+
+# --------------------------------------------------------------------------------------------
+# Customer features and k-means at scale
+# --------------------------------------------------------------------------------------------
+def _behaviour_spark(events, step, purchase_stage, support_stage, as_of):
+    """The behaviour block of :func:`journey_analysis.segment.customer_features` with the heavy
+    per-customer aggregation on Spark; the arithmetic on the (one row per customer) result is the
+    same pandas code as segment's, so the numbers are identical."""
+    from pyspark.sql import functions as F
+
+    from journey_analysis import segment as SG
+
+    _check(events, ["customer_id", "timestamp", step])
+    cols = events.columns
+    ts = _ts_column(events, "timestamp")
+    s = F.col(step).cast("string")
+    money = None
+    for c in SG.MONEY_COLUMNS:
+        if c in cols:
+            from pyspark.sql import types as T
+            if isinstance(events.schema[c].dataType, T.NumericType):
+                money = c
+            break
+    ev = events.select(F.col("customer_id").cast("string").alias("customer_id"), ts.alias("_ts"),
+                       s.alias("_s"), *([F.col("channel").cast("string").alias("_ch")] if "channel" in cols else []),
+                       *([F.col(money).cast("double").alias("_m")] if money else []))
+    month = F.year("_ts") * 12 + F.month("_ts")
+    aggs = [F.count(F.lit(1)).alias("n_events"), F.countDistinct("_s").alias("n_stages"),
+            F.min(_ns(F.col("_ts"))).alias("_first"), F.max(_ns(F.col("_ts"))).alias("_last"),
+            F.min(F.when(F.col("_s") == F.lit(purchase_stage), _ns(F.col("_ts")))).alias("_buy"),
+            F.sum((F.col("_s") == F.lit(support_stage)).cast("long")).alias("_support"),
+            F.countDistinct(month).alias("_months")]
+    if money:
+        aggs.append(F.sum(F.when(~F.isnan("_m"), F.col("_m"))).alias("_money"))
+    per = _to_pandas(ev.groupBy("customer_id").agg(*aggs)).set_index("customer_id").sort_index()
+    per.index = per.index.astype(object)
+    notes = {}
+    out = pd.DataFrame({"n_events": per["n_events"].astype(float), "n_stages": per["n_stages"].astype(float)},
+                       index=pd.Index(per.index, name="customer_id"))
+    first_ts = pd.to_datetime(per["_first"].astype(np.int64), utc=True)
+    last_ts = pd.to_datetime(per["_last"].astype(np.int64), utc=True)
+    if per["_buy"].notna().any():
+        first_buy = pd.to_datetime(per["_buy"], utc=True)
+        out["time_to_purchase_s"] = (first_buy - first_ts).dt.total_seconds()
+    else:
+        notes["time_to_purchase_s"] = ("behaviour", "skipped", f"no stage {purchase_stage!r} in the data")
+    if (per["_support"] > 0).any():
+        out["support_contacts"] = per["_support"].astype(float)
+    else:
+        notes["support_contacts"] = ("behaviour", "skipped", f"no stage {support_stage!r} in the data")
+    if "channel" in cols:
+        ch = F.coalesce(F.trim(F.col("_ch")), F.lit(""))
+        ch = F.when(ch == "", F.lit("unknown")).otherwise(ch)
+        cnt = _to_pandas(ev.groupBy("customer_id", ch.alias("_c")).count())
+        tab = cnt.pivot_table(index="customer_id", columns="_c", values="count", aggfunc="sum", fill_value=0)
+        tab.index = tab.index.astype(object)
+        shares = tab.div(tab.sum(axis=1), axis=0).reindex(out.index)
+        shares.columns = [f"share_channel_{SG._slug(c)}" for c in shares.columns]
+        shares = shares.T.groupby(level=0).sum().T
+        out = out.join(shares)
+    else:
+        notes["share_channel_*"] = ("behaviour", "skipped", "events have no channel column")
+    as_of = last_ts.max() if as_of is None else pd.Timestamp(as_of)
+    out["recency_days"] = (as_of - last_ts).dt.total_seconds() / 86400.0
+    out["frequency_per_month"] = out["n_events"] / per["_months"].astype(float)
+    if money is not None:
+        out["monetary"] = per["_money"].astype(float)
+        notes["monetary"] = ("behaviour", "kept", f"sum of events.{money} per customer")
+    return out, notes
+
+
+def customer_features(events, customers=None, feedback=None, config=None, step: str | None = None, *,
+                      outcome: str | None = None, purchase_stage: str = "purchase",
+                      support_stage: str = "support", as_of=None, reference=None):
+    """:func:`journey_analysis.segment.customer_features` with events on Spark.
+
+    The per-customer behaviour aggregates (events, distinct steps, first/last/purchase time,
+    support contacts, channel counts, active months, money) run on Spark; the result (one row per
+    customer) and `customers` / `feedback` (pandas, or Spark frames collected with ``toPandas``)
+    then go through segment's own code for experience, demographics, imputation and the report, so
+    the features are the pandas engine's. Returns ``(features, report)``.
+    """
+    from journey_analysis import segment as SG
+
+    step = step or SG._cfg(config, "step", "stage")
+    beh, beh_notes = _behaviour_spark(events, step, purchase_stage, support_stage, as_of)
+    if customers is not None and is_spark_frame(customers):
+        customers = _to_pandas(customers)
+    if feedback is not None and is_spark_frame(feedback):
+        feedback = _to_pandas(feedback)
+
+    def _precomputed(_events, _step, _p, _s, _a, notes):
+        notes.update(beh_notes)
+        return beh.copy()
+
+    # segment.customer_features computes behaviour from a pandas frame; hand it the Spark result.
+    with _PATCH_LOCK:
+        original = SG._behaviour
+        SG._behaviour = _precomputed
+        try:
+            return SG.customer_features(None, customers, feedback, config, step, outcome=outcome,
+                                        purchase_stage=purchase_stage, support_stage=support_stage,
+                                        as_of=as_of, reference=reference)
+        finally:
+            SG._behaviour = original
+
+
+def assign_segments_spark(segmentation, features_sdf, id_col: str = "customer_id"):
+    """Assign every row of a Spark features frame to its segment with a fitted
+    :class:`journey_analysis.segment.Segmentation`, in Spark SQL (no Python UDF): missing values ->
+    fitted medians, log1p where the fit used it, standardised with the fitted mean and sd, nearest
+    centre (Euclidean; ties to the lower cluster number, like scikit-learn), renumbered by size as
+    the fit did. Returns a Spark DataFrame (`id_col`, `segment`)."""
+    from pyspark.sql import functions as F
+
+    seg = segmentation
+    centers = np.asarray(seg._model.cluster_centers_, dtype=float)
+    log_idx = set(int(i) for i in seg._log_idx)
+    z = []
+    for i, name in enumerate(seg.feature_names):
+        x = (F.col(f"`{name}`").cast("double") if name in features_sdf.columns
+             else F.lit(None).cast("double"))
+        x = F.coalesce(F.when(~F.isnan(x), x), F.lit(float(seg.fill_values[name])))
+        if i in log_idx:
+            x = F.log1p(F.greatest(x, F.lit(0.0)))
+        z.append((x - F.lit(float(seg._mean[i]))) / F.lit(float(seg._sd[i])))
+    dists = []
+    for c in range(centers.shape[0]):
+        terms = [(zi - F.lit(float(centers[c, i]))) ** 2 for i, zi in enumerate(z)]
+        dists.append(reduce(lambda a, b: a + b, terms))
+    sdf = features_sdf.select(F.col(id_col), *[d.alias(f"_d{c}") for c, d in enumerate(dists)])
+    best = F.least(*[F.col(f"_d{c}") for c in range(len(dists))]) if len(dists) > 1 else F.col("_d0")
+    label = None
+    for c in reversed(range(len(dists))):  # first minimum wins
+        hit = F.col(f"_d{c}") == best
+        value = F.lit(int(seg._remap[c]))
+        label = value if label is None else F.when(hit, value).otherwise(label)
+    return sdf.select(F.col(id_col), label.cast("int").alias("segment"))
+
+
+def segment_spark(features_sdf, k="auto", k_range=(2, 8), random_state: int = 0, *,
+                  sample_size: int = 200_000, id_col: str = "customer_id", config=None, **kwargs):
+    """k-means segmentation when the customers are too many for one machine.
+
+    `features_sdf`: a Spark DataFrame, one row per customer (`id_col` + numeric feature columns),
+    e.g. ``to_spark(customer_features(...)[0].reset_index())`` or features built on Spark. Method:
+    a seeded uniform sample of about `sample_size` customers (Spark ``sample(fraction, seed)``) is
+    collected and fitted with :func:`journey_analysis.segment.segment_customers` (the same scaling,
+    k choice, stability, profiles and names as the pandas engine); then *every* customer is
+    assigned to its nearest centre on Spark (:func:`assign_segments_spark`). Returns
+    ``(segmentation, assignments_sdf)``; the segmentation's `labels` cover the sample only.
+    See docs/spark.md for why this rather than MLlib's KMeans.
+    """
+    from journey_analysis import segment as SG
+
+    if not is_spark_frame(features_sdf):
+        raise JourneyError("segment_spark needs a Spark DataFrame of features",
+                           expected="pyspark.sql.DataFrame", fix="use segment.segment_customers for pandas")
+    n = features_sdf.count()
+    frac = min(1.0, float(sample_size) / max(n, 1))
+    sample = features_sdf if frac >= 1.0 else features_sdf.sample(False, frac, seed=int(random_state))
+    pdf = _to_pandas(sample).set_index(id_col).sort_index()
+    seg = SG.segment_customers(pdf, k=k, k_range=k_range, random_state=random_state, config=config, **kwargs)
+    seg.sample_rows = len(pdf)
+    seg.population_rows = int(n)
+    return seg, assign_segments_spark(seg, features_sdf, id_col=id_col)
