@@ -338,13 +338,14 @@ def check_kpis(kpis, journey_map: pd.DataFrame | None, metrics: pd.DataFrame | N
                 value = m.at[stage, col]
         value = None if value is None or pd.isna(value) else float(value)
         lo, hi = k.get("min"), k.get("max")
+        show = (lambda v: _h(v / 3600)) if metric.endswith("_s") else (lambda v: f"{v:,.3g}")
         if value is None:
             status, msg = "unknown", f"{label}: no value for {metric} at stage {stage} in this run."
         elif (lo is not None and value < lo) or (hi is not None and value > hi):
-            bound = f"at least {lo:g}" if lo is not None and value < lo else f"at most {hi:g}"
-            status, msg = "breach", f"{label}: {metric} at {stage} is {value:,.3g}, expected {bound}."
+            bound = f"at least {show(lo)}" if lo is not None and value < lo else f"at most {show(hi)}"
+            status, msg = "breach", f"{label}: {metric} at {stage} is {show(value)}, expected {bound}."
         else:
-            status, msg = "ok", f"{label}: {metric} at {stage} is {value:,.3g} (within threshold)."
+            status, msg = "ok", f"{label}: {metric} at {stage} is {show(value)} (within threshold)."
         rows.append({"label": label, "stage": stage, "metric": metric, "value": value, "min": lo, "max": hi,
                      "status": status, "message": msg})
     return pd.DataFrame(rows, columns=["label", "stage", "metric", "value", "min", "max", "status", "message"])

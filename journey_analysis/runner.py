@@ -123,11 +123,14 @@ def show_figure(fig, name: str, dpi: int = 110) -> None:
     display({"image/png": png, "text/plain": f"<figure {name}>"}, raw=True, metadata={FIGURE_KEY: str(name)})
 
 
-def read_figures(notebook) -> dict[str, bytes]:
-    """Named figures (see :func:`show_figure`) of an executed notebook: ``{name: png bytes}``."""
+def read_figures(notebook, skip_tags=("solution", "exercise")) -> dict[str, bytes]:
+    """Named figures (see :func:`show_figure`) of an executed notebook: ``{name: png bytes}``; figures of
+    cells tagged with any of ``skip_tags`` (exercise solutions) are left out."""
     nb = _notebook(notebook)
     out = {}
     for cell in nb.cells:
+        if set(cell.get("metadata", {}).get("tags", [])) & set(skip_tags):
+            continue
         for o in cell.get("outputs", []):
             name = o.get("metadata", {}).get(FIGURE_KEY)
             if name and "image/png" in o.get("data", {}):

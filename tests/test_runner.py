@@ -1,0 +1,158 @@
+"""runner.py and report.py on tiny hand-made inputs: recorder, atomic artifacts, safe HTML, stage figures
+with their uncertainty, run comparisons, KPI checks, kernels."""
+from __future__ import annotations
+
+import json
+import math
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from journey_analysis import report, runner
+from journey_analysis.errors import JourneyError
+
+
+def _nb_with_outputs(outputs):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("display_data", data=d, metadata=m) for d, m in outputs]
+    nb.cells = [cell]
+    return nb
+
+
+def test_read_records_and_figures_from_outputs():
+    nb = _nb_with_outputs([
+        ({runner.RECORD_MIME: {"name": "k", "value": 4}, "text/plain": "k = 4"}, {}),
+        ({runner.RECORD_MIME: {"name": "stages", "value": ["a", "b"]}, "text/plain": ""}, {}),
+        ({runner.RECORD_MIME: {"name": "k", "value": 5}, "text/plain": ""}, {}),
+        ({"image/png": "aGVsbG8=", "text/plain": ""}, {runner.FIGURE_KEY: "journey_map"}),
+        ({"image/png": "aGVsbG8=", "text/plain": ""}, {}),
+    ])
+    assert runner.read_records(nb) == {"k": 5, "stages": ["a", "b"]}
+    assert runner.read_figures(nb) == {"journey_map": b"hello"}
+
+
+def test_jsonable_converts_numpy_and_nan():
+    v = runner._jsonable({"a": np.int64(3), "b": np.array([1.5, np.nan]), "t": pd.Timestamp("2024-01-01", tz="UTC")})
+    assert v == {"a": 3, "b": [1.5, None], "t": "2024-01-01T00:00:00+00:00"}
+
+
+def test_save_artifact_atomic_and_formula_safe(tmp_path):
+    f = pd.DataFrame({"a": [1, 2], "t": ["=SUM(A1)", "ok"]})
+    p = runner.save_artifact(f, tmp_path / "x" / "f.parquet")
+    assert pd.read_parquet(p).equals(f)
+    runner.save_artifact({"n": np.int64(2)}, tmp_path / "x" / "f.json")
+    assert json.loads((tmp_path / "x" / "f.json").read_text()) == {"n": 2}
+    runner.save_artifact(f, tmp_path / "x" / "f.csv")
+    assert "'=SUM(A1)" in (tmp_path / "x" / "f.csv").read_text()
+    assert sorted(q.name for q in (tmp_path / "x").iterdir()) == ["f.csv", "f.json", "f.parquet"]  # no temp files
+    with pytest.raises(JourneyError, match="earlier stage"):
+        runner.load_artifact(tmp_path / "missing.parquet")
+
+
+def test_resolve_path_prefers_cwd_then_notebooks(tmp_path, monkeypatch):
+    from journey_analysis.config import DEMO_CONFIG
+
+    monkeypatch.chdir(tmp_path)
+    assert runner.resolve_path("../configs/demo.yaml") == DEMO_CONFIG.resolve()
+    (tmp_path / "here.yaml").write_text("x")
+    assert runner.resolve_path("here.yaml") == tmp_path / "here.yaml"
+
+
+def test_kernel_name_is_registered():
+    assert runner.kernel_name() in ("journey-analysis", "python3")
+
+
+def test_run_id_and_bad_config_fail_before_writing(tmp_path):
+    from journey_analysis.config import DEMO_CONFIG
+
+    with pytest.raises(JourneyError, match="not usable"):
+        runner.run_pipeline(DEMO_CONFIG, run_id="../x", reports_dir=tmp_path / "r", processed_dir=tmp_path / "p")
+    with pytest.raises(JourneyError, match="Config file not found"):
+        runner.run_pipeline(tmp_path / "nope.yaml", reports_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    assert runner.new_run_id("demo", pd.Timestamp("2024-03-01 12:00:05", tz="UTC")) == "demo-20240301T120005Z"
+
+
+@pytest.mark.parametrize("hostile", [
+    "<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '<a href="https://evil.example/x">click</a>',
+    "<iframe src=//evil></iframe>", '<td style="background:url(http://x)">', "<svg onload=alert(1)>"])
+def test_sanitize_html_shows_hostile_markup_as_text(hostile):
+    out = report.sanitize_html(f"<table><tr><td>{hostile}</td></tr></table>")
+    assert "<script" not in out and "<img src=x" not in out and "<iframe" not in out and "<svg" not in out
+    assert "http" not in out.replace("https://evil.example", "") or "href" not in out
+    assert "href=" not in out and "style=" not in out and "onerror=alert(1)>" not in out
+
+
+def test_sanitize_keeps_tables_and_redacts_text():
+    out = report.sanitize_html('<table class="dataframe"><tr><th>a</th><td>mail a.b@example.com &lt;b&gt;</td></tr></table>')
+    assert out.startswith('<table class="dataframe"><tr><th>a</th><td>')
+    assert "[EMAIL]" in out and "example.com" not in out and "&lt;b&gt;" in out
+
+
+def test_render_markdown_escapes_raw_html():
+    out = report.render_markdown("**bold** <script>alert(1)</script> [x](https://e.org)")
+    assert "<strong>bold</strong>" in out and "<script" not in out and "https" not in out.split("</a>")[0].split(">")[0]
+
+
+def _events():
+    # customer a: s1 (0h) -> s2 (2h) -> s3 (5h); b: s1 (0h) -> s2 (4h); c: s1 only
+    t = pd.Timestamp("2024-01-01", tz="UTC")
+    return pd.DataFrame({
+        "customer_id": ["a", "a", "a", "b", "b", "c"],
+        "timestamp": [t, t + pd.Timedelta(hours=2), t + pd.Timedelta(hours=5), t, t + pd.Timedelta(hours=4), t],
+        "stage": ["s1", "s2", "s3", "s1", "s2", "s1"], "row_id": range(6)}).sample(frac=1, random_state=1)
+
+
+def test_stage_metrics_by_hand():
+    fb = pd.DataFrame({"stage": ["s1", "s1", "s2"], "sentiment": [0.5, -0.5, 0.2],
+                       "rating_type": ["csat"] * 3, "rating": [5.0, 3.0, 4.0]})
+    m = report.stage_metrics(_events(), fb, ["s1", "s2", "s3"], rating_type="csat").set_index("stage")
+    assert m.loc["s1", "customers"] == 3 and m.loc["s1", "dwell_median_s"] == 3 * 3600  # dwells 2h, 4h
+    assert m.loc["s2", "dwell_median_s"] == 3 * 3600 and m.loc["s2", "dwell_n"] == 1
+    assert m.loc["s1", "dropoff_share"] == pytest.approx(1 / 3)       # c ends at s1
+    assert m.loc["s2", "dropoff_share"] == pytest.approx(1 / 2)       # b ends at s2
+    assert m.loc["s1", "sentiment_mean"] == 0 and m.loc["s1", "sentiment_se"] == pytest.approx(np.std([.5, -.5], ddof=1) / math.sqrt(2))
+    assert m.loc["s1", "satisfaction_mean"] == 4
+    assert list(m.index) == ["s1", "s2", "s3"]
+
+
+def test_compare_flags_only_changes_beyond_uncertainty():
+    prev = pd.DataFrame({"stage": ["s1", "s2"], "sentiment_mean": [0.1, 0.1], "sentiment_se": [0.01, 0.2],
+                         "dwell_median_s": [3600.0, 3600.0], "dwell_median_se_s": [60.0, 60.0]})
+    cur = pd.DataFrame({"stage": ["s1", "s2"], "sentiment_mean": [0.3, 0.3], "sentiment_se": [0.01, 0.2],
+                        "dwell_median_s": [7200.0, 3610.0], "dwell_median_se_s": [60.0, 60.0]})
+    c = report.compare_stage_metrics(cur, prev).set_index(["stage", "metric"])
+    assert c.loc[("s1", "sentiment"), "verdict"] == "better"
+    assert c.loc[("s2", "sentiment"), "verdict"] == "no clear change"       # 0.2 < 1.96 * 0.28
+    assert c.loc[("s1", "dwell median"), "verdict"] == "worse"              # longer wait
+    assert c.loc[("s2", "dwell median"), "verdict"] == "no clear change"
+    assert report.compare_stage_metrics(cur, None).empty
+
+
+def test_check_kpis_uses_map_then_stage_metrics():
+    jm = pd.DataFrame({"segment": ["All customers", "All customers", "seg"], "stage": ["s1", "s2", "s1"],
+                       "dwell_median_s": [100.0, 90000.0, 1.0]})
+    metrics = pd.DataFrame({"stage": ["s1"], "satisfaction_mean": [3.5]})
+    kpis = [{"stage": "s2", "metric": "dwell_median_s", "max": 86400, "label": "wait"},
+            {"stage": "s1", "metric": "dwell_median_s", "max": 86400, "label": "ok"},
+            {"stage": "s1", "metric": "csat_mean", "min": 4.0, "label": "csat"},
+            {"stage": "s1", "metric": "nothing", "min": 1.0, "label": "?"}]
+    k = report.check_kpis(kpis, jm, metrics, rating_type="csat").set_index("label")
+    assert k["status"].to_dict() == {"wait": "breach", "ok": "ok", "csat": "breach", "?": "unknown"}
+    assert "25.0 h" in k.loc["wait", "message"] and "at most 24.0 h" in k.loc["wait", "message"]
+
+
+def test_index_lists_runs_newest_first(tmp_path):
+    for rid, t in (("a", "2024-01-01T00:00:00+00:00"), ("b", "2024-02-01T00:00:00+00:00")):
+        (tmp_path / rid).mkdir()
+        (tmp_path / rid / "run.json").write_text(json.dumps({
+            "run_id": rid, "config_name": "demo", "created_at": t, "headline": {"customers": 10, "top pain point": "<b>x</b>"},
+            "kpi_breaches": 1, "kpis_checked": 2, "previous_run": None}))
+    (tmp_path / ".tmp-c").mkdir()
+    page = report.write_index(tmp_path).read_text()
+    assert page.index("b/report.html") < page.index("a/report.html") and ".tmp-c" not in page
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page
+    assert report.previous_run(tmp_path, "demo", before="2024-01-15")["run_id"] == "a"
