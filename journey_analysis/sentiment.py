@@ -118,11 +118,11 @@ def _lexicons():
 # ---------------------------------------------------------------------------------------------
 # The spaCy component
 # ---------------------------------------------------------------------------------------------
-def _valences(lows: list[int], lemmas: list[int], caps: list[bool], p: dict) -> list[float]:
+def _valences(lows: list[int], lemmas, caps, p: dict) -> list[float]:
     """Per-token valence (VADER scale) after phrases, intensifiers, capitals, negation and contrast.
 
-    ``lows``/``lemmas``: spaCy hashes of the lower-cased text and lemma; ``caps``: token is an
-    ALL-CAPS word of 2+ letters in a text that is not all capitals."""
+    ``lows``/``lemmas``: spaCy hashes of the lower-cased text and lemma (``lemmas`` may be None);
+    ``caps``: the Doc when it mixes cases (then an ALL-CAPS word of 2+ letters is emphasised), else None."""
     words, phrases, S = _lexicons()
     neg, up, down, bound, but = S["neg"], S["up"], S["down"], S["bound"], S["but"]
     n = len(lows)
@@ -148,12 +148,14 @@ def _valences(lows: list[int], lemmas: list[int], caps: list[bool], p: dict) -> 
                 i += k
                 continue
         v = words.get(w)
-        if v is None:
+        if v is None and lemmas is not None:
             v = words.get(lemmas[i])
         if v and w not in neg:
             sign = 1.0 if v > 0 else -1.0
-            if caps[i]:
-                v += sign * p["caps"]
+            if caps is not None:
+                tok = caps[i]
+                if tok.is_upper and len(tok) > 1:
+                    v += sign * p["caps"]
             for d, decay in ((1, 1.0), (2, 0.95), (3, 0.9)):  # intensifiers before the word
                 j = i - d
                 if j < 0 or lows[j] in bound:
@@ -167,6 +169,9 @@ def _valences(lows: list[int], lemmas: list[int], caps: list[bool], p: dict) -> 
         i += 1
     # negation scope: from a negator forward, up to neg_window tokens, stopped by punctuation/contrast;
     # it flips the first scored word it reaches
+    present = set(lows)
+    if not any(val) or present.isdisjoint(neg | but | S["although"]):
+        return val
     win = int(p["neg_window"])
     comp, enough = S["comp"], S["enough"]
     for i in range(n):
@@ -220,22 +225,27 @@ def _compound(vals: list[float], n_excl: int, n_q: int, p: dict) -> float:
 
 def _score_doc(doc, p: dict | None = None):
     """(document score, {sentence start token: sentence score}) for a parsed Doc."""
-    from spacy.attrs import IS_ALPHA, IS_UPPER, LEMMA, LENGTH, LOWER, SENT_START
+    from spacy.attrs import IS_ALPHA, IS_UPPER, LEMMA, LOWER, ORTH, SENT_START
 
     p = PARAMS if p is None else p
     if len(doc) == 0:
         return 0.0, {}
     _, _, S = _lexicons()
-    cols = doc.to_array([LOWER, LEMMA, IS_UPPER, IS_ALPHA, LENGTH, SENT_START]).T.tolist()
-    lows, lemmas, upper, alpha, length, starts = cols
-    n_alpha = sum(alpha)
-    all_caps = n_alpha > 0 and sum(u for u, a in zip(upper, alpha) if a) == n_alpha
-    caps = [False] * len(lows) if all_caps else [u == 1 and ln > 1 for u, ln in zip(upper, length)]
+    arr = doc.to_array([LOWER, ORTH])
+    lows = arr[:, 0].tolist()
+    lemmas = doc.to_array(LEMMA).tolist() if doc.has_annotation("LEMMA") else None
+    caps = None  # the Doc when capitals can add emphasis: mixed case, not an all-caps text
+    if (arr[:, 0] != arr[:, 1]).any():
+        ua = doc.to_array([IS_UPPER, IS_ALPHA])
+        alpha = ua[:, 1] == 1
+        if not (alpha.any() and (ua[alpha, 0] == 1).all()):
+            caps = doc
     val = _valences(lows, lemmas, caps, p)
     ex, q = S["excl"], S["q"]
     doc_score = _compound(val, lows.count(ex), lows.count(q), p)
     if not doc.has_annotation("SENT_START"):
         return doc_score, {}
+    starts = doc.to_array(SENT_START).tolist()
     bounds = [i for i, s in enumerate(starts) if s == 1 or i == 0] + [len(lows)]
     sents = {}
     for a, b in zip(bounds[:-1], bounds[1:]):
