@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT.parent / "shared" / "data" / "eventlogs" / "bpic2012.csv.gz"
 BENCH_PY = ROOT / ".venv-bench" / "bin" / "python"
 COLUMNS = ["case_id", "activity", "timestamp"]
+# all_three: ours = steps.step_tables (one sort for the three tables); total = read + all_three;
+# total_separate = read + the three functions called one by one
+PARTS = ("read", "step_stats", "transitions", "variants", "all_three", "total", "total_separate")
 
 
 def make_csv(k: int, workdir: Path) -> Path:
@@ -62,14 +65,18 @@ def run_ours(path: str) -> dict:
     t0 = time.perf_counter()
     ev = read_csv_log(path, engine="pyarrow")
     t1 = time.perf_counter()
-    st = S.step_stats(ev, step="activity")
+    tables = S.step_tables(ev, step="activity")  # the three tables from one sort
     t2 = time.perf_counter()
-    tr = S.transitions(ev, step="activity")
+    st = S.step_stats(ev, step="activity")  # and each on its own
     t3 = time.perf_counter()
-    va = S.variants(ev, step="activity")
+    tr = S.transitions(ev, step="activity")
     t4 = time.perf_counter()
-    return {"events": len(ev), "read": t1 - t0, "step_stats": t2 - t1, "transitions": t3 - t2,
-            "variants": t4 - t3, "total": t4 - t0, "check": [len(st), len(tr), len(va)]}
+    va = S.variants(ev, step="activity")
+    t5 = time.perf_counter()
+    return {"events": len(ev), "read": t1 - t0, "step_stats": t3 - t2, "transitions": t4 - t3,
+            "variants": t5 - t4, "all_three": t2 - t1, "total": (t1 - t0) + (t2 - t1),
+            "total_separate": (t1 - t0) + (t5 - t2),
+            "check": [len(st), len(tr), len(va), len(tables["variants"])]}
 
 
 def run_pm4py(path: str) -> dict:
@@ -77,7 +84,10 @@ def run_pm4py(path: str) -> dict:
     import pm4py
 
     t0 = time.perf_counter()
-    df = pd.read_csv(path, dtype={"case_id": str}, keep_default_na=False, engine="pyarrow")
+    if os.environ.get("BENCH_PEER_READ") == "arrow":  # helped: timestamps parsed by pyarrow
+        df = pd.read_csv(path, dtype={"case_id": str}, keep_default_na=False, engine="pyarrow")
+    else:  # pm4py's documented way: pandas reads, format_dataframe parses and sorts
+        df = pd.read_csv(path, dtype={"case_id": str}, keep_default_na=False)
     df = pm4py.format_dataframe(df, case_id="case_id", activity_key="activity",
                                 timestamp_key="timestamp")
     t1 = time.perf_counter()
@@ -92,7 +102,7 @@ def run_pm4py(path: str) -> dict:
     var = pm4py.get_variants(df)
     t4 = time.perf_counter()
     return {"events": len(df), "read": t1 - t0, "step_stats": t2 - t1, "transitions": t3 - t2,
-            "variants": t4 - t3, "total": t4 - t0,
+            "variants": t4 - t3, "all_three": t4 - t1, "total": t4 - t0, "total_separate": t4 - t0,
             "check": [len(acts), len(perf), len(var), len(starts), len(ends), len(rework), len(dfg)]}
 
 
@@ -121,7 +131,8 @@ def run_naive(path: str) -> dict:
     var = per["path"].value_counts()
     t4 = time.perf_counter()
     return {"events": len(df), "read": t1 - t0, "step_stats": t2 - t1, "transitions": t3 - t2,
-            "variants": t4 - t3, "total": t4 - t0, "check": [len(acts), len(tr), len(var)]}
+            "variants": t4 - t3, "all_three": t4 - t1, "total": t4 - t0, "total_separate": t4 - t0,
+            "check": [len(acts), len(tr), len(var)]}
 
 
 def _child(who: str, path: str):
@@ -153,13 +164,17 @@ def main():
     ap.add_argument("--workdir", default="/tmp/bench_steps")
     ap.add_argument("--no-peer-above", type=int, default=10,
                     help="skip pm4py above this replication factor (it takes minutes)")
-    ap.add_argument("--no-naive-above", type=int, default=10)
+    ap.add_argument("--no-naive-above", type=int, default=1,
+                    help="skip the groupby-apply above this factor (x1 already takes ~1 min)")
     ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--peer-read", choices=("pandas", "arrow"), default="pandas",
+                    help="pm4py's read: pandas (its documented way, default) or pyarrow engine")
     ap.add_argument("--run", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.run:
         _child(*a.run)
         return
+    os.environ["BENCH_PEER_READ"] = a.peer_read
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)
     have_pm4py = BENCH_PY.exists()
@@ -167,7 +182,8 @@ def main():
         print(f"note: {BENCH_PY} missing: pm4py not measured (python -m venv .venv-bench && "
               ".venv-bench/bin/pip install pandas pyarrow pm4py)")
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} {os.cpu_count()} cores; median of {a.repeat} runs; "
-          "peer = pm4py (ratio = pm4py/ours), naive = groupby-apply (ratio = naive/ours)")
+          f"peer = pm4py (read: {a.peer_read}; ratio = pm4py/ours), naive = groupby-apply "
+          "(ratio = naive/ours)")
     hdr = f"{'what':34s} {'events':>11s} {'ours_s':>8s} {'peer_s':>8s} {'ratio':>7s} {'events/s':>11s} {'peak_MB':>8s}"
     print(hdr)
     for k in (int(s) for s in a.sizes.split(",")):
@@ -176,7 +192,7 @@ def main():
         print(f"# x{k}: {path} ready in {time.perf_counter() - t:.1f} s", flush=True)
         ours = [measure("ours", path, a.timeout) for _ in range(a.repeat)]
         med = {key: statistics.median(r[key] for r in ours) for key in
-               ("read", "step_stats", "transitions", "variants", "total")}
+               PARTS}
         n = ours[0]["events"]
         rss = max(r["peak_rss_mb"] for r in ours)
         peers = {}
@@ -186,13 +202,14 @@ def main():
             if k > limit:
                 print(f"# x{k}: {who} skipped (above --no-{'peer' if who == 'pm4py' else 'naive'}-above {limit})")
                 continue
-            runs = [measure(who, path, a.timeout) for _ in range(a.repeat if k <= 10 else 1)]
+            n_runs = 1 if who == "naive" or k > 10 else a.repeat  # naive: a single reference run
+            runs = [measure(who, path, a.timeout) for _ in range(n_runs)]
             if any("timeout" in r for r in runs):
                 print(f"# x{k}: {who} timed out after {a.timeout:.0f} s")
                 continue
             peers[who] = ({key: statistics.median(r[key] for r in runs) for key in med},
                           max(r["peak_rss_mb"] for r in runs))
-        for part in ("read", "step_stats", "transitions", "variants", "total"):
+        for part in PARTS:
             for who, (pm, prss) in peers.items():
                 label = f"x{k} {part} vs {who}"
                 ratio = pm[part] / med[part] if med[part] > 0 else float("nan")

@@ -42,7 +42,7 @@ def _convert(values: list, kind: str, name: str, path: Path) -> pd.Series:
     if kind == "float":
         return pd.to_numeric(s, errors="coerce")
     if kind == "boolean":
-        return s.map({"true": True, "false": False, None: None}, na_action="ignore")
+        return s.map(lambda v: None if v is None else str(v).strip().lower() == "true")
     return s
 
 

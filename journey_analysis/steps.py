@@ -31,7 +31,7 @@ import pandas as pd
 from journey_analysis.errors import JourneyError
 
 __all__ = [
-    "step_stats", "transitions", "start_end_counts", "funnel", "funnel_dropoffs", "variants",
+    "step_stats", "step_tables", "transitions", "start_end_counts", "funnel", "funnel_dropoffs", "variants",
     "journey_durations", "cut_sessions", "bottlenecks", "pair_lifecycle", "TRANSITION_TIMES",
 ]
 
@@ -107,10 +107,11 @@ def _case_codes(values: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray]:
         try:
             import pyarrow as pa
             import pyarrow.compute as pc
-
-            arr = pa.array(values) if not isinstance(values.dtype, pd.ArrowDtype | pd.StringDtype) \
-                or getattr(values.dtype, "storage", "pyarrow") == "pyarrow" else None
-        except (ImportError, TypeError, ValueError, pa.ArrowException):  # pragma: no cover
+        except ImportError:  # pragma: no cover - pyarrow is installed with pandas here
+            return _codes(values, name)
+        try:
+            arr = pa.array(values)
+        except (TypeError, ValueError, pa.ArrowException):  # mixed types: hash them instead
             arr = None
         if arr is not None and (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
             new = np.empty(n, dtype=bool)
@@ -439,6 +440,10 @@ def step_stats(events: pd.DataFrame, step: str = "stage", by=None, *, case: str 
     `service_sum_s`. Sorted by by..., customers descending, step.
     """
     log = _prepare(events, step, by, case, session_gap_s, collapse_repeats, order)
+    return _step_stats(log, step, by, session_gap_s, inactivity_gap_s, as_of)
+
+
+def _step_stats(log: _Log, step, by, session_gap_s, inactivity_gap_s, as_of) -> pd.DataFrame:
     n_steps = len(log.step_labels)
     n_groups = max(len(log.groups), 1)
     key = log.grp * n_steps + log.step
@@ -446,20 +451,23 @@ def step_stats(events: pd.DataFrame, step: str = "stage", by=None, *, case: str 
     n_events = np.bincount(key, minlength=n_keys)
     raw_key = key if log.raw_step is None else log.raw_grp * n_steps + log.raw_step
     raw_case = log.case if log.raw_case is None else log.raw_case
-    customers = _nunique_per_key(key, log.case, n_keys)
     # rework: (journey, step) reached twice or more, on the un-collapsed events
     u, cnt = _case_key_counts(raw_key, raw_case, n_keys)
     rework = np.bincount(u[cnt >= 2] % n_keys, minlength=n_keys)
+    # customers reaching the step (collapsing repeats does not change which steps are reached)
+    customers = np.bincount(u % n_keys, minlength=n_keys)
     # journeys per group (with any event in the group)
-    journeys_in_group = _nunique_per_key(log.grp, log.case, n_groups)
+    journeys_in_group = (_nunique_per_key(log.grp, log.case, n_groups) if n_groups > 1
+                         else np.array([log.n_cases]))
     starts = np.bincount(key[log.first], minlength=n_keys)
     ends = np.bincount(key[log.last], minlength=n_keys)
     gap = inactivity_gap_s if inactivity_gap_s is not None else session_gap_s
     if gap is not None and len(log.ts):
-        end_of_data = (pd.Timestamp(as_of).tz_localize("UTC") if as_of is not None
-                       and pd.Timestamp(as_of).tzinfo is None else
-                       pd.Timestamp(as_of) if as_of is not None else None)
-        t_end = int(log.ts.max()) if end_of_data is None else end_of_data.value
+        if as_of is None:
+            t_end = int(log.ts.max())
+        else:
+            t = pd.Timestamp(as_of)
+            t_end = (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).as_unit("ns").value
         open_ = log.last & (log.ts >= t_end - int(round(float(gap) * _NS)))
         in_progress = np.bincount(key[open_], minlength=n_keys)
     else:
@@ -483,6 +491,23 @@ def step_stats(events: pd.DataFrame, step: str = "stage", by=None, *, case: str 
     out = pd.DataFrame(cols)
     out = _with_groups(log, sel // n_steps, out).rename(columns={"step": step})
     return _sort(out, _as_list(by), ["customers", step], [False, True])
+
+
+def step_tables(events: pd.DataFrame, step: str = "stage", by=None, *,
+                case: str = "customer_id", session_gap_s: float | None = None,
+                collapse_repeats: bool = False, inactivity_gap_s: float | None = None,
+                as_of=None, top_variants: int | None = None) -> dict[str, pd.DataFrame]:
+    """The step table, transitions and variants from one sort of the events.
+
+    Same results as calling :func:`step_stats`, :func:`transitions` (dwell times) and
+    :func:`variants` with the same arguments, but the events are validated, factorised and sorted
+    once: use it when you need all three (a journey map does). Returns a dict with keys
+    "step_stats", "step_tables", "transitions", "variants".
+    """
+    log = _prepare(events, step, by, case, session_gap_s, collapse_repeats)
+    return {"step_stats": _step_stats(log, step, by, session_gap_s, inactivity_gap_s, as_of),
+            "transitions": _transitions(log, by),
+            "variants": _variants(log, by, top_variants, " -> ")}
 
 
 def _sort(out: pd.DataFrame, by: list[str], cols: list[str], asc: list[bool]) -> pd.DataFrame:
@@ -539,6 +564,10 @@ def transitions(events: pd.DataFrame, step: str = "stage", by=None, *, case: str
     interval log by the complete time when no start key is given).
     """
     log = _prepare(events, step, by, case, session_gap_s, collapse_repeats, order)
+    return _transitions(log, by, time)
+
+
+def _transitions(log: _Log, by, time: str = "dwell") -> pd.DataFrame:
     d = _pair_times(log, time)
     n_steps = len(log.step_labels)
     n_groups = max(len(log.groups), 1)
@@ -673,6 +702,10 @@ def variants(events: pd.DataFrame, step: str = "stage", top: int | None = None, 
     `order="end"` orders events by end time (pm4py's variants of an interval log).
     """
     log = _prepare(events, step, by, case, session_gap_s, collapse_repeats, order)
+    return _variants(log, by, top, sep)
+
+
+def _variants(log: _Log, by, top, sep) -> pd.DataFrame:
     if log.n_cases == 0:
         return pd.DataFrame(columns=_as_list(by) + ["variant", "length", "customers", "share",
                                                     "duration_mean_s", "duration_median_s",
@@ -991,21 +1024,18 @@ def pair_lifecycle(events: pd.DataFrame, step: str = "stage", *, lifecycle: str 
     comp = np.flatnonzero(is_c)
     start_t = np.where(c_matched[comp], t[np.maximum(c_partner[comp], 0)], t[comp])
     sched_row = np.where(c_matched[comp], st_partner[np.maximum(c_partner[comp], 0)], -1)
-    sched_t = np.where(sched_row >= 0, t[np.maximum(sched_row, 0)], np.iinfo(np.int64).min)
+    sched_t = t[np.maximum(sched_row, 0)]
     # each interval sits at its START row (the COMPLETE row when unpaired): row_id and output order
     start_row = np.where(c_matched[comp], c_partner[comp], comp)
     start_rowid = row[order[start_row]]
     orig = order[comp]
     back = np.lexsort((row[orig], start_rowid))
     out = ev.iloc[orig[back]].copy()
-    out["end_timestamp"] = ev["timestamp"].iloc[orig[back]].dt.tz_convert("UTC").to_numpy() \
-        if getattr(ev["timestamp"].dtype, "tz", None) is not None else ev["timestamp"].iloc[orig[back]].to_numpy()
-    out["end_timestamp"] = pd.to_datetime(out["end_timestamp"], utc=True)
+    out["end_timestamp"] = pd.to_datetime(t[comp][back], utc=True)
     out["timestamp"] = pd.to_datetime(start_t[back], utc=True)
-    out["schedule_timestamp"] = pd.to_datetime(np.where(sched_t == np.iinfo(np.int64).min,
-                                                        np.datetime64("NaT", "ns").view("int64"),
-                                                        sched_t)[back].view("datetime64[ns]"),
-                                               utc=True)
+    sched = sched_t[back].view("datetime64[ns]").copy()
+    sched[sched_row[back] < 0] = np.datetime64("NaT")
+    out["schedule_timestamp"] = pd.to_datetime(sched, utc=True)
     out["paired"] = c_matched[comp][back]
     out["complete_row_id"] = out["row_id"].to_numpy()
     out["row_id"] = start_rowid[back]

@@ -425,3 +425,11 @@ def test_pair_lifecycle_fifo_and_orphans():
     # paired intervals feed service times directly
     st = S.step_stats(iv).set_index("stage")
     assert st.loc["w", "service_max_s"] == 420
+
+
+def test_step_tables_equal_separate_calls(tiny):
+    ev = tiny.assign(channel=np.where(tiny.customer_id.isin(["a", "b"]), "web", "store"))
+    t = S.step_tables(ev, by="channel", collapse_repeats=True)
+    pd.testing.assert_frame_equal(t["step_stats"], S.step_stats(ev, by="channel", collapse_repeats=True))
+    pd.testing.assert_frame_equal(t["transitions"], S.transitions(ev, by="channel", collapse_repeats=True))
+    pd.testing.assert_frame_equal(t["variants"], S.variants(ev, by="channel", collapse_repeats=True))
