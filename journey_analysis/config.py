@@ -85,6 +85,10 @@ class Segmentation(BaseModel):
     names: dict[int, str] = Field(default_factory=dict)
     random_state: int = 0
     outcome_as_feature: bool = False
+    #: who is segmented: everyone, or only customers with an event at ``purchase_stage``
+    population: Literal["all", "purchasers"] = "all"
+    purchase_stage: str = "purchase"
+    support_stage: str = "support"
 
     @model_validator(mode="after")
     def _range(self):

@@ -276,6 +276,9 @@ def customer_features(events: pd.DataFrame, customers: pd.DataFrame | None = Non
     """
     step = step or _cfg(config, "step", "stage")
     outcome = outcome or _cfg(config, "outcome")
+    purchase_stage = _cfg(config, "segmentation.purchase_stage", purchase_stage)
+    support_stage = _cfg(config, "segmentation.support_stage", support_stage)
+    population = _cfg(config, "segmentation.population", population)
     outcome_as_feature = bool(_cfg(config, "segmentation.outcome_as_feature", False))
     rating_type = _cfg(config, "satisfaction.rating_type")
     notes: dict[str, tuple[str, str, str]] = {}
