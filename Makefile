@@ -27,7 +27,7 @@ run: $(STAMP) ## Run the whole pipeline on CONFIG=<yaml> (configs/demo.yaml by d
 
 test: $(STAMP) ## Run the whole test suite (unit, real-data, notebook tests)
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests
-	@if ls notebooks/*.ipynb >/dev/null 2>&1; then $(BIN)/python -m pytest --nbval-lax -p no:xdist notebooks/; fi
+	@if ls notebooks/*.ipynb >/dev/null 2>&1; then $(BIN)/python -m pytest --nbval-lax -p no:xdist notebooks/*.ipynb; fi
 
 validate: $(STAMP) ## Check the data named in CONFIG=<yaml> and print a data-quality summary
 	$(BIN)/journey validate --config $(CONFIG)

@@ -140,8 +140,12 @@ def validate(frame: pd.DataFrame, kind: str, file="(DataFrame)") -> pd.DataFrame
             expected=f"columns {', '.join(REQUIRED[kind])} (found: {', '.join(map(str, frame.columns)) or 'none'})",
             fix="Rename the column in the file, or map it in the config: data: columns: "
                 f"{kind}: {{your_name: {missing[0]}}}.")
+    import warnings
+
     try:
-        _schema(kind).validate(frame.reset_index(drop=True), lazy=True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            _schema(kind).validate(frame.reset_index(drop=True), lazy=True)
     except pandera_errors.SchemaErrors as exc:
         _raise_from_pandera(exc, file, kind)
     return frame
