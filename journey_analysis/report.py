@@ -63,6 +63,7 @@ class _Sanitizer(HTMLParser):
         self.out: list[str] = []
         self.redact = redact
         self.open: list[str] = []
+        self.in_style = 0  # pandas' <style scoped> blocks: dropped with their content
 
     def _attrs(self, tag, attrs) -> str:
         kept = []
@@ -76,6 +77,9 @@ class _Sanitizer(HTMLParser):
         return "".join(kept)
 
     def handle_starttag(self, tag, attrs):
+        if tag == "style":
+            self.in_style += 1
+            return
         if tag in _ALLOWED and not (tag == "img" and not any(k == "src" and _DATA_PNG.match(v or "") for k, v in attrs)):
             self.out.append(f"<{tag}{self._attrs(tag, attrs)}>")
             if tag not in _VOID:
@@ -90,6 +94,9 @@ class _Sanitizer(HTMLParser):
             self.out.append(f"</{tag}>")
 
     def handle_endtag(self, tag):
+        if tag == "style":
+            self.in_style = max(0, self.in_style - 1)
+            return
         if tag in _ALLOWED and tag not in _VOID and tag in self.open:
             while self.open:
                 t = self.open.pop()
@@ -100,6 +107,8 @@ class _Sanitizer(HTMLParser):
             self.out.append(html.escape(f"</{tag}>"))
 
     def handle_data(self, data):
+        if self.in_style:
+            return
         self.out.append(html.escape(_redact_text(data) if self.redact else data, quote=False))
 
     def handle_comment(self, data):
@@ -124,7 +133,8 @@ def sanitize_html(fragment: str, redact: bool = True) -> str:
 
     Kept: table and text-formatting tags with the attributes class, colspan, rowspan, align, title,
     alt; ``<img>`` only with a ``data:image/...;base64`` source; ``<a>`` without its href. Everything
-    else is shown as text (``<script>alert(1)</script>`` becomes visible text), comments are dropped,
+    else is shown as text (``<script>alert(1)</script>`` becomes visible text), ``<style>`` blocks
+    (pandas' table styles) and comments are dropped,
     unclosed tags are closed. With ``redact=True`` text nodes pass through
     :func:`journey_analysis.text.redact` (e-mails, phones, cards... become tags).
     """

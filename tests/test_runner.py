@@ -156,3 +156,10 @@ def test_index_lists_runs_newest_first(tmp_path):
     assert page.index("b/report.html") < page.index("a/report.html") and ".tmp-c" not in page
     assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page
     assert report.previous_run(tmp_path, "demo", before="2024-01-15")["run_id"] == "a"
+
+
+def test_pandas_style_blocks_are_dropped_not_shown_as_text():
+    from journey_analysis.report import sanitize_html
+
+    out = sanitize_html('<style scoped>.dataframe tbody tr th {vertical-align: top;}</style><table><tr><td>x</td></tr></table>')
+    assert out == "<table><tr><td>x</td></tr></table>"
