@@ -248,12 +248,15 @@ def load_events(path, columns: dict | None = None, stages=None, step: str = "sta
     """
     log = QualityLog() if log is None else log
     frame = read_table(path, encoding)
-    if columns is None and "case_id" in frame.columns and "customer_id" not in frame.columns:
-        columns = {"case_id": "customer_id", **({"activity": "stage"} if "activity" in frame.columns
-                                                 and "stage" not in frame.columns else {})}
     frame = _apply_mapping(frame, columns, path)
+    # process-mining logs (XES, pm4py-style CSV): case -> customer, activity -> stage, unless mapped
+    if "case_id" in frame.columns and "customer_id" not in frame.columns:
+        frame = frame.rename(columns={"case_id": "customer_id"})
+    if "activity" in frame.columns and "stage" not in frame.columns and step in ("stage", "activity"):
+        frame["stage"] = frame["activity"]
     if step != "stage" and step in frame.columns and "stage" not in frame.columns:
         frame["stage"] = frame[step]
+    frame = frame.drop(columns="row_id", errors="ignore")
     frame.insert(0, "row_id", np.arange(len(frame), dtype="int64"))
     for col in ("customer_id", "timestamp", "stage"):
         if col not in frame.columns:

@@ -200,3 +200,18 @@ def test_config_is_validated_and_resolved():
     assert cfg.stage("purchase").target_satisfaction == 4
     assert cfg.segmentation.k == "auto" and cfg.engine == "pandas"
     assert cfg.stages_frame()["stage"].tolist() == cfg.stage_names
+
+
+def test_load_events_reads_xes_logs(tmp_path):
+    """Process-mining logs load as they come: case -> customer, activity -> step, times in UTC."""
+    from test_eventlog import XES
+
+    path = tmp_path / "log.xes.gz"
+    import gzip
+
+    path.write_bytes(gzip.compress(XES.encode("utf-8")))
+    ev = load_events(path)
+    assert {"customer_id", "stage", "timestamp", "row_id"} <= set(ev.columns)
+    assert "NA" in set(ev["customer_id"])
+    assert str(ev["timestamp"].dtype) == "datetime64[ns, UTC]"
+    assert ev.loc[ev["stage"] == "apply", "timestamp"].iloc[0] == pd.Timestamp("2024-01-01T09:00:00Z")
