@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from journey_analysis.errors import JourneyError
-from journey_analysis.journey_map import ALL, MIN_N, NEGATIVE_BELOW, _ordered_events, _with_dwell
+from journey_analysis.journey_map import ALL, MIN_N, NEGATIVE_BELOW, _event_dwell
 
 #: Weights of the pain-point score (they sum to 1; every component is scaled to 0-1 first).
 PAIN_WEIGHTS: dict[str, float] = {
@@ -182,9 +182,8 @@ def customer_stage_features(events: pd.DataFrame, feedback: pd.DataFrame | None,
     calendar, not experience); reached = 1 if the customer has an event there. NaN where the customer
     has no such evidence (see :func:`moments_of_truth` for the rule).
     """
-    ev = _with_dwell(_ordered_events(events, step), None)
-    nxt = ev.groupby("customer_id", sort=False)[step].shift(-1)
-    ev.loc[nxt.isin(list(outcome_stages)).to_numpy(), "dwell_s"] = np.nan
+    ev = _event_dwell(events, step)
+    ev.loc[ev["next_step"].isin(list(outcome_stages)).to_numpy(), "dwell_s"] = np.nan
     g = ev.groupby(["customer_id", step], sort=False)
     beh = pd.DataFrame({"reached": 1.0, "dwell_log_h": np.log1p(g["dwell_s"].median() / 3600.0)})
     wide = [beh.unstack(step)]

@@ -6,20 +6,17 @@ config's expectations marked as assumed (``expectation_source = "config"``), and
 saying what the data does not show (for example "no feedback at this stage"). A stage with no feedback
 keeps its behavioural numbers.
 
-Definitions used by the map (all vectorised: sort + shift + group aggregations, no loop over customers):
+Behaviour numbers come from one place, :func:`journey_analysis.steps.step_stats` (called once for all
+customers and once ``by="segment"``), so the map and the step statistics cannot disagree:
 
 - order of events: (customer_id, timestamp, row_id); without ``row_id`` the frame's positional order.
-- ``customers``: distinct customers with at least one event at the stage; ``share_customers`` = that /
-  customers of the segment with any event.
-- ``rework_customers``: customers with two or more events at the stage; ``rework_share`` = / customers.
-- ``dwell_*``: next event's timestamp - this timestamp within a customer (directly-follows time; the
-  customer's last event has none); statistics over events at the stage: n, min, max, mean, median
-  (pandas), p90 (linear interpolation), std (ddof=1); seconds (``_s``) and hours (``_h``).
-- ``service_*``: ``duration_s`` (or end_timestamp - timestamp) of events at the stage, same statistics.
-- ``ends_here``: customers whose last event is at this stage; ``in_progress_here``: of those, customers
-  whose last event is within ``config.session_gap_h`` hours of the extract's end (their journey may still
-  go on: not a drop-off); ``drop_off`` = (ends_here - in_progress_here) / customers. At the last
-  configured stage ending is completion, so ``drop_off`` is 0 there and ``completed`` counts them.
+- ``customers``, ``share_customers``, ``events``, ``rework_customers``, ``ends_here``, ``dwell_*`` and
+  ``service_*`` (n, min, max, mean, median, p90, std in seconds): steps' columns and definitions (dwell =
+  next event's timestamp - this one within a customer; the customer's last event has none). The map adds
+  ``rework_share`` = rework_customers / customers and the ``_h`` copies (seconds / 3600).
+- drop-off (see :func:`build_map`): steps' ``in_progress`` / ``drop_off`` (renamed ``in_progress_here`` /
+  ``drop_off_customers``), with completion at the last configured stage; ``drop_off`` is a share with a
+  Wilson 95% interval.
 - ``satisfaction_*``: ratings of ``config.satisfaction.rating_type`` only (the one declared scale):
   mean, sd, n, 95% CI = mean +- t(0.975, n-1) * sd / sqrt(n).
 - ``sentiment_*``: feedback ``sentiment`` in [-1, 1]: mean, n, CI as above; ``sentiment_share_negative``
@@ -46,6 +43,8 @@ POSITIVE_ABOVE = 0.05
 #: Number of touchpoints / channels named per stage.
 TOP_LEVELS = 3
 _STATS = ("n", "min", "max", "mean", "median", "p90", "std")
+#: steps.step_stats column -> map column, where the names differ.
+_STEP_RENAMES = {"in_progress": "in_progress_here", "drop_off": "drop_off_customers"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -89,40 +88,32 @@ def segment_labels(segments, customer_ids=None) -> pd.Series | None:
     return s
 
 
-def _ordered_events(events: pd.DataFrame, step: str) -> pd.DataFrame:
+def _check_events(events: pd.DataFrame, step: str) -> None:
     for col in ("customer_id", "timestamp", step):
         if col not in events.columns:
             raise JourneyError(f"The events table has no column {col!r}.", column=col,
                                expected="customer_id, timestamp and the step column",
                                fix="Load events with journey_analysis.gather.load_events, or pass step= the step column.")
-    ev = events.copy()
-    if "row_id" not in ev.columns:
-        ev["row_id"] = np.arange(len(ev), dtype="int64")
-    ev["customer_id"] = ev["customer_id"].astype(str)
-    ev[step] = ev[step].astype(object).where(ev[step].notna(), None)
-    ev = ev.sort_values(["customer_id", "timestamp", "row_id"], kind="stable").reset_index(drop=True)
-    return ev
 
 
-def _with_dwell(ev: pd.DataFrame, session_gap_h=None) -> pd.DataFrame:
-    """Add ``dwell_s`` (next timestamp - this within a customer; also within ``journey`` when present)."""
-    keys = ["customer_id"] + (["journey"] if "journey" in ev.columns else [])
-    nxt = ev.groupby(keys, sort=False)["timestamp"].shift(-1)
-    ev["dwell_s"] = (nxt - ev["timestamp"]).dt.total_seconds()
-    if "duration_s" in ev.columns:
-        ev["service_s"] = pd.to_numeric(ev["duration_s"], errors="coerce")
-    elif "end_timestamp" in ev.columns:
-        ev["service_s"] = (ev["end_timestamp"] - ev["timestamp"]).dt.total_seconds()
-    else:
-        ev["service_s"] = np.nan
-    last = nxt.isna()
-    ev["is_last"] = last
-    end = ev["timestamp"].max()
-    if session_gap_h:
-        ev["in_progress"] = last & (ev["timestamp"] >= end - pd.Timedelta(hours=float(session_gap_h)))
-    else:
-        ev["in_progress"] = False
-    return ev
+def _event_dwell(events: pd.DataFrame, step: str) -> pd.DataFrame:
+    """Per event, in the order (customer_id, timestamp, row_id): customer_id, ``step``, ``dwell_s``, ``next_step``.
+
+    ``dwell_s`` = next event's timestamp - this timestamp within the customer (NaN for the customer's last
+    event), the definition of :func:`journey_analysis.steps.step_stats` (tests check that the medians agree).
+    Used only where a per-event value is needed: the share of dwell times over an expectation here, the
+    customer features of the driver analysis. One sort + shift, no loop.
+    """
+    _check_events(events, step)
+    row = events["row_id"].to_numpy() if "row_id" in events.columns else np.arange(len(events))
+    ev = pd.DataFrame({"customer_id": events["customer_id"].astype(str).to_numpy(),
+                       "timestamp": events["timestamp"].to_numpy(), step: events[step].to_numpy(), "_row": row},
+                      index=events.index)
+    ev = ev.sort_values(["customer_id", "timestamp", "_row"], kind="stable")
+    g = ev.groupby("customer_id", sort=False)
+    ev["dwell_s"] = (g["timestamp"].shift(-1) - ev["timestamp"]).dt.total_seconds()
+    ev["next_step"] = g[step].shift(-1)
+    return ev.drop(columns="_row")
 
 
 def _t975(n) -> np.ndarray:
@@ -154,16 +145,6 @@ def wilson(k, n, z: float = 1.96):
     return centre - half, centre + half
 
 
-def _duration_stats(ev: pd.DataFrame, keys: list[str], col: str, prefix: str) -> pd.DataFrame:
-    g = ev.groupby(keys, sort=False, observed=True)[col]
-    out = pd.DataFrame({
-        f"{prefix}_n": g.count(), f"{prefix}_min_s": g.min(), f"{prefix}_max_s": g.max(),
-        f"{prefix}_mean_s": g.mean(), f"{prefix}_median_s": g.median(),
-        f"{prefix}_p90_s": g.quantile(0.9), f"{prefix}_std_s": g.std(ddof=1),
-    })
-    return out
-
-
 def _share_text(ev: pd.DataFrame, keys: list[str], col: str) -> pd.DataFrame:
     """Top levels of ``col`` per group as text ("helpline 62%, webchat 30%") plus the top level and share."""
     sub = ev.loc[ev[col].notna(), keys + [col]]
@@ -180,22 +161,25 @@ def _share_text(ev: pd.DataFrame, keys: list[str], col: str) -> pd.DataFrame:
     return pd.concat([text, first[col].rename(f"top_{col}"), first["share"].rename(f"top_{col}_share")], axis=1)
 
 
-def _behaviour(ev: pd.DataFrame, keys: list[str], step: str) -> pd.DataFrame:
-    per_cust = ev.groupby(keys + ["customer_id"], sort=False, observed=True).agg(
-        visits=("row_id", "size"), ends=("is_last", "any"), open_=("in_progress", "any"))
-    per_cust = per_cust.reset_index()
-    g = per_cust.groupby(keys, sort=False, observed=True)
-    out = pd.DataFrame({
-        "customers": g.size(), "events": g["visits"].sum(),
-        "rework_customers": per_cust.assign(r=per_cust["visits"] >= 2).groupby(keys, sort=False, observed=True)["r"].sum(),
-        "ends_here": g["ends"].sum(), "in_progress_here": g["open_"].sum(),
-    })
-    out = out.join(_duration_stats(ev, keys, "dwell_s", "dwell"))
-    out = out.join(_duration_stats(ev, keys, "service_s", "service"))
+def _behaviour(events: pd.DataFrame, ev_seg: pd.DataFrame | None, step: str, gap_s: float | None,
+               as_of) -> pd.DataFrame:
+    """Behaviour per (segment, stage) from :func:`journey_analysis.steps.step_stats` (all customers, then
+    ``by="segment"`` on ``ev_seg``, the events of segmented customers with a ``segment`` column), steps'
+    columns renamed to the map's (:data:`_STEP_RENAMES`), plus the touchpoint / channel shares (map-only)."""
+    from journey_analysis import steps
+
+    kw = {"step": step, "inactivity_gap_s": gap_s, "as_of": as_of}
+    parts = [steps.step_stats(events, **kw).assign(segment=ALL)]
+    if ev_seg is not None and len(ev_seg):
+        parts.append(steps.step_stats(ev_seg, by="segment", **kw))
+    out = pd.concat(parts, ignore_index=True).rename(columns=_STEP_RENAMES)
     for col in ("touchpoint", "channel"):
-        if col in ev.columns:
-            out = out.join(_share_text(ev, keys, col))
-    return out
+        if col in events.columns:
+            mix = [_share_text(events, [step], col).reset_index().assign(segment=ALL)]
+            if ev_seg is not None and len(ev_seg):
+                mix.append(_share_text(ev_seg, ["segment", step], col).reset_index())
+            out = out.merge(pd.concat(mix, ignore_index=True), on=["segment", step], how="left")
+    return out.drop(columns=["starts_here", "repeat_events", "service_sum_s"], errors="ignore")
 
 
 def _voice(fb: pd.DataFrame, keys: list[str], rating_type: str) -> pd.DataFrame:
@@ -345,7 +329,8 @@ def _quotes(sub: pd.DataFrame, quotes_fn, n: int) -> pd.DataFrame:
 # the map
 # ------------------------------------------------------------------------------------------------
 def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, config, step: str = "stage",
-              n_quotes: int = 3, min_segment_customers: int = 1) -> pd.DataFrame:
+              n_quotes: int = 3, min_segment_customers: int = 1, inactivity_gap_h: float | None = None,
+              as_of=None) -> pd.DataFrame:
     """Build the journey map: one row per (segment, stage), "All customers" first, stages in config order.
 
     Inputs: ``events`` (events contract), ``feedback`` (feedback contract with ``sentiment`` when scored;
@@ -353,6 +338,16 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
     segmentation; see :func:`segment_labels`), ``config`` (:class:`~journey_analysis.config.RunConfig`),
     ``step`` (the step column; stages seen in the data but not configured come after the configured
     ones, with ``configured`` False). Feedback without a customer only counts for "All customers".
+
+    Behaviour (reach, rework, dwell, service, ends) is :func:`journey_analysis.steps.step_stats` for all
+    customers and ``by="segment"``, so it equals the step statistics exactly. **Drop-off rule**: a customer
+    whose last event is at a stage ends there (``ends_here``); of those, the ones whose last event is
+    within ``inactivity_gap_h`` hours (default ``config.session_gap_h``; None: nobody) of the extract's end
+    (``as_of``, default the latest timestamp in ``events``, the same for every segment) may still go on:
+    ``in_progress_here``, not a drop-off (steps' ``in_progress``). ``drop_off_customers`` = ends_here -
+    in_progress_here (steps' ``drop_off``), except at the last configured stage, where ending is completion
+    (``completed`` = ends_here - in_progress_here, ``drop_off_customers`` = 0); ``drop_off`` =
+    drop_off_customers / customers with a Wilson 95% interval.
 
     Output columns (see the module docstring for the definitions): segment, stage, stage_order, configured,
     segment_customers, customers, share_customers, events, rework_customers, rework_share, ends_here,
@@ -368,42 +363,45 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
     if events is None or len(events) == 0:
         raise JourneyError("The events table is empty: a journey map needs at least one event.",
                            fix="Check the events file and its filters.")
-    ev = _with_dwell(_ordered_events(events, step), getattr(config, "session_gap_h", None))
+    _check_events(events, step)
     labels = segment_labels(segments)
-    ev["segment"] = ev["customer_id"].map(labels) if labels is not None else None
     seg_names = [ALL]
+    seg_total = {ALL: int(events["customer_id"].nunique())}
+    ev_seg = None
     if labels is not None:
-        sizes = ev.loc[ev["segment"].notna()].groupby("segment")["customer_id"].nunique()
+        seg = events["customer_id"].astype(str).map(labels)
+        sizes = events.groupby(seg.to_numpy())["customer_id"].nunique()
         seg_names += sorted(sizes[sizes >= min_segment_customers].index.tolist())
-
-    # behaviour: all customers, then per segment (same code path, different keys)
-    beh_all = _behaviour(ev, [step], step).reset_index().assign(segment=ALL)
-    parts = [beh_all]
-    seg_total = {ALL: ev["customer_id"].nunique()}
-    if labels is not None:
-        evs = ev[ev["segment"].isin(seg_names[1:])]
-        parts.append(_behaviour(evs, ["segment", step], step).reset_index())
-        seg_total.update(evs.groupby("segment")["customer_id"].nunique().to_dict())
-    beh = pd.concat(parts, ignore_index=True).rename(columns={step: "stage"})
+        seg_total.update(sizes.to_dict())
+        keep = seg.isin(seg_names[1:]).to_numpy()
+        ev_seg = events.loc[keep].assign(segment=seg.to_numpy()[keep])
+    gap_h = inactivity_gap_h if inactivity_gap_h is not None else getattr(config, "session_gap_h", None)
+    as_of = events["timestamp"].max() if as_of is None else as_of
+    beh = _behaviour(events, ev_seg, step, None if gap_h is None else float(gap_h) * 3600.0, as_of)
+    beh = beh.rename(columns={step: "stage"})
 
     # full grid: every segment x every stage (configured first, then unconfigured by reach)
     configured = list(config.stage_names)
-    extra = [s for s in beh_all.sort_values("customers", ascending=False)[step] if s not in configured]
+    beh_all = beh[beh["segment"] == ALL]
+    extra = [s for s in beh_all.sort_values(["customers", "stage"], ascending=[False, True])["stage"]
+             if s not in configured]
     stages = configured + extra
     grid = pd.MultiIndex.from_product([seg_names, stages], names=["segment", "stage"]).to_frame(index=False)
     grid["stage_order"] = grid["stage"].map({s: i for i, s in enumerate(stages)})
     grid["configured"] = grid["stage"].isin(configured)
     m = grid.merge(beh, on=["segment", "stage"], how="left")
     m["segment_customers"] = m["segment"].map(seg_total).astype("int64")
-    for c in ("customers", "events", "rework_customers", "ends_here", "in_progress_here", "dwell_n", "service_n"):
-        m[c] = m[c].fillna(0).astype("int64")
-    m["share_customers"] = m["customers"] / m["segment_customers"].replace(0, np.nan)
+    for c in ("customers", "events", "rework_customers", "ends_here", "in_progress_here", "drop_off_customers",
+              "dwell_n", "service_n"):
+        m[c] = m[c].fillna(0).astype("int64") if c in m.columns else 0
+    for c in _STATS[1:]:
+        if f"service_{c}_s" not in m.columns:  # no end_timestamp / duration_s in the events
+            m[f"service_{c}_s"] = np.nan
+    m["share_customers"] = m["share_customers"].fillna(0.0)
     m["rework_share"] = m["rework_customers"] / m["customers"].replace(0, np.nan)
-    last_stage = configured[-1]
-    is_last = m["stage"] == last_stage
-    ended = m["ends_here"] - m["in_progress_here"]
-    m["completed"] = np.where(is_last, ended, 0).astype("int64")
-    m["drop_off_customers"] = np.where(is_last, 0, ended).astype("int64")
+    is_last = m["stage"] == configured[-1]
+    m["completed"] = np.where(is_last, m["ends_here"] - m["in_progress_here"], 0).astype("int64")
+    m["drop_off_customers"] = np.where(is_last, 0, m["drop_off_customers"]).astype("int64")
     m["drop_off"] = m["drop_off_customers"] / m["customers"].replace(0, np.nan)
     m["drop_off_ci_low"], m["drop_off_ci_high"] = wilson(m["drop_off_customers"], m["customers"])
     for pre in ("dwell", "service"):
@@ -464,33 +462,35 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
     # gaps
     m["duration_gap_h"] = m["dwell_median_h"] - m["expected_max_duration_h"]
     m["duration_ratio"] = m["dwell_median_h"] / m["expected_max_duration_h"]
-    over = _share_over(ev, step, sf["expected_max_duration_h"], labels is not None)
+    over = _share_over(events, step, sf["expected_max_duration_h"], labels)
     m = m.merge(over, on=["segment", "stage"], how="left")
     m["satisfaction_gap"] = m["satisfaction_mean"] - m["target_satisfaction"]
     m["satisfaction_below_target"] = (m["satisfaction_ci_high"] < m["target_satisfaction"]).fillna(False)
 
     # evidence flags and what is missing
-    m = _flags(m, ev, fb, rating_type, step)
+    m = _flags(m, "channel" in events.columns, fb, rating_type)
     m = m.sort_values(["segment", "stage_order"], key=lambda s: s.map({n: i for i, n in enumerate(seg_names)})
                       if s.name == "segment" else s, kind="stable").reset_index(drop=True)
     lead = ["segment", "stage", "stage_order", "configured", "segment_customers", "customers", "share_customers"]
     return m[lead + [c for c in m.columns if c not in lead]]
 
 
-def _share_over(ev: pd.DataFrame, step: str, expected_h: pd.Series, by_segment: bool) -> pd.DataFrame:
+def _share_over(events: pd.DataFrame, step: str, expected_h: pd.Series, labels: pd.Series | None) -> pd.DataFrame:
+    """Share of dwell times (:func:`_event_dwell`) above the stage's expected maximum, per (segment, stage)."""
+    ev = _event_dwell(events, step)
     exp_s = ev[step].map(pd.to_numeric(expected_h, errors="coerce") * 3600.0)
-    ok = ev["dwell_s"].notna() & exp_s.notna()
-    tmp = ev.loc[ok, ["segment", step]].assign(_o=(ev.loc[ok, "dwell_s"] > exp_s[ok]).astype(float))
+    ok = (ev["dwell_s"].notna() & exp_s.notna()).to_numpy()
+    tmp = ev.loc[ok, ["customer_id", step]].assign(_o=(ev.loc[ok, "dwell_s"] > exp_s[ok]).astype(float))
     out = [tmp.groupby(step)["_o"].mean().rename("dwell_share_over_expected").reset_index().assign(segment=ALL)]
-    if by_segment:
+    if labels is not None:
+        tmp["segment"] = tmp["customer_id"].map(labels)
         out.append(tmp[tmp["segment"].notna()].groupby(["segment", step])["_o"].mean()
                    .rename("dwell_share_over_expected").reset_index())
     return pd.concat(out, ignore_index=True).rename(columns={step: "stage"})[["segment", "stage", "dwell_share_over_expected"]]
 
 
-def _flags(m: pd.DataFrame, ev, fb, rating_type: str, step: str) -> pd.DataFrame:
-    has_channel = "channel" in ev.columns
-    has_service = ev["service_s"].notna().any()
+def _flags(m: pd.DataFrame, has_channel: bool, fb, rating_type: str) -> pd.DataFrame:
+    has_service = bool(m["service_n"].sum() > 0)
     checks = {  # evidence name -> n column
         "customers": "customers", "dwell": "dwell_n", "satisfaction": "satisfaction_n", "sentiment": "sentiment_n",
     }

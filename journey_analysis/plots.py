@@ -283,21 +283,25 @@ def flow_data(events: pd.DataFrame, step: str = "stage", stages=None) -> pd.Data
     """Transitions between steps with drop-off: one row per (from_stage, to_stage), ``to_stage`` END for ends.
 
     Definition: consecutive events of a customer in the order (customer_id, timestamp, row_id); a
-    customer's last event counts as a transition to "(end)". Columns: from_stage, to_stage, count,
+    customer's last event counts as a transition to "(end)" (:func:`journey_analysis.steps.transitions` and
+    :func:`~journey_analysis.steps.start_end_counts`). Columns: from_stage, to_stage, count,
     customers (distinct), share_of_from (count / all transitions out of from_stage). ``stages`` fixes
     the order (others after, by volume).
     """
-    from journey_analysis.journey_map import _ordered_events
+    from journey_analysis import steps
 
-    ev = _ordered_events(events, step)
-    nxt = ev.groupby("customer_id", sort=False)[step].shift(-1)
-    t = pd.DataFrame({"from_stage": ev[step], "to_stage": nxt.astype(object).where(nxt.notna(), END),
-                      "customer_id": ev["customer_id"]})
-    g = t.groupby(["from_stage", "to_stage"], sort=False)
-    out = pd.DataFrame({"count": g.size(), "customers": g["customer_id"].nunique()}).reset_index()
+    tr = steps.transitions(events, step=step)
+    ends = steps.start_end_counts(events, step=step)
+    ends = ends[ends["ends"] > 0]
+    out = pd.concat([
+        pd.DataFrame({"from_stage": tr["from_step"], "to_stage": tr["to_step"], "count": tr["count"],
+                      "customers": tr["customers"]}),
+        # each customer ends once: customers ending at a stage = the count of (end) transitions
+        pd.DataFrame({"from_stage": ends[step], "to_stage": END, "count": ends["ends"], "customers": ends["ends"]}),
+    ], ignore_index=True)
     out["share_of_from"] = out["count"] / out.groupby("from_stage")["count"].transform("sum")
     order = list(stages or [])
-    vol = ev[step].value_counts()
+    vol = events[step].value_counts()
     order += [s for s in vol.index if s not in order]
     pos = {s: i for i, s in enumerate(order + [END])}
     out["from_order"] = out["from_stage"].map(pos)

@@ -90,6 +90,21 @@ def test_tiny_segments_and_feedback(tiny):
     assert "no feedback at this stage" in c_all["missing"] and c_all["dwell_n"] == 0
 
 
+def test_open_journeys_are_in_progress_not_drop_off(tiny):
+    ev, cfg = tiny
+    # extract end = 10 h (B's last event); with a 5 h inactivity gap B (ends at b, 10 h) and A (ends at c, 6 h)
+    # may still go on; NA (ends at a, 0 h) has dropped off
+    m = build_map(ev, None, None, cfg, inactivity_gap_h=5).set_index("stage")
+    assert m["ends_here"].tolist() == [1, 1, 1] and m["in_progress_here"].tolist() == [0, 1, 1]
+    assert m.loc["a", "drop_off"] == pytest.approx(1 / 3) and m.loc["b", "drop_off"] == 0
+    assert m.loc["c", "drop_off"] == 0 and m.loc["c", "completed"] == 0
+    # config.session_gap_h is the default gap; as_of moves the extract end
+    cfg_gap = cfg.model_copy(update={"session_gap_h": 5})
+    assert build_map(ev, None, None, cfg_gap).set_index("stage").loc["b", "in_progress_here"] == 1
+    late = build_map(ev, None, None, cfg, inactivity_gap_h=5, as_of=pd.Timestamp("2024-01-02", tz="UTC"))
+    assert late["in_progress_here"].sum() == 0 and late.set_index("stage").loc["b", "drop_off"] == 0.5
+
+
 def test_segments_table_and_errors(tiny):
     ev, cfg = tiny
     table = pd.DataFrame({"customer_id": ["A", "B"], "segment": [0, 1], "segment_name": ["x", "y"]})
@@ -141,3 +156,29 @@ def test_demo_map_numbers():
     reach = d.events.groupby("stage")["customer_id"].nunique()
     assert (m["customers"] == reach.reindex(m.index)).all()
     assert m.loc["purchase", "expected_max_duration_h"] == 48 and m.loc["purchase", "duration_gap_h"] > 0
+
+
+def test_map_equals_step_stats_exactly():
+    """One source of step statistics: the map's behaviour columns are steps.step_stats, for all and by segment."""
+    from journey_analysis import steps
+    from journey_analysis.datasets import make_demo
+
+    cfg = load_config(DEMO_CONFIG)
+    d = make_demo(600, seed=3)
+    names = d.truth["segment_names"]
+    seg = pd.Series(d.truth["customer_segment"]).map(lambda i: names[i])
+    m = build_map(d.events, None, seg, cfg)
+    ref = steps.step_stats(d.events, step="stage").set_index("stage")
+    allm = m[m.segment == ALL].set_index("stage").loc[ref.index]
+    for col in ("customers", "dwell_median_s", "dwell_max_s"):
+        assert allm[col].tolist() == ref[col].tolist(), col  # exactly, not approximately
+    for col in ("share_customers", "rework_customers", "ends_here", "dwell_n", "dwell_min_s", "dwell_mean_s",
+                "dwell_p90_s", "dwell_std_s", "service_median_s", "service_p90_s"):
+        assert np.array_equal(allm[col].to_numpy(float), ref[col].to_numpy(float), equal_nan=True), col
+    assert np.array_equal(allm["drop_off_customers"].drop(cfg.stage_names[-1]),
+                          ref["drop_off"].drop(cfg.stage_names[-1]))
+    by = steps.step_stats(d.events.assign(segment=d.events["customer_id"].map(seg)), step="stage", by="segment")
+    segm = m[m.segment != ALL].merge(by, on=["segment", "stage"], suffixes=("", "_steps"))
+    assert len(segm) == len(by)
+    for col in ("customers", "share_customers", "dwell_median_s", "dwell_max_s", "service_mean_s"):
+        assert np.array_equal(segm[col].to_numpy(float), segm[f"{col}_steps"].to_numpy(float), equal_nan=True), col
