@@ -305,6 +305,247 @@ def get_nlp():
 
 
 # ---------------------------------------------------------------------------------------------
+# Vectorised batch scorer: the same rules as _valences/_compound, for many texts at once
+# ---------------------------------------------------------------------------------------------
+# token flags (bit masks) in the lookup table
+_F_NEG, _F_UP, _F_DOWN, _F_BOUND, _F_BUT, _F_ALTH, _F_COMP, _F_ENOUGH, _F_EXCL, _F_Q, _F_PHRASE = (
+    1 << b for b in range(11))
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # n-gram key: k = k * _MIX + next hash (uint64, wrapping)
+_SEP = " \x00 "                        # joins texts for one tokenizer call; spaces keep tokens apart
+_TOKENIZE_CHARS = 1_000_000            # at most this many characters per tokenizer call
+
+
+def _ngram_keys(cols: list[np.ndarray]) -> np.ndarray:
+    key = cols[0].astype(np.uint64)
+    for c in cols[1:]:
+        key = key * _MIX + c.astype(np.uint64)
+    return key
+
+
+def _tables():
+    """Lookup arrays for the batch scorer, built once from :func:`_lexicons`: sorted token hashes
+    with their valence and flags (last row: "not found"), and per phrase length k the sorted n-gram
+    keys with their token hashes and valence."""
+    if "tables" not in _LEX_CACHE:
+        words, phrases, S = _lexicons()
+        flags: dict[int, int] = {}
+        for name, bit in (("neg", _F_NEG), ("up", _F_UP), ("down", _F_DOWN), ("bound", _F_BOUND),
+                          ("but", _F_BUT), ("although", _F_ALTH), ("comp", _F_COMP)):
+            for hv in S[name]:
+                flags[hv] = flags.get(hv, 0) | bit
+        for name, bit in (("enough", _F_ENOUGH), ("excl", _F_EXCL), ("q", _F_Q)):
+            flags[S[name]] = flags.get(S[name], 0) | bit
+        for first in phrases:
+            flags[first] = flags.get(first, 0) | _F_PHRASE
+        keys = np.array(sorted(set(words) | set(flags)), dtype=np.uint64)
+        val = np.array([words.get(int(k), 0.0) for k in keys] + [0.0])
+        flg = np.array([flags.get(int(k), 0) for k in keys] + [0], dtype=np.int64)
+        by_len: dict[int, tuple] = {}
+        for cands in phrases.values():
+            for toks, v in cands:
+                by_len.setdefault(len(toks), []).append((toks, v))
+        ph = {}
+        for k, items in by_len.items():
+            toks = np.array([t for t, _ in items], dtype=np.uint64).reshape(len(items), k)
+            pk = _ngram_keys([toks[:, m] for m in range(k)])
+            order = np.argsort(pk, kind="stable")
+            ph[k] = (pk[order], toks[order], np.array([v for _, v in items])[order])
+        _LEX_CACHE["tables"] = (keys, val, flg, dict(sorted(ph.items(), reverse=True)))
+    return _LEX_CACHE["tables"]
+
+
+def _token_arrays(texts: list[str], batch_size: int):
+    """Tokenise texts with the pipeline's tokenizer only, many texts per call (joined by ``_SEP``;
+    tokens are mapped back to their text by character offset, tokens of the separator dropped).
+    Returns (attributes array with columns LOWER, ORTH, IS_UPPER, IS_ALPHA, LENGTH; tokens per text)."""
+    from spacy.attrs import IDX, IS_ALPHA, IS_UPPER, LENGTH, LOWER, ORTH
+
+    tok = get_nlp().tokenizer
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    cum = np.concatenate([[0], np.cumsum(lens + len(_SEP))])
+    arrays, counts = [], []
+    a, n = 0, len(texts)
+    while a < n:
+        b = int(min(a + batch_size, np.searchsorted(cum, cum[a] + _TOKENIZE_CHARS, side="right") - 1))
+        b = max(b, a + 1)
+        doc = tok(_SEP.join(texts[a:b]))
+        arr = doc.to_array([IDX, LOWER, ORTH, IS_UPPER, IS_ALPHA, LENGTH])
+        starts = cum[a:b] - cum[a]
+        idx = arr[:, 0].astype(np.int64)
+        which = np.searchsorted(starts, idx, side="right") - 1
+        keep = idx < starts[which] + lens[a:b][which]
+        arrays.append(arr[keep, 1:])
+        counts.append(np.bincount(which[keep], minlength=b - a))
+        a = b
+    if not arrays:
+        return np.zeros((0, 5), dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(arrays), np.concatenate(counts)
+
+
+def _score_arrays(arr: np.ndarray, counts: np.ndarray, p: dict | None = None) -> np.ndarray:
+    """Document scores for many tokenised texts at once; the same definition, operations and order of
+    floating-point operations as :func:`_valences` + :func:`_compound` (without lemmas), so results
+    equal the component's ``Doc._.sentiment`` on a Doc without a lemmatizer.
+
+    ``arr``: the tokens of all texts, in order, columns LOWER, ORTH, IS_UPPER, IS_ALPHA, LENGTH;
+    ``counts``: tokens per text. Vectorised: table lookups with ``np.searchsorted``; phrase matches by
+    n-gram keys; intensifier, negation and clause rules by shifts within a text; sums per text in
+    token order (as Python's ``sum``)."""
+    p = PARAMS if p is None else p
+    n_docs, N = len(counts), len(arr)
+    out = np.zeros(n_docs)
+    if N == 0:
+        return out
+    keys, valtab, flagtab, phr = _tables()
+    lows = arr[:, 0]
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    d = np.repeat(np.arange(n_docs), counts)
+    gpos = np.arange(N)
+    end = starts[1:][d]                      # one past the last token of the token's text
+    pos = gpos - starts[:-1][d]              # position within the text
+    ix = np.searchsorted(keys, lows)
+    ix[ix == len(keys)] = 0
+    ix = np.where(keys[ix] == lows, ix, len(keys))
+    F = flagtab[ix]
+    W = valtab[ix]
+    _, _, S = _lexicons()
+
+    # phrases: longest match at each start, then greedy left-to-right without overlaps
+    val = np.zeros(N)
+    protected = np.zeros(N, dtype=bool)
+    cand = np.flatnonzero(F & _F_PHRASE)
+    if len(cand):
+        best_len = np.zeros(len(cand), dtype=np.int64)
+        best_val = np.zeros(len(cand))
+        for k, (pk, ptoks, pv) in phr.items():   # longest first
+            ok = np.flatnonzero((best_len == 0) & (cand + k <= end[cand]))
+            if not len(ok):
+                continue
+            c = cand[ok]
+            key = _ngram_keys([lows[c + m] for m in range(k)])
+            j = np.minimum(np.searchsorted(pk, key), len(pk) - 1)
+            hit = pk[j] == key
+            for m in range(k):
+                hit &= ptoks[j, m] == lows[c + m]
+            best_len[ok[hit]] = k
+            best_val[ok[hit]] = pv[j[hit]]
+        m = best_len > 0
+        ms, me, mv = cand[m], cand[m] + best_len[m], best_val[m]
+        taken = np.zeros(len(ms), dtype=bool)
+        undecided = np.ones(len(ms), dtype=bool)
+        while undecided.any():  # rounds = longest chain of overlapping matches (usually 1)
+            prev_alive = np.maximum.accumulate(np.concatenate([[-1], np.where(taken | undecided, me, -1)[:-1]]))
+            prev_taken = np.maximum.accumulate(np.concatenate([[-1], np.where(taken, me, -1)[:-1]]))
+            take = undecided & (prev_alive <= ms)
+            reject = undecided & (prev_taken > ms)
+            taken |= take
+            undecided &= ~(take | reject)
+        ms, me, mv = ms[taken], me[taken], mv[taken]
+        protected = np.cumsum(np.bincount(ms, minlength=N + 1) - np.bincount(me, minlength=N + 1))[:N] > 0
+        val[ms] = mv
+
+    # words: valence, capitals, intensifiers
+    s = np.flatnonzero((W != 0.0) & ~protected & ((F & _F_NEG) == 0))
+    if len(s):
+        v = W[s]
+        sign = np.where(v > 0, 1.0, -1.0)
+        lower_differs = np.bincount(d, weights=lows != arr[:, 1], minlength=n_docs) > 0
+        alpha = arr[:, 3] == 1
+        n_alpha = np.bincount(d, weights=alpha, minlength=n_docs)
+        n_alpha_upper = np.bincount(d, weights=alpha & (arr[:, 2] == 1), minlength=n_docs)
+        caps_doc = lower_differs & ~((n_alpha > 0) & (n_alpha_upper == n_alpha))
+        caps = caps_doc[d[s]] & (arr[s, 2] == 1) & (arr[s, 4] > 1)
+        v = np.where(caps, v + sign * p["caps"], v)
+        alive = np.ones(len(s), dtype=bool)
+        for dist, decay in ((1, 1.0), (2, 0.95), (3, 0.9)):
+            j = np.maximum(s - dist, 0)
+            alive &= (pos[s] >= dist) & ((F[j] & _F_BOUND) == 0)
+            inc = sign * p["booster"] * decay
+            v = np.where(alive & ((F[j] & _F_UP) != 0), v + inc,
+                         np.where(alive & ((F[j] & _F_DOWN) != 0), v - inc, v))
+        val[s] = v
+
+    # negation: each negator flips the first scored word within the window (stops at punctuation/contrast)
+    negs = np.flatnonzero(((F & _F_NEG) != 0) & ~protected)
+    if len(negs):
+        scored = (val != 0.0) & ~protected
+        alive = np.ones(len(negs), dtype=bool)
+        target = np.full(len(negs), -1)
+        for dist in range(1, int(p["neg_window"]) + 1):
+            j = negs + dist
+            alive &= j < end[negs]
+            jj = np.where(alive, j, 0)
+            alive &= (F[jj] & (_F_BOUND | _F_BUT)) == 0
+            hit = alive & scored[jj]
+            target[hit] = j[hit]
+            alive &= ~hit
+        t = target[target >= 0]  # in negator order; a word reached by several negators takes each in turn
+        if len(t):
+            order = np.argsort(t, kind="stable")
+            ts = t[order]
+            first = np.concatenate([[True], ts[1:] != ts[:-1]])
+            rank = np.arange(len(ts)) - np.maximum.accumulate(np.where(first, np.arange(len(ts)), 0))
+            for r in range(int(rank.max()) + 1):
+                tt = ts[rank == r]
+                boost = (F[tt] & _F_COMP) != 0
+                for dist in (1, 2, 3):
+                    jn = np.minimum(tt + dist, N - 1)
+                    boost |= (tt + dist < end[tt]) & ((F[jn] & _F_ENOUGH) != 0)
+                cur = val[tt]
+                val[tt] = np.where((cur > 0) & boost, cur + p["booster"], cur * p["neg_scalar"])
+
+    # contrast: before the text's last "but" x but_before, after it x but_after
+    buts = np.flatnonzero(F & _F_BUT)
+    if len(buts):
+        last = np.full(n_docs, -1)
+        np.maximum.at(last, d[buts], buts)
+        lb = last[d]
+        val = np.where((lb >= 0) & (gpos < lb), val * p["but_before"],
+                       np.where((lb >= 0) & (gpos > lb), val * p["but_after"], val))
+    # although-clauses: each although/though... before a word in its clause multiplies it once
+    alth = (F & _F_ALTH) != 0
+    if alth.any():
+        marker = ((F & (_F_BOUND | _F_BUT)) != 0) | (pos == 0)
+        seg_start = np.maximum.accumulate(np.where(marker, gpos, 0))
+        excl_cum = np.cumsum(alth) - alth
+        n_before = excl_cum - excl_cum[seg_start]
+        for c in range(1, int(n_before.max()) + 1):
+            val = np.where(n_before >= c, val * p["although"], val)
+
+    # compound per text: sum of non-zero valences in token order / sqrt(count), punctuation, squash
+    nz = np.flatnonzero(val != 0.0)
+    k = np.bincount(d[nz], minlength=n_docs)
+    sums = np.zeros(n_docs)
+    if len(nz):
+        vnz = val[nz]
+        off = np.concatenate([[0], np.cumsum(k)[:-1]])
+        by_k = np.argsort(-k, kind="stable")
+        neg_k_sorted = -k[by_k]
+        for r in range(int(k.max())):  # sequential sums, as Python's sum(); rounds = most words in a text
+            docs = by_k[:np.searchsorted(neg_k_sorted, -r, side="left")]
+            sums[docs] += vnz[off[docs] + r]
+    n_excl = np.bincount(d, weights=(F & _F_EXCL) != 0, minlength=n_docs).astype(np.int64)
+    n_q = np.bincount(d, weights=(F & _F_Q) != 0, minlength=n_docs).astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        base = sums / np.sqrt(k)
+        emph = np.minimum(n_excl, 4) * p["excl"]
+        emph = np.where(n_q > 1, emph + np.where(n_q <= 3, n_q * p["question"], 0.96), emph)
+        total = np.where(base > 0, base + emph, base - emph)
+        c = np.clip(total / np.sqrt(total * total + p["alpha"]), -1.0, 1.0)
+    return np.where((k == 0) | (base == 0.0), 0.0, c)
+
+
+def _score_texts(texts: list[str], batch_size: int = 1000) -> np.ndarray:
+    """Document scores for texts (already cut to ``MAX_CHARS``), vectorised over the batch."""
+    out = np.zeros(len(texts))
+    block = max(batch_size, 1) * 20  # texts scored together (bounds memory: ~100 bytes per token)
+    for a in range(0, len(texts), block):
+        arr, counts = _token_arrays(texts[a:a + block], batch_size)
+        out[a:a + block] = _score_arrays(arr, counts)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Batch scoring with dedup + cache
 # ---------------------------------------------------------------------------------------------
 MAX_CHARS = 100_000
@@ -346,32 +587,28 @@ def score_frame(texts, *, cache_path: str | Path | None = None, batch_size: int 
     100,000 characters are scored on their first 100,000 characters. The score is the lexicon
     compound of the whole text (see the module docstring), deterministic.
     """
-    from journey_analysis.text import detect_language
+    from journey_analysis.text import _detect
 
     s = _as_series(texts)
-    lang = detect_language(s)
-    status = np.where(lang.to_numpy() == "empty", "empty",
-                      np.where(lang.to_numpy() == "other", "not_english", "scored"))
+    lang, strs = _detect(s)
+    status = np.where(lang == "empty", "empty", np.where(lang == "other", "not_english", "scored"))
     ok = status == "scored"
     out = np.full(len(s), np.nan)
     if ok.any():
         if cache_path is not None:
             _load_disk_cache(Path(cache_path))
-        sub = s[ok].astype(str)
-        uniq = pd.unique(sub.to_numpy())
+        rows = np.flatnonzero(ok)
+        codes, uniq = pd.factorize(np.array([strs[i] for i in rows], dtype=object))
         keys = [_key(t) for t in uniq]
         todo = [(k, t) for k, t in zip(keys, uniq) if k not in _CACHE]
         if todo:
-            nlp = get_nlp()
-            # the document score needs neither sentences nor lemmas (inflections are in the lexicon)
-            docs = nlp.pipe((t[:MAX_CHARS] for _, t in todo), batch_size=batch_size,
-                            disable=["sentencizer", "lemmatizer"])
-            for (k, _), doc in zip(todo, docs):
-                _CACHE[k] = doc._.sentiment
+            # the document score needs neither sentences nor lemmas (inflections are in the lexicon):
+            # tokenizer only, then the component's rules vectorised over the whole batch
+            vals_new = _score_texts([t[:MAX_CHARS] for _, t in todo], batch_size=batch_size)
+            _CACHE.update(zip((k for k, _ in todo), vals_new.tolist()))
             if cache_path is not None:
                 _save_disk_cache(Path(cache_path))
-        vals = pd.Series([_CACHE[k] for k in keys], index=uniq)
-        out[ok] = vals.reindex(sub.to_numpy()).to_numpy()
+        out[rows] = np.array([_CACHE[k] for k in keys], dtype=float)[codes]
     return pd.DataFrame({"sentiment": out, "sentiment_status": status}, index=s.index)
 
 

@@ -186,8 +186,38 @@ _WORD_LANG_BITS: dict[str, int] = {}
 for _bit, _lang in enumerate(_ALL_LANGS):
     for _w in (_EN if _lang == "en" else {w for w in _OTHER[_lang] if len(w) > 1 or w in "éèàòùà"}):
         _WORD_LANG_BITS[_w] = _WORD_LANG_BITS.get(_w, 0) | (1 << _bit)
-_WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 _NON_ASCII_LETTER = re.compile(r"[À-ÖØ-öø-ÿßœŒ]")
+
+
+_WORD_OR_SEP = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?|\x00")
+_LETTER = re.compile(r"[^\W\d_]")
+_ASCII_LETTER = re.compile(r"[a-z]")
+_NON_ASCII_LETTER_ANY = re.compile(r"[^\W\d_\x00-\x7f]")  # a letter outside ASCII
+_LANG_CHUNK = 20_000  # texts whose words are extracted in one regex pass (bounds memory)
+
+
+def _language_hits(strs: list[str]) -> np.ndarray:
+    """Stop-word hits per text and language (rows: texts, columns: ``_ALL_LANGS``) for lower-cased
+    texts: one regex pass over the texts joined by NUL (a non-word character, so words never cross
+    texts; NULs inside texts are blanked first), each word mapped to its language bits by a dict."""
+    n = len(strs)
+    hits = np.zeros((n, len(_ALL_LANGS)), dtype=np.int64)
+    lookup = dict(_WORD_LANG_BITS)
+    lookup["\x00"] = -1  # the separator
+    get = lookup.get
+    for a in range(0, n, _LANG_CHUNK):
+        part = strs[a:a + _LANG_CHUNK]
+        big = "\x00".join(part)
+        if big.count("\x00") != len(part) - 1:
+            big = "\x00".join(t.replace("\x00", " ") for t in part)
+        bits = np.array([get(w, 0) for w in _WORD_OR_SEP.findall(big)], dtype=np.int64)
+        doc = np.cumsum(bits == -1) + a
+        found = bits > 0
+        bits, doc = bits[found], doc[found]
+        for b in range(len(_ALL_LANGS)):
+            on = ((bits >> b) & 1).astype(bool)
+            hits[:, b] += np.bincount(doc[on], minlength=n)
+    return hits
 
 
 def detect_language(texts) -> pd.Series:
@@ -197,12 +227,16 @@ def detect_language(texts) -> pd.Series:
     "en" / "other" / "empty".
 
     Definition: "empty" when the text is missing or only whitespace. Otherwise the lower-cased words
-    are looked up in small stop-word lists (English plus French, German, Spanish, Italian, Dutch,
+    (runs of letters, optionally with one inner apostrophe: ``[^\\W\\d_]+(?:'[^\\W\\d_]+)?``) are looked
+    up in small stop-word lists (English plus French, German, Spanish, Italian, Dutch,
     Portuguese; the English list also holds common feedback words such as "great", "service").
     A text is "other" when some other language has more hits than English, or when hits tie (also
     0-0) and the text has at least one Latin letter with an accent (é, ü, ñ, ß...) or its letters are
     mostly non-Latin scripts. Everything else, including texts without letters (":)", "10/10", emoji),
     is "en" and gets scored.
+
+    Cost: one regex pass over all texts joined together and one hash lookup for all words; the accent
+    and script checks run only on texts with letters outside ASCII.
     """
     if isinstance(texts, str) or texts is None:
         s = pd.Series([texts], dtype=object)
@@ -210,22 +244,35 @@ def detect_language(texts) -> pd.Series:
         s = texts
     else:
         s = pd.Series(list(texts), dtype=object)
-    st = s.astype("string")
-    empty = st.isna() | (st.str.strip() == "")
-    low = st.str.lower().fillna("")
-    lists = low.reset_index(drop=True).str.findall(_WORD)
-    words = lists.explode()  # index = position of the text; empty lists give one NaN row
-    bits = words.map(_WORD_LANG_BITS).fillna(0).astype(np.int64).to_numpy()
-    pos = np.arange(len(s))
-    counts = pd.DataFrame({lang: (bits >> b) & 1 for b, lang in enumerate(_ALL_LANGS)},
-                          index=words.index.to_numpy())
-    agg = counts.groupby(level=0).sum().reindex(pos, fill_value=0)
-    en = agg["en"].to_numpy()
-    other = agg[list(_OTHER)].max(axis=1).to_numpy()
-    accented = low.str.contains(_NON_ASCII_LETTER, na=False).to_numpy()
-    n_letters = low.str.count(r"[^\W\d_]").to_numpy()
-    n_ascii = low.str.count(r"[a-z]").to_numpy()
-    non_latin = (n_letters > 0) & (n_ascii < 0.5 * n_letters)
-    is_other = (other > en) | ((other == en) & (accented | non_latin)) | (non_latin & (en < 2))
-    out = np.where(empty.to_numpy(), "empty", np.where(is_other, "other", "en"))
+    out, _ = _detect(s)
     return pd.Series(out, index=s.index, dtype=object, name="language")
+
+
+def _as_strings(s: pd.Series) -> tuple[list[str], np.ndarray]:
+    """(texts as Python str, "" where missing; missing mask); non-str values become str(value)."""
+    vals = s.to_numpy(dtype=object)
+    missing = pd.isna(vals)
+    strs = [v if type(v) is str else ("" if m else str(v)) for v, m in zip(vals.tolist(), missing.tolist())]
+    return strs, missing
+
+
+def _detect(s: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """detect_language's labels as an array, and the texts as Python str ("" where missing)."""
+    strs, missing = _as_strings(s)
+    empty = missing | np.fromiter((not t.strip() for t in strs), dtype=bool, count=len(strs))
+    low = [t.lower() for t in strs]
+    hits = _language_hits(low)
+    en = hits[:, 0]
+    other = hits[:, 1:].max(axis=1) if len(_ALL_LANGS) > 1 else np.zeros_like(en)
+    accented = np.zeros(len(strs), dtype=bool)
+    non_latin = np.zeros(len(strs), dtype=bool)
+    # only texts with letters outside ASCII can have accents or other scripts (emoji alone cannot)
+    rows = np.flatnonzero(np.fromiter((not t.isascii() and _NON_ASCII_LETTER_ANY.search(t) is not None
+                                       for t in low), dtype=bool, count=len(low)))
+    if len(rows):
+        sub = pd.Series([low[i] for i in rows], dtype=object)
+        accented[rows] = sub.str.contains(_NON_ASCII_LETTER).to_numpy(dtype=bool)
+        n_letters = sub.str.count(_LETTER).to_numpy()
+        non_latin[rows] = (n_letters > 0) & (sub.str.count(_ASCII_LETTER).to_numpy() < 0.5 * n_letters)
+    is_other = (other > en) | ((other == en) & (accented | non_latin)) | (non_latin & (en < 2))
+    return np.where(empty, "empty", np.where(is_other, "other", "en")), strs
