@@ -42,7 +42,7 @@ from journey_analysis.errors import JourneyError
 
 __all__ = [
     "is_spark_frame", "get_spark", "read_events_spark", "to_spark", "step_stats", "transitions",
-    "start_end_counts", "funnel", "funnel_dropoffs", "variants", "journey_durations",
+    "start_end_counts", "cut_sessions", "funnel", "funnel_dropoffs", "variants", "journey_durations",
     "customer_features", "segment_spark", "assign_segments_spark",
 ]
 
@@ -505,8 +505,8 @@ def step_stats(events, step: str = "stage", by=None, *, case: str = "customer_id
     # rework on the un-collapsed events, journeys per group
     raw, _ = (_prepare(events, step, by, case, session_gap_s, False, order, validate=False)
               if collapse_repeats else (ev, info))
-    ev = ev.persist()  # the windowed rows feed three small aggregations
-    raw = raw.persist() if collapse_repeats else ev
+    ev = _collect(ev.persist)  # the windowed rows feed three small aggregations
+    raw = _collect(raw.persist) if collapse_repeats else ev
     try:
         main = _to_pandas(ev.groupBy(*keys).agg(*aggs))
         per_j = raw.groupBy(*keys, "_j").count()
@@ -669,6 +669,23 @@ def journey_durations(events, by=None, *, case: str = "customer_id", session_gap
     return res.sort_values(label, kind="stable", ignore_index=True)
 
 
+def cut_sessions(events, gap_s: float, *, case: str = "customer_id"):
+    """:func:`journey_analysis.steps.cut_sessions` on Spark: `events` (a Spark DataFrame) with
+    `journey_id` = "<customer>|<n>", a new journey after a gap longer than `gap_s` seconds between
+    consecutive events of the customer (order: timestamp, row_id). Returns a Spark DataFrame (lazy)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+    _check(events, [case, "timestamp"])
+    ts = _ns(_ts_column(events, "timestamp"))
+    r = F.col("row_id") if "row_id" in events.columns else F.monotonically_increasing_id()
+    ev = events.withColumn("_t", ts).withColumn("_r", r)
+    w = Window.partitionBy(case).orderBy("_t", "_r")
+    brk = F.coalesce((F.col("_t") - F.lag("_t").over(w)) > F.lit(int(round(float(gap_s) * _NS))), F.lit(False))
+    n = F.sum(brk.cast("int")).over(w.rowsBetween(Window.unboundedPreceding, 0)) + 1
+    return ev.withColumn("journey_id", F.concat_ws("|", F.col(case).cast("string"), n.cast("string"))) \
+        .drop("_t", "_r")
+
+
 # --------------------------------------------------------------------------------------------
 # Funnel
 # --------------------------------------------------------------------------------------------
@@ -687,10 +704,11 @@ def _funnel_journeys(events, steps, by, case, session_gap_s, within, step):
         raise JourneyError(f"funnel steps not found in column {step!r}: {missing}", column=step,
                            expected=f"values among {sorted(present)[:20]}", fix="check spelling of steps=")
     ev = ev.withColumn("_nx", F.when(F.col("_last"), F.lit(_END_LABEL)).otherwise(F.col("_ns")))
-    ev = ev.persist()
+    ev = _collect(ev.persist)
     bys = _by_cols(info)
     order = F.struct("_k", "_r")
-    j = ev.groupBy("_j").agg(*[F.min_by(F.col(b), order).alias(b) for b in bys])
+    j = (ev.groupBy("_j").agg(*[F.min_by(F.col(b), order).alias(b) for b in bys]) if bys
+         else ev.select("_j").distinct())
     within_ns = None if within is None else int(round(float(within) * _NS))
     prev = None
     for k, s in enumerate(steps):  # loop over funnel steps (a handful)
@@ -709,6 +727,7 @@ def _funnel_journeys(events, steps, by, case, session_gap_s, within, step):
         else:
             nxt = nxt.join(prev.select("_j", "_t0"), "_j")
         prev = nxt.drop("_tk")
+    j = _collect(j.persist)  # small (one row per journey) and read by every funnel aggregate
     return j, info, steps, ev
 
 
@@ -744,6 +763,7 @@ def funnel(events, steps, by=None, within: float | None = None, *, step: str = "
         drops = _dropoffs(j, steps, bys)
     finally:
         ev.unpersist()
+        j.unpersist()
     grid = groups.merge(pd.DataFrame({"position": np.arange(1, len(steps) + 1)}), how="cross")
     if not bys:
         grid = grid.drop(columns=[c for c in grid.columns if c != "position"])
@@ -810,6 +830,7 @@ def funnel_dropoffs(events, steps, by=None, within: float | None = None, *, step
         d = _dropoffs(j, steps, bys)
     finally:
         ev.unpersist()
+        j.unpersist()
     if len(d) == 0:
         return pd.DataFrame(columns=info["by"] + ["position", step, "next_step", "customers", "share"])
     d["step"] = np.asarray([str(s) for s in steps], dtype=object)[d["position"].to_numpy() - 1]
@@ -849,7 +870,8 @@ def _behaviour_spark(events, step, purchase_stage, support_stage, as_of):
     month = F.year("_ts") * 12 + F.month("_ts")
     aggs = [F.count(F.lit(1)).alias("n_events"), F.countDistinct("_s").alias("n_stages"),
             F.min(_ns(F.col("_ts"))).alias("_first"), F.max(_ns(F.col("_ts"))).alias("_last"),
-            F.min(F.when(F.col("_s") == F.lit(purchase_stage), _ns(F.col("_ts")))).alias("_buy"),
+            (F.min(F.when(F.col("_s") == F.lit(purchase_stage), _ns(F.col("_ts"))))
+             - F.min(_ns(F.col("_ts")))).alias("_buy"),  # exact ns difference (nulls -> float)
             F.sum((F.col("_s") == F.lit(support_stage)).cast("long")).alias("_support"),
             F.countDistinct(month).alias("_months")]
     if money:
@@ -859,11 +881,9 @@ def _behaviour_spark(events, step, purchase_stage, support_stage, as_of):
     notes = {}
     out = pd.DataFrame({"n_events": per["n_events"].astype(float), "n_stages": per["n_stages"].astype(float)},
                        index=pd.Index(per.index, name="customer_id"))
-    first_ts = pd.to_datetime(per["_first"].astype(np.int64), utc=True)
     last_ts = pd.to_datetime(per["_last"].astype(np.int64), utc=True)
     if per["_buy"].notna().any():
-        first_buy = pd.to_datetime(per["_buy"], utc=True)
-        out["time_to_purchase_s"] = (first_buy - first_ts).dt.total_seconds()
+        out["time_to_purchase_s"] = pd.to_numeric(per["_buy"]).astype(float) / _NS  # = Timedelta.total_seconds
     else:
         notes["time_to_purchase_s"] = ("behaviour", "skipped", f"no stage {purchase_stage!r} in the data")
     if (per["_support"] > 0).any():

@@ -147,6 +147,8 @@ def test_demo_steps_equal_pandas(demo):
                 S.variants(ev, top=20, by="journey", session_gap_s=gap), "variants")
     assert_same(SP.journey_durations(sdf, session_gap_s=gap), S.journey_durations(ev, session_gap_s=gap),
                 "journey_durations sessions")
+    cut = SP.cut_sessions(sdf, gap).select("row_id", "journey_id").toPandas().sort_values("row_id")
+    assert cut["journey_id"].tolist() == S.cut_sessions(ev, gap).sort_values("row_id")["journey_id"].tolist()
     stages = list(pd.unique(ev.sort_values("timestamp")["stage"]))[:4]
     assert_same(SP.funnel(sdf, stages, by="channel"), S.funnel(ev, stages, by="channel"), "funnel by")
 
@@ -170,7 +172,15 @@ def test_segment_spark_assigns_everyone_like_predict(demo, spark):
     assert got.notna().all() and len(got) == len(num)
     assert seg.sample_rows < len(num)
     # Spark SQL assignment == the fitted model's predict on every customer
-    assert (got.to_numpy() == seg.predict(num).to_numpy()).mean() >= 0.999
+    ref = seg.predict(num).to_numpy()
+    differ = got.to_numpy() != ref
+    # any disagreement is a float near-tie between the two closest centres
+    if differ.any():
+        z = seg.transform_scaled(num)[differ]
+        d = ((z[:, None, :] - seg._model.cluster_centers_[None, :, :]) ** 2).sum(axis=2)
+        d.sort(axis=1)
+        assert ((d[:, 1] - d[:, 0]) <= 1e-9 * d[:, 1]).all(), d[:, :2]
+    assert differ.mean() <= 0.01
 
 
 # ------------------------------------------------------------------------------------------
@@ -223,10 +233,12 @@ def test_parquet_directory_and_csv_reading(spark, tmp_path):
     csv = tmp_path / "e.csv"
     ev.drop(columns="row_id").assign(timestamp=ev["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")) \
         .rename(columns={"customer_id": "case_id"}).to_csv(csv, index=False)
-    c = SP.read_events_spark(csv, spark).toPandas()
+    cs = SP.read_events_spark(csv, spark)
+    assert dict(cs.dtypes)["timestamp"] == "timestamp"
+    c = cs.toPandas()  # Spark hands back naive wall times in the session time zone (UTC)
     assert c["row_id"].tolist() == list(range(6))
     assert c["customer_id"].tolist() == ev["customer_id"].tolist()  # "NA" kept as an id
-    assert str(c["timestamp"].dt.tz) == "UTC"
+    assert (c["timestamp"].dt.tz_localize("UTC") == ev["timestamp"]).all()
     with pytest.raises(JourneyError, match="not found"):
         SP.read_events_spark(tmp_path / "nope.parquet", spark)
 
