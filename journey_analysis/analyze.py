@@ -172,15 +172,20 @@ def _logit_ridge(Z: np.ndarray, y: np.ndarray, C: float = 1.0, tol: float = 1e-8
     return w[1:]
 
 
+#: Measures of the customer's experience at a stage that :func:`experience_score` combines.
+EXPERIENCE_MEASURES = ("rating", "sentiment")
+
+
 def customer_stage_features(events: pd.DataFrame, feedback: pd.DataFrame | None, config,
                             step: str = "stage", outcome_stages=()) -> pd.DataFrame:
-    """Per customer (rows) and stage: ``<stage>|sentiment``, ``<stage>|rating``, ``<stage>|dwell_log_h``, ``<stage>|reached``.
+    """Per customer (rows) and stage: ``<stage>|sentiment``, ``<stage>|rating``, ``<stage>|experience``, ``<stage>|dwell_log_h``, ``<stage>|reached``.
 
     sentiment / rating = mean over the customer's feedback at the stage (rating only on the declared
-    scale); dwell_log_h = log1p(median dwell hours of the customer's events at the stage), leaving out
-    dwell times whose next step is one of ``outcome_stages`` (the time until the outcome decision is
-    calendar, not experience); reached = 1 if the customer has an event there. NaN where the customer
-    has no such evidence (see :func:`moments_of_truth` for the rule).
+    scale); experience = :func:`experience_score` of those two; dwell_log_h = log1p(median dwell hours of
+    the customer's events at the stage), leaving out dwell times whose next step is one of
+    ``outcome_stages`` (the time until the outcome decision is calendar, not experience); reached = 1 if
+    the customer has an event there. NaN where the customer has no such evidence (see
+    :func:`moments_of_truth` for the rule).
     """
     ev = _event_dwell(events, step)
     ev.loc[ev["next_step"].isin(list(outcome_stages)).to_numpy(), "dwell_s"] = np.nan
@@ -201,10 +206,30 @@ def customer_stage_features(events: pd.DataFrame, feedback: pd.DataFrame | None,
             wide.append(v.groupby(["customer_id", step], sort=False).mean().unstack(step))
     X = pd.concat(wide, axis=1)
     X.columns = [f"{s}|{k}" for k, s in X.columns]
-    X["__any"] = 1
-    X = X.drop(columns="__any")
     X.index = X.index.astype(str)
-    return X
+    return pd.concat([X, experience_score(X)], axis=1)
+
+
+def experience_score(X: pd.DataFrame) -> pd.DataFrame:
+    """One standardised experience score per customer and stage: ``<stage>|experience``.
+
+    Definition: for each stage, each measure of :data:`EXPERIENCE_MEASURES` present in ``X``
+    (``<stage>|rating``, ``<stage>|sentiment``) is z-scored over the customers who have it ((value - mean)
+    / sd, ddof=0); the score is the mean of the customer's available z-scores at that stage (one measure
+    when only one is available), NaN when the customer has neither. Higher = better experience. Rating and
+    sentiment at one stage are strongly correlated; one score keeps a regression from splitting their
+    shared effect between two collinear coefficients.
+    """
+    cols = [c for c in X.columns if c.split("|", 1)[1] in EXPERIENCE_MEASURES]
+    if not cols:
+        return pd.DataFrame(index=X.index)
+    sub = X[cols]
+    sd = sub.std(ddof=0).replace(0, np.nan)
+    z = (sub - sub.mean()) / sd
+    z.columns = pd.MultiIndex.from_tuples([tuple(c.split("|", 1)) for c in cols])
+    score = z.T.groupby(level=0, sort=False).mean().T  # mean of the available z-scores (NaN skipped)
+    score.columns = [f"{s}|experience" for s in score.columns]
+    return score
 
 
 def _issue_flags(X: pd.DataFrame, config, stage: str, measure: str) -> tuple[pd.Series | None, str]:
@@ -221,6 +246,16 @@ def _issue_flags(X: pd.DataFrame, config, stage: str, measure: str) -> tuple[pd.
             target = None
         t = target if target is not None else (config.satisfaction.min + config.satisfaction.max) / 2
         return (x < t).where(x.notna()), f"rated it below {t:g}"
+    if measure == "experience":
+        rating, r_text = _issue_flags(X, config, stage, "rating")
+        sent, _ = _issue_flags(X, config, stage, "sentiment")
+        parts = [f for f in (rating, sent) if f is not None]
+        if not parts:
+            return None, ""
+        known = pd.concat([f.notna() for f in parts], axis=1).any(axis=1)
+        poor = pd.concat([f.fillna(False).astype(bool) for f in parts], axis=1).any(axis=1)
+        text = " or ".join(t for t, f in ((r_text, rating), ("commented negatively", sent)) if f is not None)
+        return poor.where(known), text
     if measure == "dwell_log_h":
         try:
             exp_h = config.stage(stage).expected_max_duration_h
@@ -236,14 +271,18 @@ def _issue_flags(X: pd.DataFrame, config, stage: str, measure: str) -> tuple[pd.
 
 def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, customers: pd.DataFrame, config,
                      random_state: int = 0, n_boot: int = 200, step: str | None = None,
-                     exclude_stages=None, C: float = 1.0, min_n: int = MIN_N) -> pd.DataFrame:
+                     exclude_stages=None, C: float = 1.0, min_n: int = MIN_N,
+                     experience: str = "combined") -> pd.DataFrame:
     """Driver analysis: which stage's experience changes the configured outcome most.
 
     Outcome: ``customers[config.outcome]``; ``bad`` = 1 when it is not ``config.outcome_good`` (churned).
     Customers with a missing outcome (prospects) are excluded and counted (``attrs["n_excluded_missing_outcome"]``).
 
-    Features (:func:`customer_stage_features`): per stage, mean sentiment, mean rating (declared scale),
-    log1p dwell hours and reached (0/1). **Missing-experience rule**: a customer without that evidence
+    Features (:func:`customer_stage_features`), per stage: the **experience score** (``experience=
+    "combined"``, the default: mean of the customer's available z-scored rating and sentiment at the stage,
+    see :func:`experience_score`; ``"separate"`` puts mean rating and mean sentiment in the model as two
+    features instead, which splits their shared effect because they are collinear), log1p dwell hours and
+    reached (0/1). **Missing-experience rule**: a customer without that evidence
     (did not reach the stage or gave no feedback there) gets the mean of the customers who have it, so the
     standardised value is 0 and the coefficient measures differences among customers with evidence; the
     ``reached`` indicator stays in the model as a control. Features with fewer than ``min_n`` observed
@@ -281,7 +320,12 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
         raise JourneyError(f"The outcome {config.outcome!r} has one value only among customers with an outcome.",
                            column=config.outcome, expected="both good and bad outcomes")
     default_excl = [config.stage_names[-1]] if exclude_stages is None else list(exclude_stages)
-    X = customer_stage_features(events, feedback, config, step, outcome_stages=default_excl).reindex(y.index)
+    if experience not in ("combined", "separate"):
+        raise JourneyError(f"experience must be 'combined' or 'separate', not {experience!r}.",
+                           expected="'combined' or 'separate'")
+    F = customer_stage_features(events, feedback, config, step, outcome_stages=default_excl).reindex(y.index)
+    left_out = ("rating", "sentiment") if experience == "combined" else ("experience",)
+    X = F[[c for c in F.columns if c.split("|", 1)[1] not in left_out]]
     base = float(y.mean())
     excluded = {}
     for s in default_excl:
@@ -301,7 +345,6 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
     n_obs = X.notna().sum()
     X = X.loc[:, (n_obs >= min_n) & (X.std() > 0)]
     n_obs = n_obs[X.columns]
-    X_raw = X.copy()
     X = X.fillna(X.mean())
     X = X.loc[:, X.std() > 0]
     n_obs = n_obs[X.columns]
@@ -338,7 +381,7 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
     out["odds_ratio"] = np.exp(out["effect"])
     out["significant"] = (out["ci_low"] > 0) | (out["ci_high"] < 0)
     out["sign"] = np.sign(out["effect"]).astype(int)
-    better_is_higher = out["measure"].isin(["sentiment", "rating"])
+    better_is_higher = out["measure"].isin(["sentiment", "rating", "experience"])
     out["worse_raises_bad"] = np.where(better_is_higher, out["effect"] < 0, out["effect"] > 0)
     out.loc[out["role"] == "control", "worse_raises_bad"] = False
 
@@ -346,7 +389,7 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
     bad = y.to_numpy() == 1
     issue, sb, sg, nb, ng = [], [], [], [], []
     for _, r in out.iterrows():  # one row per feature (tens), each a vectorised mean
-        flags, text = _issue_flags(X_raw, config, r["stage"], r["measure"])
+        flags, text = _issue_flags(F, config, r["stage"], r["measure"])
         issue.append(text)
         if flags is None:
             sb.append(np.nan); sg.append(np.nan); nb.append(0); ng.append(0)
@@ -374,11 +417,13 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
         "outcome": config.outcome, "n_customers": int(len(y)), "n_bad": int(bad.sum()), "base_rate_bad": base,
         "n_excluded_missing_outcome": n_missing, "excluded_stages": excluded, "n_boot": len(boots),
         "missing_rule": "impute the mean of customers with evidence (standardised 0) + reached indicator as control",
+        "experience": experience,
     })
     return res
 
 
-_MEASURE_WORDS = {"sentiment": "sentiment", "rating": "rating", "dwell_log_h": "time spent", "reached": "reaching it"}
+_MEASURE_WORDS = {"sentiment": "sentiment", "rating": "rating", "experience": "experience score",
+                  "dwell_log_h": "time spent", "reached": "reaching it"}
 
 
 def _driver_sentence(r, outcome) -> str:
@@ -499,7 +544,8 @@ def recommendations(pain_points: pd.DataFrame, drivers: pd.DataFrame | None, gap
         evidence, action = [], None
         if len(d):
             top_d = d.iloc[0]
-            action = {"dwell_log_h": "cut the wait", "rating": "fix the experience", "sentiment": "fix the experience"}.get(
+            action = {"dwell_log_h": "cut the wait", "rating": "fix the experience", "sentiment": "fix the experience",
+                      "experience": "fix the experience"}.get(
                 top_d["measure"], "fix the experience")
             if pd.notna(top_d["share_bad_with_issue"]):
                 evidence.append(f"{top_d['share_bad_with_issue']:.0%} of {who} {top_d['issue']}, "

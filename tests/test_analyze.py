@@ -54,7 +54,8 @@ def test_planted_moment_of_truth_is_top_driver(seed):
     top = drv.iloc[0]
     assert top["rank"] == 1 and top["role"] == "driver"
     assert top["stage"] == truth["stage"] == "onboarding"
-    assert top["measure"] in ("rating", "sentiment")
+    assert top["measure"] == "experience"  # rating and sentiment combined into one score
+    assert drv.attrs["experience"] == "combined" and not drv["measure"].isin(["rating", "sentiment"]).any()
     # direction "negative": a worse onboarding experience raises churn (better rating -> lower odds)
     assert truth["direction"] == "negative" and top["effect"] < 0 and top["ci_high"] < 0
     assert top["significant"] and top["worse_raises_bad"]
@@ -65,6 +66,28 @@ def test_planted_moment_of_truth_is_top_driver(seed):
     assert "renewal" in drv.attrs["excluded_stages"] and "renewal" not in set(drv["stage"])
     assert drv.loc[drv["role"] == "control", "rank"].isna().all()
     assert "odds of churning" in top["sentence"]
+
+
+def test_experience_score_by_hand():
+    X = pd.DataFrame({"s|rating": [1.0, 3.0, 5.0, np.nan], "s|sentiment": [np.nan, -0.5, 0.5, 0.0],
+                      "s|dwell_log_h": [1.0, 2.0, 3.0, 4.0], "t|reached": [1.0, 1.0, np.nan, 1.0]},
+                     index=["a", "b", "c", "d"])
+    e = analyze.experience_score(X)
+    assert list(e.columns) == ["s|experience"]  # only stages with rating or sentiment
+    # rating z (ddof=0): mean 3, sd sqrt(8/3) -> a -1.2247, b 0, c 1.2247; sentiment z: mean 0, sd sqrt(1/6)
+    zr = (X["s|rating"] - 3) / np.sqrt(8 / 3)
+    zs = X["s|sentiment"] / np.sqrt(1 / 6)
+    expect = [zr["a"], (zr["b"] + zs["b"]) / 2, (zr["c"] + zs["c"]) / 2, zs["d"]]  # mean of the available ones
+    assert np.allclose(e["s|experience"], expect)
+    assert e.loc["a", "s|experience"] == pytest.approx(-np.sqrt(1.5))
+
+
+def test_separate_measures_still_available():
+    cfg, d, fb, *_ = demo_run(0)
+    drv = analyze.moments_of_truth(d.events, fb, d.customers, cfg, n_boot=5, experience="separate")
+    assert {"rating", "sentiment"} <= set(drv["measure"]) and "experience" not in set(drv["measure"])
+    with pytest.raises(Exception, match="combined"):
+        analyze.moments_of_truth(d.events, fb, d.customers, cfg, n_boot=2, experience="both")
 
 
 @pytest.mark.parametrize("seed", SEEDS)
