@@ -587,20 +587,20 @@ def score_frame(texts, *, cache_path: str | Path | None = None, batch_size: int 
     100,000 characters are scored on their first 100,000 characters. The score is the lexicon
     compound of the whole text (see the module docstring), deterministic.
     """
-    from journey_analysis.text import _detect
+    from journey_analysis.text import _as_strings, _labels
 
     s = _as_series(texts)
-    lang, strs = _detect(s)
-    status = np.where(lang == "empty", "empty", np.where(lang == "other", "not_english", "scored"))
-    ok = status == "scored"
-    out = np.full(len(s), np.nan)
-    if ok.any():
+    strs, _ = _as_strings(s)  # missing -> "" (labelled "empty")
+    codes, uniq = pd.factorize(np.array(strs, dtype=object))  # identical texts: detected and scored once
+    lang = _labels(uniq.tolist())
+    status_u = np.where(lang == "empty", "empty", np.where(lang == "other", "not_english", "scored"))
+    todo_u = np.flatnonzero(status_u == "scored")
+    vals_u = np.full(len(uniq), np.nan)
+    if len(todo_u):
         if cache_path is not None:
             _load_disk_cache(Path(cache_path))
-        rows = np.flatnonzero(ok)
-        codes, uniq = pd.factorize(np.array([strs[i] for i in rows], dtype=object))
-        keys = [_key(t) for t in uniq]
-        todo = [(k, t) for k, t in zip(keys, uniq) if k not in _CACHE]
+        keys = [_key(uniq[i]) for i in todo_u]
+        todo = [(k, uniq[i]) for k, i in zip(keys, todo_u) if k not in _CACHE]
         if todo:
             # the document score needs neither sentences nor lemmas (inflections are in the lexicon):
             # tokenizer only, then the component's rules vectorised over the whole batch
@@ -608,8 +608,8 @@ def score_frame(texts, *, cache_path: str | Path | None = None, batch_size: int 
             _CACHE.update(zip((k for k, _ in todo), vals_new.tolist()))
             if cache_path is not None:
                 _save_disk_cache(Path(cache_path))
-        out[rows] = np.array([_CACHE[k] for k in keys], dtype=float)[codes]
-    return pd.DataFrame({"sentiment": out, "sentiment_status": status}, index=s.index)
+        vals_u[todo_u] = [_CACHE[k] for k in keys]
+    return pd.DataFrame({"sentiment": vals_u[codes], "sentiment_status": status_u[codes]}, index=s.index)
 
 
 def score(texts, **kw) -> pd.Series:

@@ -259,7 +259,12 @@ def _as_strings(s: pd.Series) -> tuple[list[str], np.ndarray]:
 def _detect(s: pd.Series) -> tuple[np.ndarray, list[str]]:
     """detect_language's labels as an array, and the texts as Python str ("" where missing)."""
     strs, missing = _as_strings(s)
-    empty = missing | np.fromiter((not t.strip() for t in strs), dtype=bool, count=len(strs))
+    return _labels(strs, missing), strs
+
+
+def _labels(strs: list[str], missing: np.ndarray | None = None) -> np.ndarray:
+    """detect_language's labels for Python strings (``missing``: rows that were missing)."""
+    empty = (False if missing is None else missing) | np.fromiter((not t.strip() for t in strs), dtype=bool, count=len(strs))
     low = [t.lower() for t in strs]
     hits = _language_hits(low)
     en = hits[:, 0]
@@ -275,4 +280,4 @@ def _detect(s: pd.Series) -> tuple[np.ndarray, list[str]]:
         n_letters = sub.str.count(_LETTER).to_numpy()
         non_latin[rows] = (n_letters > 0) & (sub.str.count(_ASCII_LETTER).to_numpy() < 0.5 * n_letters)
     is_other = (other > en) | ((other == en) & (accented | non_latin)) | (non_latin & (en < 2))
-    return np.where(empty, "empty", np.where(is_other, "other", "en")), strs
+    return np.where(empty, "empty", np.where(is_other, "other", "en"))
