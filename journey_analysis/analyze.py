@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from journey_analysis.errors import JourneyError
-from journey_analysis.journey_map import ALL, MIN_N, NEGATIVE_BELOW, _event_dwell
+from journey_analysis.journey_map import ALL, MIN_N, NEGATIVE_BELOW, _event_dwell, map_segment
 
 #: Weights of the pain-point score (they sum to 1; every component is scaled to 0-1 first).
 PAIN_WEIGHTS: dict[str, float] = {
@@ -52,17 +52,6 @@ def _title(stage: str) -> str:
     return str(stage)[:1].upper() + str(stage)[1:]
 
 
-def _segment(journey_map: pd.DataFrame, segment: str) -> pd.DataFrame:
-    if "segment" not in journey_map.columns:
-        raise JourneyError("This is not a journey map (no 'segment' column).", column="segment",
-                           fix="Build it with journey_analysis.journey_map.build_map.")
-    m = journey_map[journey_map["segment"] == segment]
-    if m.empty:
-        raise JourneyError(f"The journey map has no segment {segment!r}.", column="segment",
-                           expected=", ".join(map(str, journey_map["segment"].unique())))
-    return m.sort_values("stage_order").reset_index(drop=True)
-
-
 # ------------------------------------------------------------------------------------------------
 # pain points
 # ------------------------------------------------------------------------------------------------
@@ -80,7 +69,7 @@ def pain_points(journey_map: pd.DataFrame, config, segment: str = ALL, weights: 
     low_confidence, not_measured.
     """
     w = {**PAIN_WEIGHTS, **(weights or {})}
-    m = _segment(journey_map, segment)
+    m = map_segment(journey_map, segment)
     m = m[m["customers"] > 0].copy()
     lo, hi = config.satisfaction.min, config.satisfaction.max
     target = m["target_satisfaction"].fillna(m["satisfaction_mean"].mean())
@@ -459,7 +448,7 @@ def expectation_gaps(journey_map: pd.DataFrame, config, segment: str = ALL) -> p
     / (target - scale min) for satisfaction. Output: segment, stage, kind, expected, actual, gap, ratio,
     share_over, n, ci_low, ci_high, flagged, significant, low_confidence, expectation_source, evidence.
     """
-    m = _segment(journey_map, segment)
+    m = map_segment(journey_map, segment)
     d = m[m["expected_max_duration_h"].notna() & (m["dwell_n"] > 0)]
     dur = pd.DataFrame({
         "segment": segment, "stage": d["stage"], "kind": "duration", "expected": d["expected_max_duration_h"],
@@ -519,7 +508,7 @@ def recommendations(pain_points: pd.DataFrame, drivers: pd.DataFrame | None, gap
     "stop the drop-off". Output sorted by priority: rank, stage, action, priority, impact, reach,
     confidence, evidence, themes, sentence.
     """
-    m = _segment(journey_map, segment).set_index("stage")
+    m = map_segment(journey_map, segment).set_index("stage")
     pp = pain_points.set_index("stage") if len(pain_points) else pd.DataFrame(columns=["pain_score"])
     max_pain = float(pp["pain_score"].max()) if len(pp) else 0.0
     drv = pd.DataFrame()
@@ -692,7 +681,7 @@ def test_experience(observations: pd.DataFrame, journey_map: pd.DataFrame, segme
     for c in ("channel", "when", "who", "notes"):
         if c not in obs.columns:
             obs[c] = None
-    m = _segment(journey_map, segment).set_index("stage")
+    m = map_segment(journey_map, segment).set_index("stage")
     known = obs["stage"].isin(m.index)
     ref = m.reindex(obs["stage"])
     use_service = ref["service_n"].fillna(0).to_numpy() > 0

@@ -88,6 +88,22 @@ def segment_labels(segments, customer_ids=None) -> pd.Series | None:
     return s
 
 
+def map_segment(journey_map: pd.DataFrame, segment: str = ALL) -> pd.DataFrame:
+    """The rows of one segment of a map from :func:`build_map`, in stage order (a new 0..n-1 index).
+
+    Raises :class:`~journey_analysis.errors.JourneyError` when the frame is not a map (no ``segment``
+    column) or has no such segment (the message lists the segments it has).
+    """
+    if "segment" not in journey_map.columns:
+        raise JourneyError("This is not a journey map (no 'segment' column).", column="segment",
+                           fix="Build it with journey_analysis.journey_map.build_map.")
+    m = journey_map[journey_map["segment"] == segment]
+    if m.empty:
+        raise JourneyError(f"The journey map has no segment {segment!r}.", column="segment",
+                           expected=", ".join(map(str, journey_map["segment"].unique())))
+    return m.sort_values("stage_order", kind="stable").reset_index(drop=True)
+
+
 def _check_events(events: pd.DataFrame, step: str) -> None:
     for col in ("customer_id", "timestamp", step):
         if col not in events.columns:

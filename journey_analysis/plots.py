@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from journey_analysis.errors import JourneyError
-from journey_analysis.journey_map import ALL
+from journey_analysis.journey_map import ALL, map_segment
 
 _RED, _GREEN, _AMBER, _BLUE, _GREY = "#c0392b", "#2e8b57", "#e39b1b", "#2c6fbb", "#8a8f98"
 _INK = "#1f2a36"
@@ -59,16 +59,9 @@ def journey_map_canvas_data(journey_map: pd.DataFrame, segment: str = ALL, pain_
     moment_of_truth (True for the stage of the top significant driver), driver_effect, quote (short,
     redacted), low_confidence, missing. ``configured_only`` keeps the configured stages (the journey).
     """
-    if "segment" not in journey_map.columns:
-        raise JourneyError("This is not a journey map (no 'segment' column).", column="segment",
-                           fix="Build it with journey_analysis.journey_map.build_map.")
-    m = journey_map[journey_map["segment"] == segment]
-    if m.empty:
-        raise JourneyError(f"The journey map has no segment {segment!r}.", column="segment",
-                           expected=", ".join(map(str, journey_map["segment"].unique())))
+    m = map_segment(journey_map, segment)
     if configured_only and m["configured"].any():
         m = m[m["configured"]]
-    m = m.sort_values("stage_order")
     cols = ["stage", "stage_order", "customers", "share_customers", "drop_off", "dwell_median_h", "dwell_min_h",
             "dwell_max_h", "dwell_p90_h", "expected_max_duration_h", "satisfaction_mean", "satisfaction_ci_low",
             "satisfaction_ci_high", "satisfaction_n", "target_satisfaction", "sentiment_mean", "sentiment_ci_low",

@@ -9,7 +9,7 @@ import pytest
 
 from journey_analysis.config import DEMO_CONFIG, RunConfig, load_config
 from journey_analysis.errors import JourneyError
-from journey_analysis.journey_map import ALL, build_map
+from journey_analysis.journey_map import ALL, build_map, map_segment
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 HELPDESK = SHARED / "eventlogs" / "helpdesk.csv.gz"
@@ -110,6 +110,12 @@ def test_segments_table_and_errors(tiny):
     table = pd.DataFrame({"customer_id": ["A", "B"], "segment": [0, 1], "segment_name": ["x", "y"]})
     m = build_map(ev, None, table, cfg)
     assert set(m["segment"]) == {ALL, "x", "y"}
+    y = map_segment(m.iloc[::-1], "y")  # one segment, back in stage order
+    assert y["stage"].tolist() == ["a", "b", "c"] and y["customers"].tolist() == [1, 1, 0]
+    with pytest.raises(JourneyError, match="no segment 'z'"):
+        map_segment(m, "z")
+    with pytest.raises(JourneyError, match="not a journey map"):
+        map_segment(m.drop(columns="segment"))
     with pytest.raises(JourneyError, match="no column 'stage'"):
         build_map(ev.drop(columns="stage"), None, None, cfg)
     with pytest.raises(JourneyError, match="All customers"):
