@@ -75,6 +75,57 @@ def test_deterministic():
     pd.testing.assert_series_equal(a, S.score(t))
 
 
+_VOCAB = {
+    "word": "good great bad terrible love hate happy awful slow fast helpful rude brilliant lovely poor fine ok "
+            "service engineer refund app broadband the it was is and I my they me".split(),
+    "boost": "very really extremely so slightly kinda barely totally quite".split(),
+    "neg": "not never no don't didn't isn't can't without hardly nothing".split(),
+    "turn": "but however yet although though despite".split(),
+    "special": ["better", "happier", "enough", "on hold", "kept on hold", "no-show", "no show", "never came",
+                "still waiting", "cut off", "never showed up", "not worth", "worth it", "waste of money",
+                "couldn't be happier", "still not working"],
+    "punct": [".", ",", "!", "?", "...", ";", "-", "(", ")", "!!", "??", "?!"],
+    "other": ["GOOD", "NOT", "TERRIBLE", "Great", "😊", "😡", "👍", ":)", ":(", "10/10", "£29.99", "U.S.", "e.g."],
+}
+
+
+def _varied_texts(n=400, seed=0):
+    """Seeded word soups that exercise every rule (phrases, negation windows, boosters, caps, contrast,
+    punctuation, emoji, odd whitespace), plus hand-picked edge cases."""
+    rng = np.random.default_rng(seed)
+    kinds, weights = list(_VOCAB), np.array([6, 2, 2, 1.5, 2, 2, 1])
+    out = []
+    for _ in range(n):
+        parts = []
+        for kind in rng.choice(kinds, rng.integers(1, 26), p=weights / weights.sum()):
+            parts.append(_VOCAB[kind][rng.integers(len(_VOCAB[kind]))])
+        seps = rng.choice([" ", " ", " ", "", "  ", "\n"], len(parts))
+        text = "".join(p + s for p, s in zip(parts, seps))
+        r = rng.random()
+        text = text.upper() if r < 0.1 else (" " + text if r < 0.15 else text)
+        out.append(text)
+    return out + [" b", "  good  ", "\nGOOD\n", "good\n", "a \n good", "NOT GOOD AT ALL", "not   good",
+                  "not not good", "never not bad", "can't praise it enough", "not better", "NOT better",
+                  "Not bad at all!!!", "kept on hold on hold", "although good, bad. Though terrible but great",
+                  "good\x00bad", "good\u3000bad", "\u3000good", "good\t\tbad", "?", "good????", "word " * 3000]
+
+
+def test_batch_scores_equal_component_scores():
+    """The vectorised batch scorer (score/score_frame) and the spaCy component (Doc._.sentiment, full
+    pipeline) compute the same definition: they must agree on every text, chunking included."""
+    texts = _varied_texts()
+    nlp = S.get_nlp()
+    ref = np.array([doc._.sentiment for doc in nlp.pipe(texts)])
+    assert np.abs(ref).max() > 0.5 and (ref < -0.05).sum() > 50 and (ref > 0.05).sum() > 50  # varied
+    for batch_size in (1000, 7):  # one tokenizer call, and many calls / blocks
+        np.testing.assert_allclose(S._score_texts(texts, batch_size=batch_size), ref, rtol=0, atol=1e-9)
+    S._CACHE.clear()
+    f = S.score_frame(texts)
+    scored = (f["sentiment_status"] == "scored").to_numpy()
+    assert scored.mean() > 0.9
+    np.testing.assert_allclose(f["sentiment"].to_numpy()[scored], ref[scored], rtol=0, atol=1e-9)
+
+
 FB = pd.DataFrame({
     "feedback_id": [f"f{i}" for i in range(10)],
     "stage": ["install"] * 5 + ["support"] * 5,
