@@ -256,12 +256,13 @@ def read_events_spark(path_or_dir, spark=None, columns: dict | None = None, *, f
     return sdf
 
 
-def to_spark(events: pd.DataFrame, spark=None):
-    """A pandas events frame as a Spark DataFrame (for tests and small data): times as UTC
-    timestamps, `row_id` added from the positional order when absent, categoricals as strings."""
+def to_spark(events: pd.DataFrame, spark=None, *, add_row_id: bool = True):
+    """A pandas frame as a Spark DataFrame (for tests and small data): times as UTC timestamps,
+    categoricals and text as strings, and for events (`add_row_id`) `row_id` from the positional
+    order when absent. Use ``add_row_id=False`` for frames that are not events (features)."""
     spark = _session(spark)
     ev = events.copy()
-    if "row_id" not in ev.columns:
+    if add_row_id and "row_id" not in ev.columns:
         ev["row_id"] = np.arange(len(ev), dtype=np.int64)
     for c in ev.columns:
         s = ev[c]
@@ -495,7 +496,7 @@ def step_stats(events, step: str = "stage", by=None, *, case: str = "customer_id
         in_prog = F.sum((F.col("_last") & (F.col("_t") >= F.lit(thr))).cast("long"))
     else:
         in_prog = F.lit(0).cast("long")
-    aggs = [F.count(F.lit(1)).alias("events"), F.countDistinct("_j").alias("customers"),
+    aggs = [F.count(F.lit(1)).alias("events"),
             F.sum("_rep").alias("repeat_events"),
             F.sum(F.col("_first").cast("long")).alias("starts_here"),
             F.sum(F.col("_last").cast("long")).alias("ends_here"), in_prog.alias("in_progress")]
@@ -510,8 +511,13 @@ def step_stats(events, step: str = "stage", by=None, *, case: str = "customer_id
     try:
         main = _to_pandas(ev.groupBy(*keys).agg(*aggs))
         per_j = raw.groupBy(*keys, "_j").count()
-        rework = _to_pandas(per_j.groupBy(*keys).agg(
+        rework = _to_pandas(per_j.groupBy(*keys).agg(  # customers = journeys with the step
+            F.count(F.lit(1)).alias("customers"),
             F.sum((F.col("count") >= 2).cast("long")).alias("rework_customers")))
+        if collapse_repeats:  # reach on the collapsed rows (by values of the kept events)
+            reach = _to_pandas(ev.groupBy(*keys, "_j").count().groupBy(*keys).agg(
+                F.count(F.lit(1)).alias("customers")))
+            rework = reach.merge(rework.drop(columns="customers"), on=keys, how="left")
         per_group = _to_pandas(per_j.groupBy(*bys).agg(F.countDistinct("_j").alias("_jg")))
     finally:
         ev.unpersist()
