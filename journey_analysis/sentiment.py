@@ -323,9 +323,9 @@ def _ngram_keys(cols: list[np.ndarray]) -> np.ndarray:
 
 
 def _tables():
-    """Lookup arrays for the batch scorer, built once from :func:`_lexicons`: sorted token hashes
-    with their valence and flags (last row: "not found"), and per phrase length k the sorted n-gram
-    keys with their token hashes and valence."""
+    """Lookup arrays for the batch scorer, built once from :func:`_lexicons`: an index of token hashes
+    with their valence and flags (last row: "not found"), per phrase length k the sorted n-gram
+    keys with their token hashes and valence, and the sorted keys of all phrases' first two tokens."""
     if "tables" not in _LEX_CACHE:
         words, phrases, S = _lexicons()
         flags: dict[int, int] = {}
@@ -350,7 +350,8 @@ def _tables():
             pk = _ngram_keys([toks[:, m] for m in range(k)])
             order = np.argsort(pk, kind="stable")
             ph[k] = (pk[order], toks[order], np.array([v for _, v in items])[order])
-        _LEX_CACHE["tables"] = (keys, val, flg, dict(sorted(ph.items(), reverse=True)))
+        pref2 = np.unique(np.concatenate([_ngram_keys([t[:, 0], t[:, 1]]) for _, t, _ in ph.values()]))
+        _LEX_CACHE["tables"] = (pd.Index(keys), val, flg, dict(sorted(ph.items(), reverse=True)), pref2)
     return _LEX_CACHE["tables"]
 
 
@@ -396,16 +397,15 @@ def _score_arrays(arr: np.ndarray, counts: np.ndarray, p: dict | None = None) ->
     out = np.zeros(n_docs)
     if N == 0:
         return out
-    keys, valtab, flagtab, phr = _tables()
+    keys, valtab, flagtab, phr, pref2 = _tables()
     lows = arr[:, 0]
     starts = np.concatenate([[0], np.cumsum(counts)])
     d = np.repeat(np.arange(n_docs), counts)
     gpos = np.arange(N)
     end = starts[1:][d]                      # one past the last token of the token's text
     pos = gpos - starts[:-1][d]              # position within the text
-    ix = np.searchsorted(keys, lows)
-    ix[ix == len(keys)] = 0
-    ix = np.where(keys[ix] == lows, ix, len(keys))
+    ix = keys.get_indexer(lows)  # hash table lookup; -1 (not found) -> the last, empty row
+    ix[ix < 0] = len(keys)
     F = flagtab[ix]
     W = valtab[ix]
     _, _, S = _lexicons()
@@ -414,6 +414,10 @@ def _score_arrays(arr: np.ndarray, counts: np.ndarray, p: dict | None = None) ->
     val = np.zeros(N)
     protected = np.zeros(N, dtype=bool)
     cand = np.flatnonzero(F & _F_PHRASE)
+    cand = cand[cand + 2 <= end[cand]]
+    if len(cand):  # keep starts whose first two tokens begin some phrase
+        key2 = _ngram_keys([lows[cand], lows[cand + 1]])
+        cand = cand[pref2[np.minimum(np.searchsorted(pref2, key2), len(pref2) - 1)] == key2]
     if len(cand):
         best_len = np.zeros(len(cand), dtype=np.int64)
         best_val = np.zeros(len(cand))

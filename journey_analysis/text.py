@@ -196,27 +196,52 @@ _NON_ASCII_LETTER_ANY = re.compile(r"[^\W\d_\x00-\x7f]")  # a letter outside ASC
 _LANG_CHUNK = 20_000  # texts whose words are extracted in one regex pass (bounds memory)
 
 
-def _language_hits(strs: list[str]) -> np.ndarray:
+# fast path for texts whose letters are all ASCII: every other character separates words, so
+# translate it to a space and split (apostrophes fixed first so the pieces equal the regex's words)
+_ASCII_SEP = str.maketrans({chr(c): " " for c in range(128) if not ("a" <= chr(c) <= "z" or chr(c) in "'\x00")})
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_LOOSE_APOSTROPHE = re.compile(r"(?<![a-z])'|'(?![a-z])")       # not between two letters
+_SECOND_APOSTROPHE = re.compile(r"(?<![a-z])([a-z]++'[a-z]++)'")  # "a'b'c" -> words "a'b", "c"
+
+
+def _words_ascii(big: str) -> list[str]:
+    """The regex words of NUL-separated lower-cased texts without non-ASCII letters, and the NULs."""
+    if not big.isascii():
+        big = _NON_ASCII.sub(" ", big)
+    big = big.translate(_ASCII_SEP)
+    if "'" in big:
+        big = _LOOSE_APOSTROPHE.sub(" ", big)
+        if "'" in big:
+            big = _SECOND_APOSTROPHE.sub(r"\1 ", big)
+    return big.split()
+
+
+def _language_hits(strs: list[str], ascii_letters: np.ndarray | None = None) -> np.ndarray:
     """Stop-word hits per text and language (rows: texts, columns: ``_ALL_LANGS``) for lower-cased
-    texts: one regex pass over the texts joined by NUL (a non-word character, so words never cross
-    texts; NULs inside texts are blanked first), each word mapped to its language bits by a dict."""
+    texts: the texts are joined by NUL (a non-word character, so words never cross texts; NULs inside
+    texts are blanked first) and cut into words in one pass (regex, or translate + split when
+    ``ascii_letters`` says a text's letters are all ASCII); each word maps to its language bits by a dict."""
     n = len(strs)
     hits = np.zeros((n, len(_ALL_LANGS)), dtype=np.int64)
     lookup = dict(_WORD_LANG_BITS)
     lookup["\x00"] = -1  # the separator
     get = lookup.get
-    for a in range(0, n, _LANG_CHUNK):
-        part = strs[a:a + _LANG_CHUNK]
-        big = "\x00".join(part)
-        if big.count("\x00") != len(part) - 1:
-            big = "\x00".join(t.replace("\x00", " ") for t in part)
-        bits = np.array([get(w, 0) for w in _WORD_OR_SEP.findall(big)], dtype=np.int64)
-        doc = np.cumsum(bits == -1) + a
-        found = bits > 0
-        bits, doc = bits[found], doc[found]
-        for b in range(len(_ALL_LANGS)):
-            on = ((bits >> b) & 1).astype(bool)
-            hits[:, b] += np.bincount(doc[on], minlength=n)
+    fast = np.zeros(n, dtype=bool) if ascii_letters is None else ascii_letters
+    for group in (np.flatnonzero(fast), np.flatnonzero(~fast)):
+        for a in range(0, len(group), _LANG_CHUNK):
+            rows = group[a:a + _LANG_CHUNK]
+            part = [strs[i] for i in rows]
+            big = " \x00 ".join(part)
+            if big.count("\x00") != len(part) - 1:
+                big = " \x00 ".join(t.replace("\x00", " ") for t in part)
+            words = _words_ascii(big) if fast[rows[0]] else _WORD_OR_SEP.findall(big)
+            bits = np.array([get(w, 0) for w in words], dtype=np.int64)
+            doc = rows[np.cumsum(bits == -1)]
+            found = bits > 0
+            bits, doc = bits[found], doc[found]
+            for b in range(len(_ALL_LANGS)):
+                on = ((bits >> b) & 1).astype(bool)
+                hits[:, b] += np.bincount(doc[on], minlength=n)
     return hits
 
 
@@ -266,14 +291,15 @@ def _labels(strs: list[str], missing: np.ndarray | None = None) -> np.ndarray:
     """detect_language's labels for Python strings (``missing``: rows that were missing)."""
     empty = (False if missing is None else missing) | np.fromiter((not t.strip() for t in strs), dtype=bool, count=len(strs))
     low = [t.lower() for t in strs]
-    hits = _language_hits(low)
+    # only texts with letters outside ASCII can have accents or other scripts (emoji alone cannot)
+    wide = np.fromiter((not t.isascii() and _NON_ASCII_LETTER_ANY.search(t) is not None for t in low),
+                       dtype=bool, count=len(low))
+    hits = _language_hits(low, ~wide)
     en = hits[:, 0]
     other = hits[:, 1:].max(axis=1) if len(_ALL_LANGS) > 1 else np.zeros_like(en)
     accented = np.zeros(len(strs), dtype=bool)
     non_latin = np.zeros(len(strs), dtype=bool)
-    # only texts with letters outside ASCII can have accents or other scripts (emoji alone cannot)
-    rows = np.flatnonzero(np.fromiter((not t.isascii() and _NON_ASCII_LETTER_ANY.search(t) is not None
-                                       for t in low), dtype=bool, count=len(low)))
+    rows = np.flatnonzero(wide)
     if len(rows):
         sub = pd.Series([low[i] for i in rows], dtype=object)
         accented[rows] = sub.str.contains(_NON_ASCII_LETTER).to_numpy(dtype=bool)

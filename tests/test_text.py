@@ -1,4 +1,5 @@
 """Tests for journey_analysis.text: PII redaction corpus and language detection."""
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -102,3 +103,18 @@ def test_detect_language():
     bad = [(t, g, w) for t, g, w in zip(s, got, want) if g != w]
     assert not bad, bad
     assert detect_language("no").iloc[0] == "en"
+
+
+def test_language_word_cutting_fast_path_equals_regex():
+    """Texts whose letters are all ASCII are cut into words by translate + split; the hits per language
+    must equal the documented regex's on tricky apostrophes, digits, emoji and separators."""
+    from journey_analysis.text import _language_hits
+
+    texts = ["rock'n'roll is not my thing", "'quoted' words", "don't won't can't", "it''s ok", "''", "a'b'c'd'e",
+             "c'est la vie, n'est-ce pas", "qu'il est là", "i'm fine 👍", "'i'm'", "x' 'x '", "a_b c1d the2the",
+             "mais c'est 😡", "good\x00bad", "100% great!!! :)", "de-monteur is_nooit gekomen", ""]
+    low = [t.lower() for t in texts]
+    fast = _language_hits(low, np.array([not any(c.isalpha() and not c.isascii() for c in t) for t in low]))
+    np.testing.assert_array_equal(fast, _language_hits(low, None))
+    got = detect_language(pd.Series(["C'est très bien, n'est-ce pas", "I don't think it's good 👍", "it's ok"]))
+    assert got.tolist() == ["other", "en", "en"]
