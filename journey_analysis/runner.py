@@ -409,7 +409,10 @@ def run_pipeline(config_path, run_id: str | None = None, reports_dir=None, proce
             t0 = time.perf_counter()
             try:
                 pm.execute_notebook(str(src), str(out), parameters=parameters, kernel_name=kernel,
-                                    progress_bar=progress, log_output=False, cwd=str(cfg.NOTEBOOKS_DIR))
+                                    progress_bar=progress, log_output=False, cwd=str(cfg.NOTEBOOKS_DIR),
+                                    # the kernel's own warnings (e.g. "TCP without encryption" on a
+                                    # local kernel) would clutter scheduled-run logs
+                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])
             except PapermillExecutionError as exc:
                 msg = f"{stem} cell {exc.exec_count}: {exc.ename}: {_one_line(exc.evalue)}"
                 raise _fail(tmp, reports_dir, run_id, msg, out) from None
