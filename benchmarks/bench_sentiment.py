@@ -7,7 +7,8 @@ n texts, our seconds, VADER's seconds, texts/s each, ratio (ours / VADER through
 tracemalloc, ours, in a separate untimed run). Times are CPU seconds of this process
 (time.process_time, single process), so other jobs on the shared 2-core machine do not distort the ratio.
 Median of --repeats runs. Our in-memory cache is cleared before every run, so the
-figure includes deduplication but no cache hits from earlier runs.
+figure includes deduplication but no cache hits from earlier runs. Ours = language detection + dedup +
+the vectorised batch scorer (tokenizer on joined texts, numpy rules), i.e. what score() does.
 
 Run: .venv/bin/python benchmarks/bench_sentiment.py [--n 50000] [--repeats 3]
 """

@@ -10,6 +10,11 @@ The lexicon score follows VADER's design (Hutto & Gilbert 2014; its MIT-licensed
 (``resources/service_lexicon.tsv``: "on hold", "no-show", "still waiting", "engineer never came"...),
 clause-bounded negation, contrast ("but", "although"), intensifiers, capitals, exclamation marks and
 emoji. Nothing is fetched at run time; spaCy and scikit-learn are imported inside functions.
+
+Two implementations of one definition: the component (:func:`_valences` / :func:`_compound`, per Doc,
+also sentence scores) and the batch scorer behind :func:`score` (:func:`_score_arrays`: the pipeline's
+tokenizer only, many texts per call, then the same rules as numpy operations over all tokens of the
+batch, in the same floating-point order). Tests hold them equal.
 """
 from __future__ import annotations
 
@@ -589,7 +594,9 @@ def score_frame(texts, *, cache_path: str | Path | None = None, batch_size: int 
     Identical texts are scored once; scores are cached in memory by a hash of (model version, text),
     and in ``cache_path`` (a CSV of key, sentiment) when given, so reruns are cheap. Texts longer than
     100,000 characters are scored on their first 100,000 characters. The score is the lexicon
-    compound of the whole text (see the module docstring), deterministic.
+    compound of the whole text (see the module docstring), deterministic, and equals
+    ``get_nlp()(text)._.sentiment``. ``batch_size``: texts per tokenizer call (20 x that many are
+    scored together; memory about 100 bytes per token).
     """
     from journey_analysis.text import _as_strings, _labels
 
