@@ -760,6 +760,39 @@ def fit_from_ratings(texts, ratings, scale=(1, 5), random_state: int = 0, n_spli
                        random_state=random_state)
 
 
+def score_feedback(feedback: pd.DataFrame, rating_type: str = "csat", scale=(1, 5), *,
+                   min_rated: int = 200, random_state: int = 0) -> tuple[pd.DataFrame, RatingModel | None]:
+    """Score every feedback text, learning from the organisation's own ratings where that wins.
+
+    Every text gets the lexicon score (:func:`score_frame`). When at least ``min_rated`` texts carry
+    a rating of ``rating_type`` (on ``scale``), :func:`fit_from_ratings` learns a domain model from
+    them and reports its cross-validated figures against the lexicon alone; only when it wins
+    (``RatingModel.wins``) does it replace the lexicon score for texts **without** a rating (social
+    posts, chats, reviews of another scale). Rated texts keep the lexicon score: their rating already
+    says how satisfied the customer was, and the text score must stay independent of it.
+
+    Returns (a copy of ``feedback`` with ``sentiment``, ``sentiment_status``, ``sentiment_source``
+    ("lexicon", "learned" or "none"), the fitted model or None when too few ratings).
+    """
+    out = feedback.drop(columns=["sentiment", "sentiment_status", "sentiment_source"], errors="ignore")
+    scored = score_frame(out["text"].fillna(""))
+    out = out.join(scored)
+    out["sentiment_source"] = np.where(out["sentiment_status"] == "scored", "lexicon", "none")
+    if "rating" not in out.columns:
+        return out, None
+    kind = out["rating_type"].astype("string").str.lower() if "rating_type" in out.columns else rating_type
+    rated = (out["rating"].notna() & (kind == rating_type)).to_numpy() & (out["sentiment_status"] == "scored").to_numpy()
+    if rated.sum() < min_rated:
+        return out, None
+    model = fit_from_ratings(out.loc[rated, "text"], out.loc[rated, "rating"], scale=scale,
+                             random_state=random_state)
+    unrated = out["rating"].isna().to_numpy() & (out["sentiment_status"] == "scored").to_numpy()
+    if model.wins and unrated.any():
+        out.loc[unrated, "sentiment"] = model.predict(out.loc[unrated, "text"]).to_numpy()
+        out.loc[unrated, "sentiment_source"] = "learned"
+    return out, model
+
+
 # ---------------------------------------------------------------------------------------------
 # Themes and quotes per step
 # ---------------------------------------------------------------------------------------------

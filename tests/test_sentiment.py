@@ -252,3 +252,22 @@ def test_learned_model_cross_dataset(sets):
     test = sets["amazon_snippets"]
     r = np.corrcoef(m.predict(test["text"]).fillna(0).to_numpy(), test["y"].to_numpy())[0, 1]
     assert r >= 0.68  # lexicon alone ~0.655, VADER 0.590 on the same rows
+
+
+def test_score_feedback_uses_learned_model_only_for_unrated_text_and_only_when_it_wins():
+    from journey_analysis.datasets import make_demo
+    from journey_analysis.sentiment import score_feedback
+
+    fb = make_demo(1500, seed=0).feedback
+    out, model = score_feedback(fb, "csat", (1, 5), min_rated=200)
+    assert model is not None and model.wins
+    assert model.cv_report.loc["blended", "pearson_r"] > model.cv_report.loc["lexicon", "pearson_r"]
+    rated = out["rating"].notna() & (out["sentiment_status"] == "scored")
+    assert (out.loc[rated, "sentiment_source"] == "lexicon").all()          # ratings stay independent
+    assert (out.loc[rated, "sentiment"] == S.score(out.loc[rated, "text"])).all()
+    learned = out["sentiment_source"] == "learned"
+    assert learned.any() and out.loc[learned, "rating"].isna().all()
+    assert out.loc[out["sentiment_status"] != "scored", "sentiment_source"].eq("none").all()
+    # too few ratings: lexicon only, no model
+    few, none_model = score_feedback(fb.head(50), "csat", (1, 5), min_rated=200)
+    assert none_model is None and set(few["sentiment_source"]) <= {"lexicon", "none"}
