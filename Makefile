@@ -8,7 +8,7 @@ CONFIG ?= configs/demo.yaml
 PYTEST_ARGS ?= -n 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast demo-data validate student lab bench clean
+.PHONY: help install run test demo-data validate student lab bench bench-env clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -41,10 +41,15 @@ student: $(STAMP) ## Write copies of the notebooks without solution cells to not
 lab: $(STAMP) ## Open JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
 
-bench: $(STAMP) ## Run the benchmarks (slow; see benchmarks/README.md)
-	$(BIN)/python benchmarks/bench_steps.py --sizes 1,10
+bench-env: ## Create .venv-bench with the benchmarks' peers (pm4py is AGPL: never a package dependency)
+	@test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet pandas pyarrow pm4py psutil
+
+bench: $(STAMP) bench-env ## Run the benchmarks (slow; see benchmarks/README.md)
+	$(BIN)/python benchmarks/bench_steps.py --sizes 1,10,100
 	$(BIN)/python benchmarks/bench_sentiment.py
 	$(BIN)/python benchmarks/bench_segment.py
+	$(BIN)/python benchmarks/bench_spark.py --sizes 10 100
 
 clean: ## Remove the virtual environment and caches (keeps data and reports)
 	rm -rf $(VENV) .pytest_cache build *.egg-info
