@@ -24,6 +24,8 @@ scikit-learn, joblib and matplotlib/seaborn are imported inside the functions th
 """
 from __future__ import annotations
 
+import sys
+
 import re
 import time
 from dataclasses import dataclass
@@ -62,6 +64,11 @@ def _cfg(config, dotted: str, default=None):
             return default
         obj = obj.get(part) if isinstance(obj, dict) else getattr(obj, part, None)
     return default if obj is None else obj
+
+
+def _is_spark(obj) -> bool:
+    """A PySpark DataFrame? (never imports pyspark)"""
+    return "pyspark" in sys.modules and (type(obj).__module__ or "").startswith("pyspark.")
 
 
 def _slug(value) -> str:
@@ -228,7 +235,7 @@ def customer_features(events: pd.DataFrame, customers: pd.DataFrame | None = Non
                       feedback: pd.DataFrame | None = None, config=None, step: str | None = None, *,
                       outcome: str | None = None, purchase_stage: str = "purchase",
                       support_stage: str = "support", as_of=None, reference: "Segmentation | None" = None,
-                      population: str = "all") -> tuple[pd.DataFrame, pd.DataFrame]:
+                      population: str = "all", behaviour=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row of features per customer, and a report of what was done with every column.
 
     Inputs follow the data contracts (events, customers, feedback). ``config`` (a ``RunConfig`` or dict)
@@ -284,7 +291,18 @@ def customer_features(events: pd.DataFrame, customers: pd.DataFrame | None = Non
     notes: dict[str, tuple[str, str, str]] = {}
     sources: dict[str, str] = {}
 
-    beh = _behaviour(events, step, purchase_stage, support_stage, as_of, notes)
+    if _is_spark(events):  # the behaviour block runs on Spark; the rest is this function's own code
+        from journey_analysis import spark
+
+        behaviour = spark.behaviour_spark(events, step, purchase_stage, support_stage, as_of)
+        customers = spark.to_pandas_if_spark(customers)
+        feedback = spark.to_pandas_if_spark(feedback)
+    if behaviour is not None:  # (per-customer behaviour frame, notes) computed elsewhere, e.g. on Spark
+        beh, beh_notes = behaviour
+        beh = beh.copy()
+        notes.update(beh_notes)
+    else:
+        beh = _behaviour(events, step, purchase_stage, support_stage, as_of, notes)
     sources.update({c: "behaviour" for c in beh.columns})
     exp, worst = (_experience(feedback, step, rating_type, notes) if feedback is not None
                   else (pd.DataFrame(index=pd.Index([], name="customer_id")), None))

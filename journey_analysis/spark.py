@@ -31,7 +31,6 @@ Options of the pandas functions that change the order or cut journeys (``by``, `
 from __future__ import annotations
 
 import sys
-import threading
 from functools import reduce
 from pathlib import Path
 
@@ -57,7 +56,6 @@ DEFAULT_CONF = {
 }
 #: Extra defaults in local mode only (a cluster keeps its own): few shuffle partitions for 2 cores.
 LOCAL_CONF = {"spark.sql.shuffle.partitions": "8", "spark.driver.memory": "2g"}
-_PATCH_LOCK = threading.Lock()
 _MISSING_MARK = "JOURNEY_MISSING:"
 
 
@@ -917,6 +915,17 @@ def _behaviour_spark(events, step, purchase_stage, support_stage, as_of):
     return out, notes
 
 
+def behaviour_spark(events, step, purchase_stage, support_stage, as_of):
+    """The per-customer behaviour block of :func:`journey_analysis.segment.customer_features`
+    computed on Spark: ``(frame indexed by customer_id, notes)`` for its ``behaviour=`` argument."""
+    return _behaviour_spark(events, step, purchase_stage, support_stage, as_of)
+
+
+def to_pandas_if_spark(frame):
+    """A Spark DataFrame collected to pandas; anything else unchanged."""
+    return _to_pandas(frame) if frame is not None and is_spark_frame(frame) else frame
+
+
 def customer_features(events, customers=None, feedback=None, config=None, step: str | None = None, *,
                       outcome: str | None = None, purchase_stage: str = "purchase",
                       support_stage: str = "support", as_of=None, reference=None):
@@ -931,26 +940,9 @@ def customer_features(events, customers=None, feedback=None, config=None, step: 
     from journey_analysis import segment as SG
 
     step = step or SG._cfg(config, "step", "stage")
-    beh, beh_notes = _behaviour_spark(events, step, purchase_stage, support_stage, as_of)
-    if customers is not None and is_spark_frame(customers):
-        customers = _to_pandas(customers)
-    if feedback is not None and is_spark_frame(feedback):
-        feedback = _to_pandas(feedback)
-
-    def _precomputed(_events, _step, _p, _s, _a, notes):
-        notes.update(beh_notes)
-        return beh.copy()
-
-    # segment.customer_features computes behaviour from a pandas frame; hand it the Spark result.
-    with _PATCH_LOCK:
-        original = SG._behaviour
-        SG._behaviour = _precomputed
-        try:
-            return SG.customer_features(None, customers, feedback, config, step, outcome=outcome,
-                                        purchase_stage=purchase_stage, support_stage=support_stage,
-                                        as_of=as_of, reference=reference)
-        finally:
-            SG._behaviour = original
+    return SG.customer_features(events, customers, feedback, config, step, outcome=outcome,
+                                purchase_stage=purchase_stage, support_stage=support_stage,
+                                as_of=as_of, reference=reference)
 
 
 def assign_segments_spark(segmentation, features_sdf, id_col: str = "customer_id"):

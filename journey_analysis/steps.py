@@ -23,6 +23,8 @@ into journeys at every inactivity gap longer than that many seconds (see :func:`
 """
 from __future__ import annotations
 
+import functools
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +67,20 @@ class _Log:
     raw_case: np.ndarray | None = None
     raw_grp: np.ndarray | None = None
     repeats_removed: np.ndarray | None = None  # per kept row: how many repeats were merged into it
+
+
+def _spark_engine(fn):
+    """Run the same-named function of :mod:`journey_analysis.spark` when `events` is a PySpark
+    DataFrame (same arguments, same pandas result); pyspark is never imported otherwise."""
+    @functools.wraps(fn)
+    def dispatch(events, *args, **kwargs):
+        if "pyspark" in sys.modules and (type(events).__module__ or "").startswith("pyspark."):
+            from journey_analysis import spark
+
+            return getattr(spark, fn.__name__)(events, *args, **kwargs)
+        return fn(events, *args, **kwargs)
+
+    return dispatch
 
 
 def _as_list(by) -> list[str]:
@@ -417,6 +433,7 @@ def _dwell(log: _Log) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
+@_spark_engine
 def step_stats(events: pd.DataFrame, step: str = "stage", by=None, *, case: str = "customer_id",
                session_gap_s: float | None = None, collapse_repeats: bool = False,
                inactivity_gap_s: float | None = None, as_of=None,
@@ -542,6 +559,7 @@ def _pair_times(log: _Log, time: str) -> np.ndarray:
     return out
 
 
+@_spark_engine
 def transitions(events: pd.DataFrame, step: str = "stage", by=None, *, case: str = "customer_id",
                 session_gap_s: float | None = None, collapse_repeats: bool = False,
                 time: str = "dwell", order: str = "timestamp") -> pd.DataFrame:
@@ -594,6 +612,7 @@ def _transitions(log: _Log, by, time: str = "dwell") -> pd.DataFrame:
     return _sort(out, _as_list(by), ["count", "from_step", "to_step"], [False, True, True])
 
 
+@_spark_engine
 def start_end_counts(events: pd.DataFrame, step: str = "stage", by=None, *,
                      case: str = "customer_id", session_gap_s: float | None = None,
                      collapse_repeats: bool = False, order: str = "timestamp") -> pd.DataFrame:
@@ -616,6 +635,7 @@ def _case_labels(log: _Log) -> np.ndarray:
     return log.case_labels
 
 
+@_spark_engine
 def journey_durations(events: pd.DataFrame, by=None, *, case: str = "customer_id",
                       session_gap_s: float | None = None, order: str = "timestamp") -> pd.DataFrame:
     """Per journey: `case` (or `journey_id` when cut by `session_gap_s`), by... (value on the first
@@ -638,6 +658,7 @@ def journey_durations(events: pd.DataFrame, by=None, *, case: str = "customer_id
     return out.sort_values(label, kind="stable", ignore_index=True)
 
 
+@_spark_engine
 def cut_sessions(events: pd.DataFrame, gap_s: float, *, case: str = "customer_id") -> pd.DataFrame:
     """Cut each customer's history into journeys at inactivity gaps longer than `gap_s` seconds.
 
@@ -688,6 +709,7 @@ def _variant_ids(log: _Log) -> tuple[np.ndarray, np.ndarray]:
     return vcode.astype(np.int64), rep
 
 
+@_spark_engine
 def variants(events: pd.DataFrame, step: str = "stage", top: int | None = None, by=None, *,
              case: str = "customer_id", session_gap_s: float | None = None,
              collapse_repeats: bool = False, sep: str = " -> ",
@@ -804,6 +826,7 @@ def _funnel_core(events, steps, by, case, session_gap_s, within, step):
     return log, steps, reached_at, entry_ts
 
 
+@_spark_engine
 def funnel(events: pd.DataFrame, steps, by=None, within: float | None = None, *,
            step: str = "stage", case: str = "customer_id",
            session_gap_s: float | None = None) -> pd.DataFrame:
@@ -887,6 +910,7 @@ def _dropoff_table(log: _Log, steps, reached, by) -> pd.DataFrame:
     return vc.drop(columns="nxt")
 
 
+@_spark_engine
 def funnel_dropoffs(events: pd.DataFrame, steps, by=None, within: float | None = None, *,
                     step: str = "stage", case: str = "customer_id",
                     session_gap_s: float | None = None) -> pd.DataFrame:

@@ -244,3 +244,16 @@ def test_is_spark_frame_and_settings(spark):
     assert SP._spark_settings({"spark": {"spark.master": "local[1]"}}) == {"spark.master": "local[1]"}
     assert SP._spark_settings({"spark.executor.memory": "4g"}) == {"spark.executor.memory": "4g"}
     assert "pyspark" in sys.modules
+
+
+def test_public_functions_dispatch_spark_frames(demo):
+    """The engine is chosen by the input type: steps.* and segment.customer_features take a Spark
+    DataFrame and return the same pandas results as for the pandas frame."""
+    from journey_analysis import steps
+
+    d, sdf = demo
+    assert_same(steps.step_stats(sdf, by="channel"), steps.step_stats(d.events, by="channel"), "step_stats")
+    assert_same(steps.variants(sdf, top=5), steps.variants(d.events, top=5), "variants")
+    ours, _ = SG.customer_features(sdf, d.customers, d.feedback, outcome="churned")
+    ref, _ = SG.customer_features(d.events, d.customers, d.feedback, outcome="churned")
+    assert_same(ours.reset_index(), ref.reset_index(), "customer_features")
