@@ -410,6 +410,12 @@ class Gathered:
 
 def gather(config) -> Gathered:
     """Load, normalise and cross-check the data named in a :class:`~journey_analysis.config.RunConfig`."""
+    if config.engine == "spark":
+        raise JourneyError(
+            "This config asks for engine: spark, but the notebooks' map and analysis stages run on pandas.",
+            file=config.path, column="engine", expected="engine: pandas for `journey run` and the notebooks",
+            fix="Use engine: pandas (on a sample or period that fits one machine), or compute the step "
+                "statistics and features on Spark with journey_analysis.spark (see docs/spark.md).")
     log = QualityLog()
     cols = config.data.columns
     events = load_events(config.data.events, cols.get("events"), stages=config.stage_names,
