@@ -290,11 +290,9 @@ def _check(sdf, needed: list[str]):
     if not is_spark_frame(sdf):
         raise JourneyError("events must be a PySpark DataFrame here", expected="pyspark.sql.DataFrame",
                            fix="use journey_analysis.steps for pandas frames")
-    missing = [c for c in needed if c not in sdf.columns]
-    if missing:
-        raise JourneyError(f"events lack column(s) {missing}", column=missing[0],
-                           expected=f"columns {needed}",
-                           fix="rename the columns (config data.columns) or pass step=/case=")
+    from journey_analysis.steps import require_columns
+
+    require_columns(sdf.columns, needed)
 
 
 def _prepare(sdf, step, by=None, case="customer_id", session_gap_s=None, collapse_repeats=False,

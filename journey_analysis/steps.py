@@ -168,7 +168,12 @@ def _check_columns(events: pd.DataFrame, needed: list[str]):
     if not isinstance(events, pd.DataFrame):
         raise JourneyError("events must be a pandas DataFrame", expected="DataFrame",
                            fix="load events with the package's loaders")
-    missing = [c for c in needed if c not in events.columns]
+    require_columns(events.columns, needed)
+
+
+def require_columns(columns, needed: list[str]) -> None:
+    """Raise :class:`JourneyError` naming the first of `needed` that is not in `columns` (both engines)."""
+    missing = [c for c in needed if c not in columns]
     if missing:
         raise JourneyError(f"events lack column(s) {missing}", column=missing[0],
                            expected=f"columns {needed}",
