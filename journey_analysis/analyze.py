@@ -292,12 +292,20 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
     none): stage, measure, role ("driver" | "control"), effect, ci_low, ci_high, odds_ratio, significant,
     sign (+1 raises the bad outcome), worse_raises_bad (True when a worse experience raises the bad
     outcome), n_observed, issue, share_bad_with_issue, share_good_with_issue, sentence.
+
+    Without an outcome (no ``outcome:`` in the config, or no customers file) the analysis cannot be done:
+    the result is an empty frame with these columns and ``attrs["reason"]``, the sentence saying why
+    (:func:`journey_analysis.report.findings` reports it). A customers table lacking the named outcome
+    column is an error.
     """
     step = step or getattr(config, "step", "stage") or "stage"
     if not config.outcome:
-        raise JourneyError("The config names no outcome, so there is nothing to explain.",
-                           fix="Set `outcome:` (a binary column of customers, e.g. churned) in the config.")
-    if customers is None or config.outcome not in customers.columns:
+        return _no_drivers("No outcome column: no moments of truth (driver analysis needs an outcome; "
+                           "set `outcome:` in the config to a binary column of customers, e.g. churned).")
+    if customers is None:
+        return _no_drivers(f"No customers file, so the outcome {config.outcome!r} is unknown: no moments of truth "
+                           "(driver analysis needs an outcome per customer).")
+    if config.outcome not in customers.columns:
         raise JourneyError(f"The customers table has no outcome column {config.outcome!r}.", column=config.outcome,
                            fix="Add the column to the customers file, or change `outcome:` in the config.")
     y_all = outcome_is_bad(customers[config.outcome], config.outcome_good)
@@ -409,6 +417,20 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
         "experience": experience,
     })
     return res
+
+
+DRIVER_COLUMNS = ["rank", "stage", "measure", "role", "effect", "ci_low", "ci_high", "odds_ratio", "significant",
+                  "sign", "worse_raises_bad", "n_observed", "issue", "share_bad_with_issue", "share_good_with_issue",
+                  "n_bad_with_evidence", "n_good_with_evidence", "sentence"]
+
+
+def _no_drivers(reason: str) -> pd.DataFrame:
+    """The empty result of :func:`moments_of_truth` when there is no outcome to explain, with the reason."""
+    out = pd.DataFrame({c: pd.Series(dtype=bool if c in ("significant", "worse_raises_bad") else
+                                      object if c in ("stage", "measure", "role", "issue", "sentence") else float)
+                        for c in DRIVER_COLUMNS})
+    out.attrs["reason"] = reason
+    return out
 
 
 _MEASURE_WORDS = {"sentiment": "sentiment", "rating": "rating", "experience": "experience score",

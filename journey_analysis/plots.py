@@ -347,7 +347,10 @@ def segment_heatmap_data(comparison: pd.DataFrame, metric: str = "satisfaction_m
 
 def segment_heatmap(comparison: pd.DataFrame | None = None, metric: str = "satisfaction_mean",
                     data: pd.DataFrame | None = None):
-    """Heatmap stages x segments coloured by the difference from the rest; cells show value and marker (+/-)."""
+    """Heatmap stages x segments coloured by the difference from the rest; cells show value and marker (+/-).
+    None (nothing to draw) when there are no segments to compare (an empty ``comparison``)."""
+    if data is None and (comparison is None or comparison.empty):
+        return None
     import matplotlib.pyplot as plt
 
     d = segment_heatmap_data(comparison, metric) if data is None else data

@@ -483,6 +483,9 @@ def build_run_outputs(folder, executed, config, run_id: str, processed, reports_
                if events is not None else pd.DataFrame())
     atomic_write_text(folder / "stage_metrics.json", metrics.to_json(orient="records", indent=2))
 
+    missing = limitations(config, _read_frame(processed / "customers.parquet"), feedback,
+                          segmentation_note=records.get("segmentation_note"))
+
     prev = previous_run(reports_dir, config.name, before=created)
     prev_metrics = None
     if prev is not None:
@@ -502,7 +505,7 @@ def build_run_outputs(folder, executed, config, run_id: str, processed, reports_
         "headline": headline, "kpi_breaches": int((kpis["status"] == "breach").sum()),
         "kpis_checked": int(len(kpis)), "previous_run": prev["run_id"] if prev else None,
         "changes_better": n_better, "changes_worse": n_worse, "seconds": seconds or {},
-        "figures": sorted(figures),
+        "figures": sorted(figures), "limitations": missing,
     }
     atomic_write_text(folder / "run.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str))
 
@@ -516,7 +519,7 @@ def build_run_outputs(folder, executed, config, run_id: str, processed, reports_
 
     env = _env()
     page = env.get_template("report.html.j2").render(
-        summary=summary, config=config, headline=headline,
+        summary=summary, config=config, headline=headline, limitations=missing,
         breaches=kpis[kpis["status"] == "breach"].to_dict("records"),
         unknown_kpis=kpis[kpis["status"] == "unknown"].to_dict("records"),
         ok_kpis=kpis[kpis["status"] == "ok"].to_dict("records"),
@@ -600,9 +603,54 @@ def objectives_markdown(config) -> str:
             f"listening post{'s' if len(config.kpis) != 1 else ''} (KPIs) will be checked on every run.")
 
 
+#: What a run without customers or feedback cannot do, in the words the notebooks and the report use.
+NO_FEEDBACK = "No feedback: no sentiment, satisfaction, themes or quotes."
+NO_RATINGS = ("Feedback without ratings: no satisfaction figures and no model learned from ratings "
+              "(sentiment comes from the words alone).")
+NO_CUSTOMERS = "No customer attributes: segments from behaviour only."
+NO_OUTCOME = "No outcome column: no moments of truth (driver analysis needs an outcome)."
+
+
+def limitations(config, customers: pd.DataFrame | None, feedback: pd.DataFrame | None,
+                segmentation_note: str | None = None) -> list[str]:
+    """Plain sentences saying what this run could not do and why, one per missing input:
+    no feedback (:data:`NO_FEEDBACK`), feedback without a rating of the declared scale (:data:`NO_RATINGS`),
+    no customers file (:data:`NO_CUSTOMERS`), no outcome (:data:`NO_OUTCOME`; no ``outcome:`` in the config,
+    or no customers file to read it from), plus ``segmentation_note`` (e.g. segmentation skipped) when given.
+    Empty list: nothing is missing."""
+    out = []
+    if feedback is None or not len(feedback):
+        out.append(NO_FEEDBACK)
+    else:
+        rt = getattr(getattr(config, "satisfaction", None), "rating_type", None)
+        rated = feedback["rating"].notna() if "rating" in feedback.columns else pd.Series(False, index=feedback.index)
+        if rt and "rating_type" in feedback.columns:
+            rated &= feedback["rating_type"].astype("string").str.lower().eq(rt).fillna(False)
+        if not rated.any():
+            out.append(NO_RATINGS)
+    if customers is None:
+        out.append("No customer attributes." if segmentation_note else NO_CUSTOMERS)
+    if not getattr(config, "outcome", None):
+        out.append(NO_OUTCOME)
+    elif customers is None:
+        out.append(f"No customers file, so no outcome column {config.outcome!r}: no moments of truth "
+                   "(driver analysis needs an outcome).")
+    if segmentation_note:
+        out.append(segmentation_note)
+    return out
+
+
+def limitations_markdown(items: list[str]) -> str:
+    """The :func:`limitations` as a short markdown list under a heading sentence ("" when none)."""
+    if not items:
+        return "Every input was given: customers, feedback with ratings, and an outcome."
+    return "**What this run could not do, and why:**\n\n" + "\n".join(f"- {t}" for t in items)
+
+
 def data_markdown(events: pd.DataFrame, customers: pd.DataFrame | None, feedback: pd.DataFrame | None,
                   quality: pd.DataFrame | None = None) -> str:
-    """Sentences describing the gathered data: events, customers, period, feedback, doubtful rows."""
+    """Sentences describing the gathered data: events, customers, period, feedback, doubtful rows; a run
+    without a customers file or feedback says so (:data:`NO_CUSTOMERS`, :data:`NO_FEEDBACK`)."""
     n_cust = events["customer_id"].nunique()
     per = len(events) / max(n_cust, 1)
     first, last = events["timestamp"].min(), events["timestamp"].max()
@@ -610,6 +658,12 @@ def data_markdown(events: pd.DataFrame, customers: pd.DataFrame | None, feedback
              f"({per:.1f} per customer) between {first:%d %b %Y} and {last:%d %b %Y}."]
     if customers is not None:
         parts.append(f"The customer file holds {len(customers):,} customers.")
+    else:
+        parts.append(f"**{NO_CUSTOMERS}**")
+    if feedback is None:
+        parts.append(f"**{NO_FEEDBACK}**")
+    elif not len(feedback):
+        parts.append("The feedback file has no rows: no sentiment, satisfaction, themes or quotes.")
     if feedback is not None and len(feedback):
         has_text = int((feedback["text"].fillna("").str.strip().str.len() > 0).sum())
         rated = int(feedback["rating"].notna().sum()) if "rating" in feedback.columns else 0
@@ -640,7 +694,9 @@ def touchpoints_table(events: pd.DataFrame, stages, column: str = "channel", ste
 
 def voice_markdown(feedback: pd.DataFrame | None) -> str:
     """Sentences on the scored feedback: how many scored, the share negative, the most negative stage."""
-    if feedback is None or not len(feedback) or "sentiment" not in feedback.columns:
+    if feedback is None:
+        return NO_FEEDBACK
+    if not len(feedback) or "sentiment" not in feedback.columns:
         return "There is no feedback text to score in this data."
     scored = feedback[feedback["sentiment_status"] == "scored"]
     not_en = int((feedback["sentiment_status"] == "not_english").sum())
@@ -658,7 +714,11 @@ def voice_markdown(feedback: pd.DataFrame | None) -> str:
 
 def sentiment_by_stage(feedback: pd.DataFrame, stages) -> pd.DataFrame:
     """Per stage (configured order): ``comments`` (scored texts), ``sentiment_mean``, ``share_negative``
-    (score < -0.05) and ``rating_mean`` (all ratings of the declared scale as loaded)."""
+    (score < -0.05) and ``rating_mean`` (all ratings of the declared scale as loaded). No feedback (None):
+    an empty table with these columns."""
+    if feedback is None or "sentiment_status" not in feedback.columns:
+        return pd.DataFrame(columns=["comments", "sentiment_mean", "share_negative", "rating_mean"],
+                            index=pd.Index([], name="stage"))
     scored = feedback[feedback["sentiment_status"] == "scored"]
     out = scored.groupby("stage").agg(comments=("sentiment", "size"), sentiment_mean=("sentiment", "mean"),
                                       share_negative=("sentiment", lambda s: float((s < -0.05).mean())))
@@ -668,9 +728,23 @@ def sentiment_by_stage(feedback: pd.DataFrame, stages) -> pd.DataFrame:
     return out.reindex(order).round(3)
 
 
-def segments_frame(segmentation) -> pd.DataFrame:
+def voice_model_report(voice_model, feedback: pd.DataFrame | None):
+    """What notebook 02 shows about learning from ratings: the model's cross-validated figures
+    (``voice_model.cv_report``), or a sentence saying why there is none (no feedback, no ratings, too few)."""
+    if voice_model is not None:
+        return voice_model.cv_report
+    if feedback is None:
+        return NO_FEEDBACK
+    if "rating" not in feedback.columns or not feedback["rating"].notna().any():
+        return "The feedback has no ratings to learn from: lexicon only."
+    return "Too few rated comments to learn from: lexicon only."
+
+
+def segments_frame(segmentation) -> pd.DataFrame | None:
     """The ``segments.parquet`` table of a fitted segmentation: customer_id (str), segment (int, 0 =
-    largest) and segment_name."""
+    largest) and segment_name; None when segmentation was skipped (``segmentation=None``)."""
+    if segmentation is None:
+        return None
     labels = segmentation.labels
     names = getattr(segmentation, "names", {}) or {}
     out = pd.DataFrame({"customer_id": labels.index.astype(str), "segment": labels.to_numpy().astype("int64")})
@@ -678,8 +752,12 @@ def segments_frame(segmentation) -> pd.DataFrame:
     return out
 
 
-def segments_markdown(segmentation) -> str:
-    """Sentences on a fitted segmentation: k and how it was chosen, sizes and names, stability."""
+def segments_markdown(segmentation, note: str | None = None) -> str:
+    """Sentences on a fitted segmentation: k and how it was chosen, sizes and names, stability; when
+    segmentation was skipped (``segmentation=None``), ``note`` (the reason from
+    :func:`journey_analysis.segment.try_segment_customers`)."""
+    if segmentation is None:
+        return note or "Segmentation skipped: one map for all customers."
     sizes = pd.Series(segmentation.labels).value_counts().sort_index()
     names = getattr(segmentation, "names", {}) or {}
     total = int(sizes.sum())
@@ -727,6 +805,9 @@ def map_markdown(journey_map: pd.DataFrame, segment: str = OVERALL) -> str:
     if "drop_off" in m.columns and m["drop_off"].notna().any() and m["drop_off"].max() > 0:
         o = m.loc[m["drop_off"].idxmax()]
         parts.append(f"Most customers leave the journey at **{o['stage']}** ({o['drop_off']:.0%} of those who reach it).")
+    if "feedback_n" in m.columns and not m["feedback_n"].fillna(0).astype(float).any():
+        parts.append("No feedback reached the map: no sentiment, satisfaction, themes or quotes; the map "
+                     "shows behaviour only (the `missing` column says what is missing at each stage).")
     if "low_confidence" in m.columns:
         n_low = int(m["low_confidence"].sum())
         parts.append(f"{n_low} of {len(m)} stages rest on thin evidence (fewer than 30 observations somewhere)."
@@ -748,20 +829,24 @@ def validation_table(journey_map: pd.DataFrame) -> pd.DataFrame:
 
 
 def findings(pain: pd.DataFrame, drivers: pd.DataFrame | None, gaps: pd.DataFrame | None,
-             recs: pd.DataFrame | None, kpis: pd.DataFrame | None = None) -> dict:
+             recs: pd.DataFrame | None, kpis: pd.DataFrame | None = None, limitations: list[str] | None = None) -> dict:
     """The headline figures of an analysis (``findings.json``):
 
     ``top_pain_point`` (stage ranked 1 by ``pain_points``) and its ``top_pain_score``; ``top_driver``
     ("stage: measure" of the best-ranked *significant* experience driver from ``moments_of_truth``, None
     when none is significant) with ``top_driver_stage`` and ``top_driver_sentence``;
     ``n_significant_drivers``; ``n_gaps_flagged`` (expectation gaps flagged); ``top_recommendation``
-    (sentence of the rank-1 recommendation); ``n_recommendations``; ``n_kpi_breaches``.
+    (sentence of the rank-1 recommendation); ``n_recommendations``; ``n_kpi_breaches``;
+    ``no_drivers_reason`` (why there is no driver analysis, from ``drivers.attrs["reason"]`` of
+    ``moments_of_truth``; None when it ran); ``limitations`` (the sentences of :func:`limitations`, when given).
     """
     out: dict = {}
     p = pain.sort_values("rank") if len(pain) else pain
     out["top_pain_point"] = str(p.iloc[0]["stage"]) if len(p) else None
     out["top_pain_score"] = float(p.iloc[0]["pain_score"]) if len(p) else None
     out["pain_ranking"] = p["stage"].astype(str).tolist() if len(p) else []
+    out["no_drivers_reason"] = (drivers.attrs.get("reason") if drivers is not None else
+                                "No driver analysis was run.")
     d = pd.DataFrame() if drivers is None or drivers.empty else drivers
     if len(d):
         d = d[(d["role"] == "driver") & d["significant"].astype(bool)].sort_values("rank")
@@ -774,6 +859,7 @@ def findings(pain: pd.DataFrame, drivers: pd.DataFrame | None, gaps: pd.DataFram
     out["top_recommendation"] = str(r.iloc[0]["sentence"]) if r is not None else None
     out["n_recommendations"] = int(len(recs)) if recs is not None else 0
     out["n_kpi_breaches"] = int((kpis["status"] == "breach").sum()) if kpis is not None and len(kpis) else 0
+    out["limitations"] = list(limitations or [])
     return out
 
 
@@ -785,8 +871,13 @@ def findings_markdown(f: dict) -> str:
     if f.get("top_driver"):
         parts.append(f"The moment of truth, the experience that moves the outcome most, is **{f['top_driver']}**: "
                      f"{f['top_driver_sentence']}")
+    elif f.get("no_drivers_reason"):
+        parts.append(f["no_drivers_reason"])
     else:
         parts.append("No stage's experience is clearly linked to the outcome (no driver's interval excludes zero).")
     if f.get("top_recommendation"):
         parts.append(f"First recommendation: {f['top_recommendation']}")
-    return " ".join(parts)
+    text = " ".join(parts)
+    if f.get("limitations"):
+        text += "\n\n" + limitations_markdown(f["limitations"])
+    return text

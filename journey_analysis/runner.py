@@ -108,8 +108,11 @@ def show_figure(fig, name: str, dpi: int = 110) -> None:
     """Display a matplotlib figure as a PNG named ``name`` and close it.
 
     The runner writes every named figure of a run to ``figures/<name>.png`` and embeds it in
-    report.html. ``name`` should be a short slug (letters, digits, ``_`` or ``-``).
+    report.html. ``name`` should be a short slug (letters, digits, ``_`` or ``-``). ``fig=None`` (nothing
+    to draw, e.g. segmentation skipped) shows nothing.
     """
+    if fig is None:
+        return
     import io
 
     from IPython.display import display
@@ -187,9 +190,18 @@ def save_artifact(obj, path) -> Path:
     numpy and timestamps converted), ``.csv`` (a DataFrame, spreadsheet formulas neutralised, no index),
     ``.joblib`` (any picklable object), anything else (str written as text). The file appears complete
     or not at all: it is written to ``.<name>.tmp-<pid>`` next to it, then moved with ``os.replace``.
+
+    ``obj=None`` (the run has no such data, e.g. no customers file or no feedback) removes any stale
+    ``path`` and writes the marker ``<name>.absent`` instead, so that :func:`load_artifact` returns None.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    absent = _absent_marker(path)
+    if obj is None:
+        path.unlink(missing_ok=True)
+        _atomic_write_bytes(absent, b"no such data in this run\n")
+        return absent
+    absent.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     suffix = path.suffix.lower()
     try:
@@ -216,12 +228,19 @@ def save_artifact(obj, path) -> Path:
     return path
 
 
+def _absent_marker(path: Path) -> Path:
+    return path.with_name(f"{path.name}.absent")
+
+
 def load_artifact(path):
     """Read an artifact written by :func:`save_artifact` (Parquet, JSON, CSV, joblib; else text).
 
+    Returns None when the earlier stage saved None (the run has no such data: marker ``<name>.absent``).
     A missing file raises :class:`JourneyError` saying which notebook to run first.
     """
     path = Path(path)
+    if not path.exists() and _absent_marker(path).exists():
+        return None
     if not path.exists():
         raise JourneyError("An artifact of an earlier stage is missing.", file=path,
                            fix="Run the earlier notebooks first (or `journey run`), with the same run_id "

@@ -783,6 +783,37 @@ def segment_customers(features: pd.DataFrame, k="auto", k_range=(2, 8), random_s
                         sample_size=sample_size, **kwargs).fit(features)
 
 
+#: Below these, :func:`try_segment_customers` skips segmentation (one map for all customers).
+MIN_SEGMENT_FEATURES = 2
+MIN_SEGMENT_CUSTOMERS = 20
+
+
+def try_segment_customers(features: pd.DataFrame, config=None, min_features: int = MIN_SEGMENT_FEATURES,
+                          min_customers: int = MIN_SEGMENT_CUSTOMERS, **kwargs) -> tuple[Segmentation | None, str | None]:
+    """:func:`segment_customers` when the data allow it, else a plain reason instead of an error.
+
+    Skipped (returns ``(None, reason)``) when fewer than ``min_features`` numeric feature columns vary
+    between customers ("Segmentation skipped: too few features ..."), when there are fewer than
+    ``min_customers`` customers, or when the fit itself refuses the data (its message is the reason).
+    Otherwise ``(fitted Segmentation, None)``. A run without segments maps all customers as one group.
+    """
+    from journey_analysis.errors import JourneyError
+
+    n = 0 if features is None else len(features)
+    if n < min_customers:
+        return None, (f"Segmentation skipped: too few customers ({n:,}; at least {min_customers} needed): "
+                      "one map for all customers.")
+    num = features.select_dtypes(include=["number", "bool"])
+    usable = [c for c in num.columns if num[c].nunique(dropna=True) > 1]
+    if len(usable) < min_features:
+        return None, (f"Segmentation skipped: too few features ({len(usable)} that vary between customers; "
+                      f"at least {min_features} needed): one map for all customers.")
+    try:
+        return segment_customers(features, config=config, **kwargs), None
+    except JourneyError as exc:
+        return None, f"Segmentation skipped: {exc.args[0] if exc.args else exc}: one map for all customers."
+
+
 # --------------------------------------------------------------------------------------------------
 # 3. dynamic segments
 # --------------------------------------------------------------------------------------------------
@@ -889,10 +920,12 @@ def assign_segments_by_period(events: pd.DataFrame, customers: pd.DataFrame | No
 # --------------------------------------------------------------------------------------------------
 # 4. persistence
 # --------------------------------------------------------------------------------------------------
-def save(segmentation: Segmentation, path) -> Path:
+def save(segmentation: Segmentation | None, path) -> Path | None:
     """Write a fitted segmentation with joblib. ``path``: a file, or a folder (e.g. the run's processed
     folder) which gets ``segmentation.joblib``. Returns the file path. Written to a temporary name and
-    moved into place."""
+    moved into place. ``segmentation=None`` (segmentation skipped) writes nothing and returns None."""
+    if segmentation is None:
+        return None
     import joblib
     path = Path(path)
     if path.is_dir() or not path.suffix:
@@ -933,6 +966,8 @@ def plot_k_scores_data(segmentation: Segmentation) -> pd.DataFrame:
 
 def plot_k_scores(segmentation: Segmentation):
     """Three panels (silhouette, Calinski-Harabasz, inertia) against k, the chosen k marked."""
+    if segmentation is None:  # segmentation skipped: nothing to draw
+        return None
     import matplotlib.pyplot as plt
     d = plot_k_scores_data(segmentation)
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
@@ -995,6 +1030,8 @@ def plot_profiles_data(segmentation: Segmentation, top: int = 12) -> pd.DataFram
 
 def plot_profiles(segmentation: Segmentation, top: int = 12):
     """Heatmap: features x segments, colour = standardized difference from the population (sd units)."""
+    if segmentation is None:  # segmentation skipped: nothing to draw
+        return None
     import matplotlib.pyplot as plt
     import seaborn as sns
     d = plot_profiles_data(segmentation, top)
@@ -1020,6 +1057,8 @@ def plot_sizes_data(segmentation: Segmentation) -> pd.DataFrame:
 
 def plot_sizes(segmentation: Segmentation):
     """Horizontal bars: customers per segment, labelled with the share."""
+    if segmentation is None:  # segmentation skipped: nothing to draw
+        return None
     import matplotlib.pyplot as plt
     d = plot_sizes_data(segmentation)
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(d) + 1.2))

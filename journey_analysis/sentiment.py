@@ -760,8 +760,8 @@ def fit_from_ratings(texts, ratings, scale=(1, 5), random_state: int = 0, n_spli
                        random_state=random_state)
 
 
-def score_feedback(feedback: pd.DataFrame, rating_type: str = "csat", scale=(1, 5), *,
-                   min_rated: int = 200, random_state: int = 0) -> tuple[pd.DataFrame, RatingModel | None]:
+def score_feedback(feedback: pd.DataFrame | None, rating_type: str = "csat", scale=(1, 5), *,
+                   min_rated: int = 200, random_state: int = 0) -> tuple[pd.DataFrame | None, RatingModel | None]:
     """Score every feedback text, learning from the organisation's own ratings where that wins.
 
     Every text gets the lexicon score (:func:`score_frame`). When at least ``min_rated`` texts carry
@@ -772,13 +772,17 @@ def score_feedback(feedback: pd.DataFrame, rating_type: str = "csat", scale=(1, 
     says how satisfied the customer was, and the text score must stay independent of it.
 
     Returns (a copy of ``feedback`` with ``sentiment``, ``sentiment_status``, ``sentiment_source``
-    ("lexicon", "learned" or "none"), the fitted model or None when too few ratings).
+    ("lexicon", "learned" or "none"), the fitted model or None when too few ratings). A run without
+    feedback (``feedback=None``) gives ``(None, None)``; feedback without ratings is scored by the
+    lexicon alone.
     """
+    if feedback is None:
+        return None, None
     out = feedback.drop(columns=["sentiment", "sentiment_status", "sentiment_source"], errors="ignore")
     scored = score_frame(out["text"].fillna(""))
     out = out.join(scored)
     out["sentiment_source"] = np.where(out["sentiment_status"] == "scored", "lexicon", "none")
-    if "rating" not in out.columns:
+    if "rating" not in out.columns or not out["rating"].notna().any():
         return out, None
     kind = out["rating_type"].astype("string").str.lower() if "rating_type" in out.columns else rating_type
     rated = (out["rating"].notna() & (kind == rating_type)).to_numpy() & (out["sentiment_status"] == "scored").to_numpy()

@@ -204,6 +204,15 @@ _LOOSE_APOSTROPHE = re.compile(r"(?<![a-z])'|'(?![a-z])")       # not between tw
 _SECOND_APOSTROPHE = re.compile(r"(?<![a-z])([a-z]++'[a-z]++)'")  # "a'b'c" -> words "a'b", "c"
 
 
+
+def redact_feedback(feedback, column: str = "text"):
+    """A copy of a feedback frame with ``column`` passed through :func:`redact`; None (a run without
+    feedback) gives None."""
+    if feedback is None:
+        return None
+    return feedback.assign(**{column: redact(feedback[column])})
+
+
 def _words_ascii(big: str) -> list[str]:
     """The regex words of NUL-separated lower-cased texts without non-ASCII letters, and the NULs."""
     if not big.isascii():

@@ -1,0 +1,151 @@
+"""The whole pipeline (runner.run_pipeline over the five notebooks) on partial inputs: an event log alone
+(no customers, no feedback, no outcome) and customers + events without feedback. The run must complete,
+map behaviour, and say plainly what it could not do and why."""
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from journey_analysis import report, runner
+from journey_analysis.config import DEMO_CONFIG
+from journey_analysis.journey_map import ALL
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+HELPDESK = SHARED / "eventlogs" / "helpdesk.csv.gz"
+
+
+@pytest.mark.skipif(not HELPDESK.exists(), reason=f"real event log not found: {HELPDESK}")
+def test_events_only_run_maps_behaviour_and_says_what_is_missing(tmp_path):
+    # the first 2,000 events of the real helpdesk log, and a config naming events only
+    with gzip.open(HELPDESK, "rt", encoding="utf-8") as f:
+        lines = [next(f) for _ in range(2001)]
+    (tmp_path / "helpdesk.csv").write_text("".join(lines), encoding="utf-8")
+    stages = ["Assign seriousness", "Take in charge ticket", "Wait", "Resolve ticket", "Closed"]
+    cfg = {"name": "helpdesk", "journey": "query", "title": "Help desk tickets",
+           "objective": "Resolve tickets faster", "step": "stage",
+           "data": {"events": "helpdesk.csv", "duplicates": "keep"},
+           "stages": [{"name": s} for s in stages]}
+    (tmp_path / "helpdesk.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+
+    res = runner.run_pipeline(tmp_path / "helpdesk.yaml", run_id="events-only", reports_dir=tmp_path / "reports",
+                              processed_dir=tmp_path / "processed", progress=False)
+
+    out = tmp_path / "processed" / "events-only"
+    # no customers, no feedback: recorded as absent, read back as None
+    assert runner.load_artifact(out / "customers.parquet") is None
+    assert runner.load_artifact(out / "feedback.parquet") is None
+    # the map from behaviour alone
+    m = pd.read_parquet(out / "journey_map.parquet")
+    overall = m[(m["segment"] == ALL) & m["configured"]].set_index("stage")
+    assert overall.index.tolist() == stages
+    assert (overall["customers"] > 0).all()
+    assert overall.loc["Assign seriousness", "customers"] > 400          # ~500 tickets in 2,000 events
+    assert overall["dwell_median_h"].notna().sum() >= 4
+    assert overall["sentiment_mean"].isna().all() and overall["satisfaction_mean"].isna().all()
+    assert overall["missing"].str.contains("no feedback").all()
+    # segments from behaviour only
+    segs = pd.read_parquet(out / "segments.parquet")
+    assert segs["segment"].nunique() >= 2 and len(segs) == overall.loc["Assign seriousness", "segment_customers"]
+    # no drivers, and why
+    found = json.loads((out / "findings.json").read_text())
+    assert found["n_significant_drivers"] == 0 and found["top_driver"] is None
+    assert found["no_drivers_reason"].startswith("No outcome column: no moments of truth")
+    assert pd.read_parquet(out / "drivers.parquet").empty
+    assert found["top_pain_point"] in stages
+    assert found["limitations"] == [report.NO_FEEDBACK, report.NO_CUSTOMERS, report.NO_OUTCOME]
+    # the report says it plainly
+    page = res.report.read_text(encoding="utf-8")
+    assert "What this run could not do, and why" in page
+    for sentence in (report.NO_FEEDBACK, report.NO_CUSTOMERS, report.NO_OUTCOME):
+        assert sentence in page
+    assert json.loads((res.folder / "run.json").read_text())["limitations"] == found["limitations"]
+
+
+def test_demo_without_feedback_still_finds_drivers_from_behaviour(tmp_path):
+    from journey_analysis.datasets import write_demo
+
+    paths = write_demo(tmp_path / "demo", n_customers=300, seed=0)
+    cfg = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
+    cfg["data"] = {"events": str(paths["events"]), "customers": str(paths["customers"])}
+    (tmp_path / "nofeedback.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+
+    res = runner.run_pipeline(tmp_path / "nofeedback.yaml", run_id="no-feedback", reports_dir=tmp_path / "reports",
+                              processed_dir=tmp_path / "processed", progress=False)
+
+    out = tmp_path / "processed" / "no-feedback"
+    assert runner.load_artifact(out / "feedback.parquet") is None
+    assert len(runner.load_artifact(out / "customers.parquet")) == 300
+    m = pd.read_parquet(out / "journey_map.parquet")
+    overall = m[(m["segment"] == ALL) & m["configured"]]
+    assert (overall["customers"] > 0).all() and overall["sentiment_mean"].isna().all()
+    assert overall["missing"].str.contains("no feedback").all()
+    found = json.loads((out / "findings.json").read_text())
+    assert found["no_drivers_reason"] is None                    # the outcome is there: drivers were fitted
+    drivers = pd.read_parquet(out / "drivers.parquet")
+    assert len(drivers) and set(drivers.loc[drivers["role"] == "driver", "measure"]) == {"dwell_log_h"}
+    assert found["limitations"] == [report.NO_FEEDBACK]
+    page = res.report.read_text(encoding="utf-8")
+    assert report.NO_FEEDBACK in page
+    assert report.NO_CUSTOMERS not in page and report.NO_OUTCOME not in page
+
+
+def test_feedback_without_ratings_is_scored_by_words_and_reported():
+    from journey_analysis.sentiment import score_feedback
+
+    assert score_feedback(None) == (None, None)
+    fb = pd.DataFrame({"feedback_id": ["1", "2", "3"], "customer_id": ["a", "b", "c"], "stage": ["x", "x", "y"],
+                       "text": ["Great service, thank you", "Terrible, slow and rude", ""],
+                       "rating": [float("nan")] * 3, "rating_type": [None] * 3})
+    scored, model = score_feedback(fb)
+    assert model is None
+    assert scored["sentiment_status"].tolist() == ["scored", "scored", "empty"]
+    assert scored.loc[0, "sentiment"] > 0 > scored.loc[1, "sentiment"]
+    from journey_analysis.config import load_config
+
+    cfg = load_config(DEMO_CONFIG)
+    assert report.limitations(cfg, pd.DataFrame({"customer_id": ["a"]}), scored) == [report.NO_RATINGS]
+    assert report.limitations(cfg, None, None) == [report.NO_FEEDBACK, report.NO_CUSTOMERS,
+                                                   "No customers file, so no outcome column 'churned': no moments "
+                                                   "of truth (driver analysis needs an outcome)."]
+    assert report.voice_model_report(None, scored) == "The feedback has no ratings to learn from: lexicon only."
+    assert report.voice_model_report(None, None) == report.NO_FEEDBACK
+    assert report.sentiment_by_stage(None, ["x"]).empty
+    assert report.sentiment_by_stage(scored, ["x", "y"]).loc["x", "comments"] == 2
+
+
+def test_segmentation_skipped_with_a_reason_when_data_are_too_thin():
+    from journey_analysis import segment
+
+    few = pd.DataFrame({"n_events": [1.0, 2.0, 3.0]}, index=pd.Index(["a", "b", "c"], name="customer_id"))
+    seg, note = segment.try_segment_customers(few)
+    assert seg is None and note.startswith("Segmentation skipped: too few customers (3;")
+    flat = pd.DataFrame({"n_events": range(40), "n_stages": [2.0] * 40, "worst_stage": ["x"] * 40},
+                        index=pd.Index([f"c{i}" for i in range(40)], name="customer_id"))
+    seg, note = segment.try_segment_customers(flat)
+    assert seg is None and note.startswith("Segmentation skipped: too few features (1 that vary")
+    assert report.segments_frame(None) is None and report.segments_markdown(None, note) == note
+    assert segment.plot_sizes(None) is None and segment.save(None, "unused.joblib") is None
+    rng = np.random.default_rng(0)
+    two = pd.DataFrame({"x": np.r_[rng.normal(0, 1, 30), rng.normal(8, 1, 30)], "y": rng.normal(0, 1, 60)},
+                       index=pd.Index([f"c{i}" for i in range(60)], name="customer_id"))
+    seg, note = segment.try_segment_customers(two, k=2)
+    assert note is None and seg.k == 2
+    assert seg.labels.iloc[:30].nunique() == 1 and seg.labels.iloc[0] != seg.labels.iloc[-1]
+    assert report.limitations(None, None, None, segmentation_note="Segmentation skipped: x.") == [
+        report.NO_FEEDBACK, "No customer attributes.", report.NO_OUTCOME, "Segmentation skipped: x."]
+
+
+def test_absent_artifacts_round_trip(tmp_path):
+    frame = pd.DataFrame({"a": [1]})
+    runner.save_artifact(frame, tmp_path / "f.parquet")
+    assert runner.save_artifact(None, tmp_path / "f.parquet").name == "f.parquet.absent"
+    assert not (tmp_path / "f.parquet").exists() and runner.load_artifact(tmp_path / "f.parquet") is None
+    runner.save_artifact(frame, tmp_path / "f.parquet")                  # data again: the marker goes
+    assert not (tmp_path / "f.parquet.absent").exists()
+    assert runner.load_artifact(tmp_path / "f.parquet").equals(frame)
