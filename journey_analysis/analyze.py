@@ -527,7 +527,7 @@ def recommendations(pain_points: pd.DataFrame, drivers: pd.DataFrame | None, gap
     and is significant (driver CI excluding 0 or gap CI below target / most waits over), 0.6 when only
     n >= 30, 0.3 when low confidence. ``priority`` = impact x reach x confidence. The action word follows
     the main issue: time -> "cut the wait", rating / sentiment -> "fix the experience", drop-off ->
-    "stop the drop-off". Output sorted by priority: rank, stage, action, priority, impact, reach,
+    "stop the drop-off", rework -> "fix it first time", volume alone -> "look closer at". Output sorted by priority: rank, stage, action, priority, impact, reach,
     confidence, evidence, themes, sentence.
     """
     m = map_segment(journey_map, segment).set_index("stage")
@@ -573,7 +573,9 @@ def recommendations(pain_points: pd.DataFrame, drivers: pd.DataFrame | None, gap
             if action is None:
                 main = pp.loc[s, [c for c in pp.columns if c.startswith("contrib_")]].astype(float).idxmax()
                 action = {"contrib_over_time": "cut the wait", "contrib_drop_off": "stop the drop-off",
-                          "contrib_rework": "fix it first time"}.get(main, "fix the experience")
+                          "contrib_rework": "fix it first time",
+                          # many customers pass through, nothing measured is wrong there (yet)
+                          "contrib_volume": "look closer at"}.get(main, "fix the experience")
         action = action or "review the experience"
         sig = (len(d) > 0) or bool(g["significant"].any() if len(g) else False)
         n_ok = int(r["customers"]) >= MIN_N and not (bool(r["low_confidence"]) and not sig)

@@ -58,6 +58,9 @@ def test_events_only_run_maps_behaviour_and_says_what_is_missing(tmp_path):
     assert found["no_drivers_reason"].startswith("No outcome column: no moments of truth")
     assert pd.read_parquet(out / "drivers.parquet").empty
     assert found["top_pain_point"] in stages
+    # no feedback was measured, so no recommendation may claim the experience is broken
+    recs = pd.read_parquet(out / "recommendations.parquet")
+    assert len(recs) and not recs["action"].eq("fix the experience").any()
     assert found["limitations"] == [report.NO_FEEDBACK, report.NO_CUSTOMERS, report.NO_OUTCOME]
     # the report says it plainly
     page = res.report.read_text(encoding="utf-8")
