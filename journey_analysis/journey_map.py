@@ -113,23 +113,11 @@ def _check_events(events: pd.DataFrame, step: str) -> None:
 
 
 def _event_dwell(events: pd.DataFrame, step: str) -> pd.DataFrame:
-    """Per event, in the order (customer_id, timestamp, row_id): customer_id, ``step``, ``dwell_s``, ``next_step``.
+    """Per-event dwell (:func:`journey_analysis.steps.event_dwell`) after the map's own input check."""
+    from journey_analysis.steps import event_dwell
 
-    ``dwell_s`` = next event's timestamp - this timestamp within the customer (NaN for the customer's last
-    event), the definition of :func:`journey_analysis.steps.step_stats` (tests check that the medians agree).
-    Used only where a per-event value is needed: the share of dwell times over an expectation here, the
-    customer features of the driver analysis. One sort + shift, no loop.
-    """
     _check_events(events, step)
-    row = events["row_id"].to_numpy() if "row_id" in events.columns else np.arange(len(events))
-    ev = pd.DataFrame({"customer_id": events["customer_id"].astype(str).to_numpy(),
-                       "timestamp": events["timestamp"].to_numpy(), step: events[step].to_numpy(), "_row": row},
-                      index=events.index)
-    ev = ev.sort_values(["customer_id", "timestamp", "_row"], kind="stable")
-    g = ev.groupby("customer_id", sort=False)
-    ev["dwell_s"] = (g["timestamp"].shift(-1) - ev["timestamp"]).dt.total_seconds()
-    ev["next_step"] = g[step].shift(-1)
-    return ev.drop(columns="_row")
+    return event_dwell(events, step)
 
 
 def _t975(n) -> np.ndarray:

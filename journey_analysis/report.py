@@ -223,11 +223,11 @@ def stage_metrics(events: pd.DataFrame, feedback: pd.DataFrame | None, stages, s
     ``sentiment_se`` (sd / sqrt(n)), ``sentiment_n`` (scored feedback at the stage),
     ``satisfaction_mean``, ``satisfaction_se``, ``satisfaction_n`` (ratings of ``rating_type``).
     """
+    from journey_analysis.steps import event_dwell
+
     stages = list(stages)
-    order_cols = ["customer_id", "timestamp"] + (["row_id"] if "row_id" in events.columns else [])
-    ev = events[order_cols + ([step] if step not in order_cols else [])].sort_values(order_cols, kind="stable")
-    nxt = ev.groupby("customer_id", sort=False)["timestamp"].shift(-1)
-    ev = ev.assign(dwell_s=(nxt - ev["timestamp"]).dt.total_seconds(), is_last=nxt.isna().to_numpy())
+    ev = event_dwell(events, step)
+    ev["is_last"] = ev["dwell_s"].isna().to_numpy()  # every event has a time, so only the last has no dwell
     g = ev.groupby(step, sort=False)
     out = pd.DataFrame({"customers": g["customer_id"].nunique()})
     d = g["dwell_s"]
@@ -370,18 +370,24 @@ HEADLINES = (("n_customers", "customers"), ("n_events", "events"), ("n_feedback"
              ("top_recommendation", "first recommendation"))
 
 
-def list_runs(reports_dir) -> list[dict]:
-    """Every complete run under ``reports_dir`` (its ``run.json``), newest first."""
-    runs = []
-    for p in Path(reports_dir).glob("*/run.json"):
+def _run_metas(folder: Path, name: str) -> list[dict]:
+    """The readable ``<run folder>/<name>`` JSON files under ``folder``, each with its ``folder`` name;
+    temporary (``.tmp-*``) and ``failed`` folders are skipped, unreadable files ignored."""
+    metas = []
+    for p in Path(folder).glob(f"*/{name}"):
         if p.parent.name.startswith(".") or p.parent.name == "failed":
             continue
         try:
             meta = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        meta["folder"] = p.parent.name
-        runs.append(meta)
+        metas.append({**meta, "folder": p.parent.name})
+    return metas
+
+
+def list_runs(reports_dir) -> list[dict]:
+    """Every complete run under ``reports_dir`` (its ``run.json``), newest first."""
+    runs = _run_metas(reports_dir, "run.json")
     return sorted(runs, key=lambda r: (r.get("created_at", ""), r.get("run_id", "")), reverse=True)
 
 
@@ -541,15 +547,8 @@ def write_index(reports_dir) -> Path:
 
     reports_dir = Path(reports_dir)
     runs = list_runs(reports_dir)
-    failed = []
-    for p in (reports_dir / "failed").glob("*/failure.json"):
-        try:
-            meta = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        meta["folder"] = p.parent.name
-        failed.append(meta)
-    failed.sort(key=lambda r: r.get("failed_at", ""), reverse=True)
+    failed = sorted(_run_metas(reports_dir / "failed", "failure.json"),
+                    key=lambda r: r.get("failed_at", ""), reverse=True)
     labels = [label for _, label in HEADLINES]
     page = _env().get_template("index.html.j2").render(
         runs=runs, failed=failed, labels=labels,

@@ -564,6 +564,27 @@ def _pair_times(log: _Log, time: str) -> np.ndarray:
     return out
 
 
+def event_dwell(events: pd.DataFrame, step: str = "stage", *, case: str = "customer_id",
+                session_gap_s: float | None = None) -> pd.DataFrame:
+    """Per event, in journey order (customer, timestamp, row_id): `case` (as text), `step`, `timestamp`,
+    `dwell_s` (next event's timestamp - this one in the same journey; NaN for a journey's last event,
+    the definition of :func:`step_stats`) and `next_step` (missing for the last event). The index is the
+    caller's. For where a per-event value is needed (shares of dwell times over an expectation, customer
+    features); the statistics themselves come from :func:`step_stats`.
+    """
+    log = _prepare(events, step, case=case, session_gap_s=session_gap_s)
+    dwell = _dwell(log)
+    nxt = np.empty(len(log.step), dtype=object)
+    if len(nxt):
+        nxt[:-1] = log.step_labels[log.step[1:]]
+        nxt[-1] = None
+        nxt[log.last] = None
+    src = events.iloc[log.pos]
+    return pd.DataFrame({case: src[case].astype(str).to_numpy(), step: src[step].to_numpy(),
+                         "timestamp": src["timestamp"].to_numpy(), "dwell_s": dwell, "next_step": nxt},
+                        index=src.index)
+
+
 @_spark_engine
 def transitions(events: pd.DataFrame, step: str = "stage", by=None, *, case: str = "customer_id",
                 session_gap_s: float | None = None, collapse_repeats: bool = False,

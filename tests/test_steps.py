@@ -433,3 +433,18 @@ def test_step_tables_equal_separate_calls(tiny):
     pd.testing.assert_frame_equal(t["step_stats"], S.step_stats(ev, by="channel", collapse_repeats=True))
     pd.testing.assert_frame_equal(t["transitions"], S.transitions(ev, by="channel", collapse_repeats=True))
     pd.testing.assert_frame_equal(t["variants"], S.variants(ev, by="channel", collapse_repeats=True))
+
+
+def test_event_dwell_per_event_matches_step_stats():
+    """Per-event dwell: next timestamp - this one within the customer (ties by row order), NaN last."""
+    t = pd.Timestamp("2024-01-01", tz="UTC")
+    ev = pd.DataFrame({"customer_id": ["B", "A", "A", "A", "B"],
+                       "stage": ["x", "x", "y", "z", "y"],
+                       "timestamp": [t, t, t + pd.Timedelta(60, "s"), t + pd.Timedelta(60, "s"), t + pd.Timedelta(30, "s")],
+                       "row_id": [0, 1, 2, 3, 4]})
+    d = S.event_dwell(ev).sort_index()
+    np.testing.assert_array_equal(d["dwell_s"].to_numpy(), [30.0, 60.0, 0.0, np.nan, np.nan])
+    assert d["next_step"].tolist()[:3] == ["y", "y", "z"] and d["next_step"].iloc[3:].isna().all()
+    med = d.groupby("stage")["dwell_s"].median()
+    st = S.step_stats(ev).set_index("stage")["dwell_median_s"]
+    assert np.allclose(med.reindex(st.index).to_numpy(), st.to_numpy(), equal_nan=True)
