@@ -176,10 +176,17 @@ def customer_stage_features(events: pd.DataFrame, feedback: pd.DataFrame | None,
     the customer has an event there. NaN where the customer has no such evidence (see
     :func:`moments_of_truth` for the rule).
     """
-    ev = _event_dwell(events, step)
-    ev.loc[ev["next_step"].isin(list(outcome_stages)).to_numpy(), "dwell_s"] = np.nan
-    g = ev.groupby(["customer_id", step], sort=False)
-    beh = pd.DataFrame({"reached": 1.0, "dwell_log_h": np.log1p(g["dwell_s"].median() / 3600.0)})
+    from journey_analysis.spark import is_spark_frame
+
+    if is_spark_frame(events):  # per-event dwell stays on Spark; one row per customer and stage comes back
+        from journey_analysis.spark import customer_stage_dwell
+
+        median_s = customer_stage_dwell(events, step, outcome_stages).set_index(["customer_id", step])["dwell_median_s"]
+    else:
+        ev = _event_dwell(events, step)
+        ev.loc[ev["next_step"].isin(list(outcome_stages)).to_numpy(), "dwell_s"] = np.nan
+        median_s = ev.groupby(["customer_id", step], sort=False)["dwell_s"].median()
+    beh = pd.DataFrame({"reached": 1.0, "dwell_log_h": np.log1p(median_s / 3600.0)})
     wide = [beh.unstack(step)]
     if feedback is not None and len(feedback) and "customer_id" in feedback.columns and step in feedback.columns:
         fb = feedback[feedback["customer_id"].notna() & feedback[step].notna()].copy()
@@ -194,6 +201,10 @@ def customer_stage_features(events: pd.DataFrame, feedback: pd.DataFrame | None,
             v = pd.DataFrame(cols).assign(customer_id=fb["customer_id"], **{step: fb[step]})
             wide.append(v.groupby(["customer_id", step], sort=False).mean().unstack(step))
     X = pd.concat(wide, axis=1)
+    # one column order whatever the engine: measures as built, stages in config order (others by name)
+    measure = {m: i for i, m in enumerate(dict.fromkeys(X.columns.get_level_values(0)))}
+    rank = {s: i for i, s in enumerate(config.stage_names)}
+    X = X[sorted(X.columns, key=lambda ks: (measure[ks[0]], rank.get(ks[1], len(rank)), str(ks[1])))]
     X.columns = [f"{s}|{k}" for k, s in X.columns]
     X.index = X.index.astype(str)
     return pd.concat([X, experience_score(X)], axis=1)

@@ -377,12 +377,19 @@ def link_feedback(feedback: pd.DataFrame, events: pd.DataFrame, step: str = "sta
         need &= False
     if need.any():
         keys = ["customer_id"] + (["journey"] if "journey" in out.columns and "journey" in events.columns else [])
-        ev = events[keys + ["timestamp", step] + (["row_id"] if "row_id" in events.columns else [])]
-        ev = ev.sort_values(["timestamp"] + (["row_id"] if "row_id" in ev.columns else []), kind="stable")
-        left = out.loc[need, keys + ["timestamp"]].reset_index().sort_values("timestamp", kind="stable")
-        merged = pd.merge_asof(left, ev.rename(columns={step: "_linked"}), on="timestamp", by=keys,
-                               direction="backward", allow_exact_matches=True)
-        merged = merged.set_index("index")["_linked"]
+        from journey_analysis.spark import is_spark_frame
+
+        if is_spark_frame(events):  # the same rule on Spark, reading the events of these customers only
+            from journey_analysis.spark import link_feedback_spark
+
+            merged = link_feedback_spark(out.loc[need], events, keys, step)
+        else:
+            ev = events[keys + ["timestamp", step] + (["row_id"] if "row_id" in events.columns else [])]
+            ev = ev.sort_values(["timestamp"] + (["row_id"] if "row_id" in ev.columns else []), kind="stable")
+            left = out.loc[need, keys + ["timestamp"]].reset_index().sort_values("timestamp", kind="stable")
+            merged = pd.merge_asof(left, ev.rename(columns={step: "_linked"}), on="timestamp", by=keys,
+                                   direction="backward", allow_exact_matches=True)
+            merged = merged.set_index("index")["_linked"]
         ok = merged.notna()
         out.loc[merged.index[ok], step] = merged[ok].to_numpy()
         out.loc[merged.index[ok], "stage_source"] = "linked"
@@ -398,7 +405,7 @@ def link_feedback(feedback: pd.DataFrame, events: pd.DataFrame, step: str = "sta
 class Gathered:
     """Everything a run reads: normalised frames and the data-quality log."""
 
-    events: pd.DataFrame
+    events: pd.DataFrame  # a Spark DataFrame with engine: spark
     customers: pd.DataFrame | None
     feedback: pd.DataFrame | None
     log: QualityLog = field(default_factory=QualityLog)
@@ -409,27 +416,37 @@ class Gathered:
 
 
 def gather(config) -> Gathered:
-    """Load, normalise and cross-check the data named in a :class:`~journey_analysis.config.RunConfig`."""
-    if config.engine == "spark":
-        raise JourneyError(
-            "This config asks for engine: spark, but the notebooks' map and analysis stages run on pandas.",
-            file=config.path, column="engine", expected="engine: pandas for `journey run` and the notebooks",
-            fix="Use engine: pandas (on a sample or period that fits one machine), or compute the step "
-                "statistics and features on Spark with journey_analysis.spark (see docs/spark.md).")
+    """Load, normalise and cross-check the data named in a :class:`~journey_analysis.config.RunConfig`.
+
+    With ``engine: spark`` the events are read and checked on Spark
+    (:func:`journey_analysis.spark.load_events_spark`: same contract, checks and rules) and stay a
+    Spark DataFrame; customers and feedback (one row per customer or comment) are read with pandas.
+    """
     log = QualityLog()
     cols = config.data.columns
-    events = load_events(config.data.events, cols.get("events"), stages=config.stage_names,
-                         step=config.step, log=log, duplicates=config.data.duplicates)
+    on_spark = config.engine == "spark"
+    if on_spark:
+        from journey_analysis import spark
+
+        events = spark.load_events_spark(config.data.events, cols.get("events"), stages=config.stage_names,
+                                         step=config.step, log=log, duplicates=config.data.duplicates,
+                                         spark=spark.get_spark(config=config))
+    else:
+        events = load_events(config.data.events, cols.get("events"), stages=config.stage_names,
+                             step=config.step, log=log, duplicates=config.data.duplicates)
     customers = feedback = None
     if config.data.customers is not None:
         customers = load_customers(config.data.customers, cols.get("customers"), log=log)
-        unknown = ~events["customer_id"].isin(customers["customer_id"])
-        log.add(config.data.events, "unknown_customer", int(unknown.sum()), events.loc[unknown, "row_id"] + 1)
-        if "created_at" in customers.columns:
-            created = events["customer_id"].map(customers.set_index("customer_id")["created_at"])
-            early = (events["timestamp"] < created).to_numpy()
-            log.add(config.data.events, "before_customer_created", int(early.sum()),
-                    events.loc[early, "row_id"] + 1)
+        if on_spark:
+            spark.check_customers_spark(events, customers, log, config.data.events)
+        else:
+            unknown = ~events["customer_id"].isin(customers["customer_id"])
+            log.add(config.data.events, "unknown_customer", int(unknown.sum()), events.loc[unknown, "row_id"] + 1)
+            if "created_at" in customers.columns:
+                created = events["customer_id"].map(customers.set_index("customer_id")["created_at"])
+                early = (events["timestamp"] < created).to_numpy()
+                log.add(config.data.events, "before_customer_created", int(early.sum()),
+                        events.loc[early, "row_id"] + 1)
         if config.outcome and config.outcome not in customers.columns:
             raise JourneyError(f"The outcome column {config.outcome!r} named in the config is not in the customers file.",
                                file=config.data.customers, column=config.outcome,
@@ -444,16 +461,18 @@ def gather(config) -> Gathered:
 
 def quality_summary(g: Gathered) -> pd.DataFrame:
     """One table a person reads before trusting the data: figure, value (as text)."""
-    ev = g.events
+    from journey_analysis.steps import overview
+
+    o = overview(g.events, "stage")
     rows = [
-        ("events", f"{len(ev):,}"),
-        ("customers with events", f"{ev['customer_id'].nunique():,}"),
-        ("first event", str(ev["timestamp"].min())),
-        ("last event", str(ev["timestamp"].max())),
-        ("stages seen", f"{ev['stage'].nunique():,}"),
+        ("events", f"{o['events']:,}"),
+        ("customers with events", f"{o['customers']:,}"),
+        ("first event", str(o["first"])),
+        ("last event", str(o["last"])),
+        ("stages seen", f"{o['steps']:,}"),
     ]
-    if "duration_s" in ev.columns:
-        rows.append(("events without a service duration", f"{int(ev['duration_s'].isna().sum()):,}"))
+    if o["events_without_duration"] is not None:
+        rows.append(("events without a service duration", f"{o['events_without_duration']:,}"))
     if g.customers is not None:
         rows.append(("customers in customer file", f"{len(g.customers):,}"))
     if g.feedback is not None:

@@ -149,12 +149,29 @@ def wilson(k, n, z: float = 1.96):
     return centre - half, centre + half
 
 
-def _share_text(ev: pd.DataFrame, keys: list[str], col: str) -> pd.DataFrame:
-    """Top levels of ``col`` per group as text ("helpline 62%, webchat 30%") plus the top level and share."""
-    sub = ev.loc[ev[col].notna(), keys + [col]]
-    if sub.empty:
+def _segment_events(events, labels: pd.Series):
+    """The events of the customers in ``labels`` (customer id as text -> segment) with a ``segment``
+    column; a lazy join when ``events`` is a Spark DataFrame."""
+    from journey_analysis.spark import is_spark_frame
+
+    if is_spark_frame(events):
+        from journey_analysis.spark import attach_labels
+
+        return attach_labels(events, labels, "segment")
+    seg = events["customer_id"].astype(str).map(labels)
+    keep = seg.notna().to_numpy()
+    return events.loc[keep].assign(segment=seg.to_numpy()[keep])
+
+
+def _share_text(ev, keys: list[str], col: str) -> pd.DataFrame:
+    """Top levels of ``col`` per group as text ("helpline 62%, webchat 30%") plus the top level and share
+    (``ev``: pandas or Spark events; the counts come from :func:`journey_analysis.steps.count_by`)."""
+    from journey_analysis.steps import count_by
+
+    counts = count_by(ev, keys + [col], name="k")
+    counts = counts[counts[col].notna()].reset_index(drop=True)
+    if counts.empty:
         return pd.DataFrame(columns=keys + [f"{col}s", f"top_{col}", f"top_{col}_share"]).set_index(keys)
-    counts = sub.groupby(keys + [col], sort=False, observed=True).size().rename("k").reset_index()
     counts["share"] = counts["k"] / counts.groupby(keys, sort=False)["k"].transform("sum")
     counts = counts.sort_values(keys + ["k", col], ascending=[True] * len(keys) + [False, True])
     counts["rank"] = counts.groupby(keys, sort=False).cumcount()
@@ -174,13 +191,13 @@ def _behaviour(events: pd.DataFrame, ev_seg: pd.DataFrame | None, step: str, gap
 
     kw = {"step": step, "inactivity_gap_s": gap_s, "as_of": as_of}
     parts = [steps.step_stats(events, **kw).assign(segment=ALL)]
-    if ev_seg is not None and len(ev_seg):
+    if ev_seg is not None:
         parts.append(steps.step_stats(ev_seg, by="segment", **kw))
     out = pd.concat(parts, ignore_index=True).rename(columns=_STEP_RENAMES)
     for col in ("touchpoint", "channel"):
         if col in events.columns:
             mix = [_share_text(events, [step], col).reset_index().assign(segment=ALL)]
-            if ev_seg is not None and len(ev_seg):
+            if ev_seg is not None:
                 mix.append(_share_text(ev_seg, ["segment", step], col).reset_index())
             out = out.merge(pd.concat(mix, ignore_index=True), on=["segment", step], how="left")
     return out.drop(columns=["starts_here", "repeat_events", "service_sum_s"], errors="ignore")
@@ -364,23 +381,30 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
     duration_ratio, dwell_share_over_expected, satisfaction_gap, satisfaction_below_target (CI entirely
     below target), low_confidence (bool), low_confidence_reasons, missing (text).
     """
-    if events is None or len(events) == 0:
+    from journey_analysis import steps
+
+    if events is not None:
+        _check_events(events, step)
+    facts = steps.overview(events, step) if events is not None else {"events": 0}
+    if facts["events"] == 0:
         raise JourneyError("The events table is empty: a journey map needs at least one event.",
                            fix="Check the events file and its filters.")
-    _check_events(events, step)
     labels = segment_labels(segments)
     seg_names = [ALL]
-    seg_total = {ALL: int(events["customer_id"].nunique())}
+    seg_total = {ALL: facts["customers"]}
     ev_seg = None
     if labels is not None:
-        seg = events["customer_id"].astype(str).map(labels)
-        sizes = events.groupby(seg.to_numpy())["customer_id"].nunique()
+        ev_seg = _segment_events(events, labels)
+        sizes = steps.count_by(ev_seg, "segment", distinct="customer_id").set_index("segment")["n"]
         seg_names += sorted(sizes[sizes >= min_segment_customers].index.tolist())
-        seg_total.update(sizes.to_dict())
-        keep = seg.isin(seg_names[1:]).to_numpy()
-        ev_seg = events.loc[keep].assign(segment=seg.to_numpy()[keep])
+        seg_total.update({k: int(v) for k, v in sizes.items()})
+        small = sizes.index[sizes < min_segment_customers]
+        if len(seg_names) == 1:
+            ev_seg = None
+        elif len(small):
+            ev_seg = _segment_events(events, labels[~labels.isin(small)])
     gap_h = inactivity_gap_h if inactivity_gap_h is not None else getattr(config, "session_gap_h", None)
-    as_of = events["timestamp"].max() if as_of is None else as_of
+    as_of = facts["last"] if as_of is None else as_of
     beh = _behaviour(events, ev_seg, step, None if gap_h is None else float(gap_h) * 3600.0, as_of)
     beh = beh.rename(columns={step: "stage"})
 
@@ -481,6 +505,13 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
 
 def _share_over(events: pd.DataFrame, step: str, expected_h: pd.Series, labels: pd.Series | None) -> pd.DataFrame:
     """Share of dwell times (:func:`_event_dwell`) above the stage's expected maximum, per (segment, stage)."""
+    from journey_analysis.spark import is_spark_frame
+
+    if is_spark_frame(events):
+        from journey_analysis.spark import dwell_share_over
+
+        exp_s = (pd.to_numeric(expected_h, errors="coerce") * 3600.0).dropna()
+        return dwell_share_over(events, step, exp_s.to_dict(), labels)
     ev = _event_dwell(events, step)
     exp_s = ev[step].map(pd.to_numeric(expected_h, errors="coerce") * 3600.0)
     ok = (ev["dwell_s"].notna() & exp_s.notna()).to_numpy()

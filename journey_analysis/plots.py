@@ -294,8 +294,8 @@ def flow_data(events: pd.DataFrame, step: str = "stage", stages=None) -> pd.Data
     ], ignore_index=True)
     out["share_of_from"] = out["count"] / out.groupby("from_stage")["count"].transform("sum")
     order = list(stages or [])
-    vol = events[step].value_counts()
-    order += [s for s in vol.index if s not in order]
+    vol = steps.count_by(events, step).sort_values(["n", step], ascending=[False, True], kind="stable")
+    order += [s for s in vol[step] if s not in order]
     pos = {s: i for i, s in enumerate(order + [END])}
     out["from_order"] = out["from_stage"].map(pos)
     out["to_order"] = out["to_stage"].map(pos)

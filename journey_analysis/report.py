@@ -223,19 +223,28 @@ def stage_metrics(events: pd.DataFrame, feedback: pd.DataFrame | None, stages, s
     ``sentiment_se`` (sd / sqrt(n)), ``sentiment_n`` (scored feedback at the stage),
     ``satisfaction_mean``, ``satisfaction_se``, ``satisfaction_n`` (ratings of ``rating_type``).
     """
+    from journey_analysis.spark import is_spark_frame
     from journey_analysis.steps import event_dwell
 
     stages = list(stages)
-    ev = event_dwell(events, step)
-    ev["is_last"] = ev["dwell_s"].isna().to_numpy()  # every event has a time, so only the last has no dwell
-    g = ev.groupby(step, sort=False)
-    out = pd.DataFrame({"customers": g["customer_id"].nunique()})
-    d = g["dwell_s"]
-    out["dwell_median_s"] = d.median()
-    iqr = d.quantile(0.75) - d.quantile(0.25)
-    out["dwell_n"] = d.count()
+    if is_spark_frame(events):  # the same per-step aggregates, computed on Spark
+        from journey_analysis.spark import stage_dwell_summary
+
+        out = stage_dwell_summary(events, step)
+        iqr = out.pop("dwell_q75_s") - out.pop("dwell_q25_s")
+        last_customers = out.pop("last_customers")
+        out = out[["customers", "dwell_median_s", "dwell_n"]]
+    else:
+        ev = event_dwell(events, step)
+        ev["is_last"] = ev["dwell_s"].isna().to_numpy()  # every event has a time, so only the last has no dwell
+        g = ev.groupby(step, sort=False)
+        out = pd.DataFrame({"customers": g["customer_id"].nunique()})
+        d = g["dwell_s"]
+        out["dwell_median_s"] = d.median()
+        iqr = d.quantile(0.75) - d.quantile(0.25)
+        out["dwell_n"] = d.count()
+        last_customers = ev[ev["is_last"]].groupby(step, sort=False)["customer_id"].nunique()
     out["dwell_median_se_s"] = IQR_SE * iqr / np.sqrt(out["dwell_n"].where(out["dwell_n"] > 0))
-    last_customers = ev[ev["is_last"]].groupby(step, sort=False)["customer_id"].nunique()
     p = (last_customers.reindex(out.index).fillna(0) / out["customers"]).astype(float)
     out["dropoff_share"] = p
     out["dropoff_se"] = np.sqrt(p * (1 - p) / out["customers"])
@@ -482,11 +491,9 @@ def build_run_outputs(folder, executed, config, run_id: str, processed, reports_
     journey_map = _read_frame(processed / "journey_map.parquet")
     if journey_map is not None:
         save_artifact(journey_map, folder / "journey_map.csv")
-    events = _read_frame(processed / "events.parquet")
     feedback = _read_frame(processed / "feedback.parquet")
-    metrics = (stage_metrics(events, feedback, config.stage_names, step=config.step if config.step in events.columns
-                             else "stage", rating_type=config.satisfaction.rating_type)
-               if events is not None else pd.DataFrame())
+    metrics = _read_frame(processed / "stage_metrics.parquet")  # 04_map's, computed on the run's engine
+    metrics = pd.DataFrame() if metrics is None else metrics
     atomic_write_text(folder / "stage_metrics.json", metrics.to_json(orient="records", indent=2))
 
     missing = limitations(config, _read_frame(processed / "customers.parquet"), feedback,
@@ -650,10 +657,12 @@ def data_markdown(events: pd.DataFrame, customers: pd.DataFrame | None, feedback
                   quality: pd.DataFrame | None = None) -> str:
     """Sentences describing the gathered data: events, customers, period, feedback, doubtful rows; a run
     without a customers file or feedback says so (:data:`NO_CUSTOMERS`, :data:`NO_FEEDBACK`)."""
-    n_cust = events["customer_id"].nunique()
-    per = len(events) / max(n_cust, 1)
-    first, last = events["timestamp"].min(), events["timestamp"].max()
-    parts = [f"We have **{len(events):,} events** from **{n_cust:,} customers** "
+    from journey_analysis.steps import overview
+
+    o = overview(events, "stage")
+    n_cust, n_events, first, last = o["customers"], o["events"], o["first"], o["last"]
+    per = n_events / max(n_cust, 1)
+    parts = [f"We have **{n_events:,} events** from **{n_cust:,} customers** "
              f"({per:.1f} per customer) between {first:%d %b %Y} and {last:%d %b %Y}."]
     if customers is not None:
         parts.append(f"The customer file holds {len(customers):,} customers.")
@@ -683,11 +692,16 @@ def data_markdown(events: pd.DataFrame, customers: pd.DataFrame | None, feedback
 def touchpoints_table(events: pd.DataFrame, stages, column: str = "channel", step: str = "stage") -> pd.DataFrame:
     """Events per stage (rows, configured order) and ``column`` (channel or touchpoint), with each
     stage's share of customers (``share_customers`` = distinct customers at the stage / all customers)."""
+    from journey_analysis.steps import count_by, overview
+
     if column not in events.columns:
         column = step
-    t = pd.crosstab(events[step], events[column].fillna("(missing)"))
+    counts = count_by(events, [step] if column == step else [step, column])
+    level = counts[column].astype(object).where(counts[column].notna(), "(missing)")
+    t = pd.crosstab(counts[step], level, values=counts["n"], aggfunc="sum").fillna(0).astype("int64")
     t = t.reindex([s for s in stages if s in t.index] + [s for s in t.index if s not in stages])
-    t["share_customers"] = (events.groupby(step)["customer_id"].nunique() / events["customer_id"].nunique()).round(3)
+    reach = count_by(events, [step], distinct="customer_id").set_index(step)["n"]
+    t["share_customers"] = (reach / overview(events, step)["customers"]).round(3)
     return t
 
 

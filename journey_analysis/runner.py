@@ -193,15 +193,27 @@ def save_artifact(obj, path) -> Path:
 
     ``obj=None`` (the run has no such data, e.g. no customers file or no feedback) removes any stale
     ``path`` and writes the marker ``<name>.absent`` instead, so that :func:`load_artifact` returns None.
+    A Spark DataFrame (``engine: spark``) is written by Spark as a Parquet directory at ``path``, also
+    atomically (:func:`journey_analysis.spark.write_parquet_dir`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     absent = _absent_marker(path)
     if obj is None:
+        if path.is_dir():
+            import shutil
+
+            shutil.rmtree(path)
         path.unlink(missing_ok=True)
         _atomic_write_bytes(absent, b"no such data in this run\n")
         return absent
     absent.unlink(missing_ok=True)
+    from journey_analysis.spark import is_spark_frame
+
+    if is_spark_frame(obj):  # the Spark engine's events: a Parquet directory, written by Spark
+        from journey_analysis.spark import write_parquet_dir
+
+        return write_parquet_dir(obj, path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     suffix = path.suffix.lower()
     try:
@@ -232,11 +244,13 @@ def _absent_marker(path: Path) -> Path:
     return path.with_name(f"{path.name}.absent")
 
 
-def load_artifact(path):
+def load_artifact(path, config=None):
     """Read an artifact written by :func:`save_artifact` (Parquet, JSON, CSV, joblib; else text).
 
     Returns None when the earlier stage saved None (the run has no such data: marker ``<name>.absent``).
-    A missing file raises :class:`JourneyError` saying which notebook to run first.
+    A missing file raises :class:`JourneyError` saying which notebook to run first. A Parquet
+    directory (the Spark engine's events) is read lazily with Spark, in the session the run config
+    `config` describes (its ``spark:`` settings; :func:`journey_analysis.spark.get_spark`).
     """
     path = Path(path)
     if not path.exists() and _absent_marker(path).exists():
@@ -246,6 +260,10 @@ def load_artifact(path):
                            fix="Run the earlier notebooks first (or `journey run`), with the same run_id "
                                "and processed_dir parameters.")
     suffix = path.suffix.lower()
+    if suffix == ".parquet" and path.is_dir():
+        from journey_analysis import spark
+
+        return spark.get_spark(config=config).read.parquet(str(path))
     if suffix == ".parquet":
         import pandas as pd
 
@@ -270,10 +288,16 @@ def subsample_customers(events, customers=None, feedback=None, n_customers: int 
     Customers are drawn without replacement from the sorted distinct ``customer_id`` of ``events``
     with ``numpy.random.default_rng(random_state)``; returns ``(events, customers, feedback)`` keeping
     only their rows (feedback without a customer id is kept). Used for quick runs
-    (``--param n_customers=500``).
+    (``--param n_customers=500``). Events on Spark: :func:`journey_analysis.spark.subsample_customers`.
     """
     import numpy as np
 
+    from journey_analysis.spark import is_spark_frame
+
+    if is_spark_frame(events):  # a seeded sample by hash, computed on Spark (not numpy's sample)
+        from journey_analysis import spark
+
+        return spark.subsample_customers(events, customers, feedback, n_customers, random_state)
     ids = np.sort(events["customer_id"].astype(str).unique())
     if n_customers is None or n_customers >= len(ids):
         return events, customers, feedback

@@ -107,12 +107,20 @@ def get_spark(master: str | None = None, config=None, app_name: str = "journey-a
     environment variable, else "local[2]". Every other `spark.*` key of the mapping is passed to the
     builder. Always sets `spark.sql.session.timeZone=UTC` (all times in this package are UTC) and
     Arrow transfer for ``toPandas``; in local mode also 8 shuffle partitions and 2 GB driver memory
-    unless the config says otherwise.
+    unless the config says otherwise. The driver logs errors only (resources/log4j2-spark.properties,
+    unless the config sets ``spark.driver.extraJavaOptions``; ``spark.log.level`` sets the level
+    after start, default FATAL: failures reach Python as exceptions).
     """
     _require_pyspark()
     import os
+    import warnings
 
     from pyspark.sql import SparkSession
+
+    # PySpark 4 warns that it does not fully support pandas 3 on every Arrow transfer; the engines'
+    # equality tests are what we rely on, so the warnings only clutter notebooks and reports
+    for category in (FutureWarning, DeprecationWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"pyspark\.")
 
     settings = _spark_settings(config)
     master = master or settings.pop("spark.master", None) or os.environ.get("SPARK_MASTER") or "local[2]"
@@ -120,13 +128,15 @@ def get_spark(master: str | None = None, config=None, app_name: str = "journey-a
     conf = dict(DEFAULT_CONF)
     if str(master).startswith("local"):
         conf.update(LOCAL_CONF)
+    log4j = Path(__file__).with_name("resources") / "log4j2-spark.properties"
+    conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={log4j.as_uri()}"  # quiet start-up
     conf.update({str(k): str(v) for k, v in settings.items()})
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.conf.set("spark.sql.session.timeZone", "UTC")
-    spark.sparkContext.setLogLevel(conf.get("spark.log.level", "ERROR"))
+    spark.sparkContext.setLogLevel(conf.get("spark.log.level", "FATAL"))  # our errors say what failed
     return spark
 
 
@@ -149,8 +159,8 @@ def _ts_column(sdf, name: str):
     if isinstance(dtype, T.TimestampNTZType):
         # naive wall times are UTC by contract; the session time zone is UTC
         return F.col(name).cast("timestamp")
-    if isinstance(dtype, T.StringType):
-        return F.when(F.trim(F.col(name)) == "", None).otherwise(F.col(name).cast("timestamp"))
+    if isinstance(dtype, T.StringType):  # a value that does not parse becomes missing (try_cast)
+        return F.when(F.trim(F.col(name)) == "", None).otherwise(F.trim(F.col(name)).try_cast("timestamp"))
     if isinstance(dtype, T.DateType):
         return F.col(name).cast("timestamp")
     raise JourneyError(f"column {name!r} is not a time (Spark type {dtype.simpleString()})", column=name,
@@ -166,13 +176,55 @@ def _with_row_id(sdf, spark):
     from pyspark.sql import functions as F
     sdf = sdf.withColumn("_mid", F.monotonically_increasing_id())
     sdf = sdf.withColumn("_pid", F.shiftright(F.col("_mid"), 33))
-    counts = sdf.groupBy("_pid").count().toPandas().sort_values("_pid")
+    counts = _collect(sdf.groupBy("_pid").count().toPandas).sort_values("_pid")
+    if counts.empty:
+        return sdf.withColumn("row_id", F.lit(None).cast("long")).drop("_mid", "_pid")
     offsets = counts.assign(_off=counts["count"].cumsum() - counts["count"])[["_pid", "_off"]]
     off = spark.createDataFrame(offsets.astype("int64"))
     sdf = sdf.join(F.broadcast(off), "_pid", "left")
     sdf = sdf.withColumn("row_id", (F.col("_off") + F.col("_mid")
                                     - F.shiftleft(F.col("_pid"), 33)).cast("long"))
     return sdf.drop("_mid", "_pid", "_off")
+
+
+def _read_source(path_or_dir, spark, fmt: str | None = None):
+    """The rows of a Parquet file/directory, CSV file(s) or a list of them, as read (CSV: every
+    column as text, an empty field missing; files one by one in name order). Returns (frame, paths)."""
+    from journey_analysis.gather import _check_path, _read_head, _sniff_delimiter
+
+    paths = [Path(p) for p in (path_or_dir if isinstance(path_or_dir, (list, tuple)) else [path_or_dir])]
+    for p in paths:
+        if not p.exists():
+            raise JourneyError("events not found", file=p, fix="check the path (data.events in the config)")
+        if p.is_dir() and not any(q.is_file() and not q.name.startswith(("_", ".")) for q in p.rglob("*")):
+            raise JourneyError("The directory has no data files.", file=p,
+                               expected="Parquet files (partitioned key=value/ folders or not) or CSV files",
+                               fix="Point data.events to the folder holding the files, or to one file.")
+    if fmt is None:
+        first = paths[0]
+        names = [first.name] if first.is_file() else [q.name for q in first.rglob("*") if q.is_file()]
+        is_csv = any(n.endswith((".csv", ".csv.gz", ".csv.bz2")) for n in names) and \
+            not any(n.endswith(".parquet") for n in names)
+        fmt = "csv" if is_csv else "parquet"
+    if fmt == "csv":
+        files = []
+        for p in paths:
+            files += sorted(q for q in p.rglob("*.csv*") if q.is_file()) if p.is_dir() else [p]
+        for f in files:
+            _check_path(f)  # the pandas loader's messages for an empty file
+        sep = _sniff_delimiter(_read_head(files[0]).decode("utf-8", errors="replace"))
+        reader = (spark.read.option("header", "true").option("inferSchema", "false").option("sep", sep)
+                  .option("escape", '"').option("multiLine", "false").option("mode", "FAILFAST"))
+        parts = [reader.csv(str(f)) for f in files]
+        sdf = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
+        clean = [str(c).strip().lstrip("\ufeff") for c in sdf.columns]
+        if clean != sdf.columns:
+            sdf = sdf.toDF(*clean)
+    elif fmt == "parquet":
+        sdf = spark.read.parquet(*[str(p) for p in paths])
+    else:
+        raise JourneyError(f"unknown format {fmt!r}", expected="'parquet' or 'csv'")
+    return sdf, paths
 
 
 def read_events_spark(path_or_dir, spark=None, columns: dict | None = None, *, fmt: str | None = None,
@@ -201,28 +253,7 @@ def read_events_spark(path_or_dir, spark=None, columns: dict | None = None, *, f
     from pyspark.sql import functions as F
 
     spark = _session(spark)
-    paths = [Path(p) for p in (path_or_dir if isinstance(path_or_dir, (list, tuple)) else [path_or_dir])]
-    for p in paths:
-        if not p.exists():
-            raise JourneyError("events not found", file=p, fix="check the path (data.events in the config)")
-    if fmt is None:
-        first = paths[0]
-        names = [first.name] if first.is_file() else [q.name for q in first.rglob("*") if q.is_file()]
-        is_csv = any(n.endswith((".csv", ".csv.gz", ".csv.bz2")) for n in names) and \
-            not any(n.endswith(".parquet") for n in names)
-        fmt = "csv" if is_csv else "parquet"
-    if fmt == "csv":
-        files = []
-        for p in paths:
-            files += sorted(q for q in p.rglob("*.csv*") if q.is_file()) if p.is_dir() else [p]
-        reader = (spark.read.option("header", "true").option("inferSchema", "false")
-                  .option("escape", '"').option("multiLine", "false").option("mode", "FAILFAST"))
-        parts = [reader.csv(str(f)) for f in files]
-        sdf = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
-    elif fmt == "parquet":
-        sdf = spark.read.parquet(*[str(p) for p in paths])
-    else:
-        raise JourneyError(f"unknown format {fmt!r}", expected="'parquet' or 'csv'")
+    sdf, paths = _read_source(path_or_dir, spark, fmt)
     if columns:
         for src, dst in columns.items():
             if src in sdf.columns and src != dst:
@@ -270,6 +301,242 @@ def to_spark(events: pd.DataFrame, spark=None, *, add_row_id: bool = True):
             ev[c] = (s.dt.tz_convert("UTC") if s.dt.tz is not None else s.dt.tz_localize("UTC")).astype(
                 "datetime64[us, UTC]")
     return spark.createDataFrame(ev)
+
+
+# --------------------------------------------------------------------------------------------
+# Gathering on Spark (engine: spark): the events contract and its doubtful-row rules
+# --------------------------------------------------------------------------------------------
+#: Text that a spreadsheet would run as a formula (the rule of journey_analysis.gather).
+_FORMULA = r"^([=+@]|-[^0-9.])"
+_NOT_TEXT = {"row_id", "timestamp", "end_timestamp", "start_timestamp", "duration_s"}
+
+
+def _is_blank(col):
+    from pyspark.sql import functions as F
+    return col.isNull() | (F.trim(col.cast("string")) == "")
+
+
+def _first_rows(flagged, flag: str, value: str | None = None, n: int = 5):
+    """1-based data rows (row_id + 1) of the first `n` rows where `flag` holds, in file order, and
+    their `value` (text)."""
+    from pyspark.sql import functions as F
+    sel = [F.col("row_id")] + ([F.col(value).cast("string").alias("_val")] if value else [])
+    got = flagged.filter(F.col(flag)).select(*sel).orderBy("row_id").limit(n).collect()
+    return [int(r["row_id"]) + 1 for r in got], ([r["_val"] for r in got] if value else [])
+
+
+def load_events_spark(path, columns: dict | None = None, stages=None, step: str = "stage", log=None,
+                      duplicates: str = "drop", spark=None, fmt: str | None = None):
+    """:func:`journey_analysis.gather.load_events` on Spark: the same contract, checks and rules.
+
+    Reads a Parquet file or directory (partitioned or not) or CSV file(s) (see
+    :func:`read_events_spark`), maps columns like the pandas loader (``columns``, then ``case_id`` ->
+    ``customer_id``, ``activity`` -> ``stage``), and checks every row in one Spark job:
+
+    * fatal (:class:`JourneyError` with the first rows and values): a required column missing, a
+      blank ``customer_id``, ``stage`` or ``timestamp``, a time that does not parse (Spark reads ISO
+      8601 with or without an offset; naive = UTC), a ``duration_s`` column mostly not numbers;
+    * doubtful rows, logged in `log` with the same checks and rules as pandas: ``naive_timestamp``
+      (the column mixes values with and without an offset), ``bad_rating`` (a duration that is not a
+      number: set missing), ``negative_duration`` (set missing), ``formula_cell``,
+      ``exact_duplicate`` (identical rows but ``row_id``: later copies removed unless
+      ``duplicates="keep"``), ``unknown_stage``.
+
+    ``row_id`` is kept when the source has it (events we wrote to Parquet), else it is the 0-based
+    position in the order Spark reads the rows (exact for CSV). Returns a lazy Spark DataFrame
+    (persisted: the checks and later stages read the same rows); nothing is collected but the
+    counts and the first rows of each failing check.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from journey_analysis.gather import _OFFSET
+    from journey_analysis.schema import _EXPECTED, REQUIRED, QualityLog, validate
+
+    log = QualityLog() if log is None else log
+    spark = _session(spark)
+    sdf, _ = _read_source(path, spark, fmt)
+    for src, dst in (columns or {}).items():
+        if src in sdf.columns and src != dst:
+            sdf = sdf.withColumnRenamed(src, dst)
+    if "case_id" in sdf.columns and "customer_id" not in sdf.columns:
+        sdf = sdf.withColumnRenamed("case_id", "customer_id")
+    if "activity" in sdf.columns and "stage" not in sdf.columns and step in ("stage", "activity"):
+        sdf = sdf.withColumn("stage", F.col("activity"))
+    if step != "stage" and step in sdf.columns and "stage" not in sdf.columns:
+        sdf = sdf.withColumn("stage", F.col(step))
+    if any(c not in sdf.columns for c in REQUIRED["events"]):
+        validate(pd.DataFrame(columns=sdf.columns), "events", path)  # the loaders' missing-column message
+    if "duration" in sdf.columns and "duration_s" not in sdf.columns:
+        sdf = sdf.withColumnRenamed("duration", "duration_s")
+    sdf = (sdf.withColumn("row_id", F.col("row_id").cast("long")) if "row_id" in sdf.columns
+           else _with_row_id(sdf, spark))
+    sdf = sdf.select("row_id", *[F.col(c).cast("string").alias(c) if c in ("customer_id", "stage") else F.col(c)
+                                 for c in sdf.columns if c != "row_id"])
+
+    # per-row flags, computed with the parsed values in one select
+    flags: dict[str, object] = {"_f_customer": _is_blank(F.col("customer_id")), "_f_stage": _is_blank(F.col("stage"))}
+    values, raws = {}, {}
+    times = [c for c in ("timestamp", "end_timestamp", "start_timestamp") if c in sdf.columns]
+    for col in times:
+        raw = F.col(col)
+        if isinstance(sdf.schema[col].dataType, T.StringType):
+            text = F.trim(raw)
+            blank = raw.isNull() | (text == "")
+            values[col] = F.when(~blank, text.try_cast("timestamp"))
+            raws[f"_raw_{col}"] = raw
+            flags[f"_f_{col}_bad"] = ~blank & values[col].isNull()
+            flags[f"_f_{col}_naive"] = ~blank & ~text.rlike(_OFFSET)
+            flags[f"_f_{col}_set"] = ~blank
+        else:
+            values[col] = _ts_column(sdf, col)
+            blank = values[col].isNull()
+        flags[f"_f_{col}_blank"] = blank
+    if "duration_s" in sdf.columns:
+        raw = F.col("duration_s")
+        if isinstance(sdf.schema["duration_s"].dataType, T.StringType):
+            text = F.trim(raw)
+            blank = raw.isNull() | (text == "")
+            num = F.when(~blank, F.regexp_replace(text, ",", ".").try_cast("double"))
+            flags["_f_duration_bad"] = ~blank & num.isNull()
+            flags["_f_duration_set"] = ~blank
+        else:
+            num = F.when(~F.isnan(raw.cast("double")), raw.cast("double"))
+        values["duration_s"] = num
+    if "end_timestamp" in sdf.columns:
+        svc = (F.unix_micros(values["end_timestamp"]) - F.unix_micros(values["timestamp"])) / F.lit(1e6)
+        values["duration_s"] = F.coalesce(values["duration_s"], svc) if "duration_s" in values else svc
+    if "duration_s" in values:
+        flags["_f_negative"] = F.coalesce(values["duration_s"] < 0, F.lit(False))
+        values["duration_s"] = F.when(~flags["_f_negative"], values["duration_s"])
+    text_cols = [c for c, t in sdf.dtypes if t == "string" and c not in _NOT_TEXT]
+    formula = [F.coalesce(F.col(c).rlike(_FORMULA), F.lit(False)) for c in text_cols]
+    # Spark decodes CSV as UTF-8 and turns bytes that are not UTF-8 into U+FFFD
+    mangled = [F.coalesce(F.col(c).contains("\ufffd"), F.lit(False)) for c, t in sdf.dtypes if t == "string"]
+    flags["_f_encoding"] = reduce(lambda a, b: a | b, mangled) if mangled else F.lit(False)
+    flags["_f_formula"] = reduce(lambda a, b: a | b, formula) if formula else F.lit(False)
+    out_cols = [values.get(c, F.col(c)).alias(c) for c in sdf.columns]
+    if "duration_s" in values and "duration_s" not in sdf.columns:
+        out_cols.append(values["duration_s"].alias("duration_s"))
+    flagged = sdf.select(*out_cols, *[f.alias(n) for n, f in flags.items()], *[r.alias(n) for n, r in raws.items()])
+    content = [c for c in flagged.columns if c != "row_id" and not c.startswith(("_f_", "_raw_"))]
+    flagged = flagged.withColumn("_f_dup", F.row_number().over(
+        Window.partitionBy(*content).orderBy("row_id")) > 1)
+    kept = ~F.col("_f_dup") if duplicates == "drop" else F.lit(True)
+    known = list(stages) if stages is not None else None
+    flagged = flagged.withColumn("_f_unknown", kept & ~F.col("stage").isin(known) if known is not None else F.lit(False))
+    flagged = flagged.persist(StorageLevel.MEMORY_AND_DISK)
+    names = [c for c in flagged.columns if c.startswith("_f_")]
+    n = _collect(flagged.agg(F.count(F.lit(1)).alias("_rows"),
+                             *[F.sum(F.col(c).cast("long")).alias(c) for c in names]).collect)[0].asDict()
+    n = {k: int(v or 0) for k, v in n.items()}
+    if n["_rows"] == 0:
+        flagged.unpersist()
+        raise JourneyError("The events data has a header but no data rows.", file=path,
+                           expected="at least one data row", fix="Check the export; it may have been filtered to nothing.")
+
+    def fail(message, column, flag, expected, fix, value=None):
+        rows, vals = _first_rows(flagged, flag, value)
+        flagged.unpersist()
+        if vals:
+            message = message.replace("{values}", ", ".join(repr(v) for v in vals[:3]))
+        raise JourneyError(message, file=path, column=column, rows=rows, expected=expected, fix=fix)
+
+    if n["_f_encoding"]:
+        fail("The file is not UTF-8 text: Spark read bytes that are not UTF-8 (shown as \ufffd).", None,
+             "_f_encoding", "UTF-8 text (with or without a byte-order mark)",
+             "Re-save the file as UTF-8 (in Excel: 'CSV UTF-8'); the Spark engine reads UTF-8 only.")
+    for col in times:  # the order of gather.parse_timestamps: unparseable, then blank (required only)
+        if n.get(f"_f_{col}_bad"):
+            fail(f"{n[f'_f_{col}_bad']} value(s) in column {col!r} are not date-times ({{values}}).", col,
+                 f"_f_{col}_bad", "ISO 8601 date-times, e.g. 2024-05-01T10:00:00Z or 2024-05-01 10:00:00+01:00",
+                 "Correct those cells, or map the right column in the config.", value=f"_raw_{col}")
+        if col == "timestamp" and n["_f_timestamp_blank"]:
+            fail(f"{n['_f_timestamp_blank']} row(s) have no value in column 'timestamp'.", col, "_f_timestamp_blank",
+                 "a date-time on every row", "Fill in the missing date-times or remove those rows from the export.")
+        naive = n.get(f"_f_{col}_naive", 0)
+        if 0 < naive < n.get(f"_f_{col}_set", 0):
+            log.add(path, "naive_timestamp", naive, _first_rows(flagged, f"_f_{col}_naive")[0], detail=col)
+    if n.get("_f_duration_bad"):
+        if n["_f_duration_bad"] > 0.5 * max(1, n["_f_duration_set"]):
+            fail("Column 'duration_s' should hold numbers, but most values do not.", "duration_s",
+                 "_f_duration_bad", "numbers", "Map the right column in the config, or correct the export.")
+        log.add(path, "bad_rating", n["_f_duration_bad"], _first_rows(flagged, "_f_duration_bad")[0],
+                detail="duration_s: not a number")
+    for check, flag, detail in (("negative_duration", "_f_negative", ""), ("formula_cell", "_f_formula", ""),
+                                ("exact_duplicate", "_f_dup", "kept (duplicates: keep)" if duplicates == "keep" else "")):
+        if n.get(flag):
+            log.add(path, check, n[flag], _first_rows(flagged, flag)[0], detail=detail)
+    for col, flag in (("customer_id", "_f_customer"), ("stage", "_f_stage")):
+        if n[flag]:
+            fail(f"The events data breaks its contract: {n[flag]} row(s) have no value in column {col!r}.", col,
+                 flag, _EXPECTED[("events", col)],
+                 "Correct those rows in the source file or map the right column with `columns:` in the config.")
+    if n["_f_unknown"]:
+        found = flagged.filter(F.col("_f_unknown")).select("stage").distinct().orderBy("stage").limit(5).collect()
+        log.add(path, "unknown_stage", n["_f_unknown"], _first_rows(flagged, "_f_unknown")[0],
+                detail=", ".join(str(r["stage"]) for r in found))
+    events = flagged.filter(~F.col("_f_dup")) if duplicates == "drop" else flagged
+    return events.drop(*names, *raws)
+
+
+def check_customers_spark(events, customers: pd.DataFrame, log, file) -> None:
+    """The events-against-customers checks of :func:`journey_analysis.gather.gather` with the events
+    on Spark: ``unknown_customer`` (events of ids not in the customers file) and, when the customers
+    have ``created_at``, ``before_customer_created``; both kept and logged, with their first rows."""
+    from pyspark.sql import functions as F
+
+    spark = events.sparkSession
+    has_created = "created_at" in customers.columns
+    cust = pd.DataFrame({"customer_id": customers["customer_id"].astype(str).to_numpy()})
+    schema = "customer_id string"
+    if has_created:
+        cust["created_at"] = customers["created_at"].astype("datetime64[us, UTC]").to_numpy()
+        cust["created_at"] = cust["created_at"].astype(object).where(cust["created_at"].notna(), None)
+        schema += ", created_at timestamp"
+    cust_sdf = spark.createDataFrame(cust, schema=schema).withColumn("_known", F.lit(True))
+    j = events.select("customer_id", "timestamp", "row_id").join(cust_sdf, "customer_id", "left")
+    j = j.withColumn("_f_unknown", F.col("_known").isNull())
+    j = j.withColumn("_f_early", F.coalesce(F.col("timestamp") < F.col("created_at"), F.lit(False))
+                     if has_created else F.lit(False)).persist()
+    try:
+        n = j.agg(F.sum(F.col("_f_unknown").cast("long")).alias("u"),
+                  F.sum(F.col("_f_early").cast("long")).alias("e")).collect()[0]
+        if n["u"]:
+            log.add(file, "unknown_customer", int(n["u"]), _first_rows(j, "_f_unknown")[0])
+        if n["e"]:
+            log.add(file, "before_customer_created", int(n["e"]), _first_rows(j, "_f_early")[0])
+    finally:
+        j.unpersist()
+
+
+def link_feedback_spark(need: pd.DataFrame, events, keys: list[str], step: str = "stage") -> pd.Series:
+    """The stage of each feedback row in `need` (its `keys` and `timestamp`) by
+    :func:`journey_analysis.gather.link_feedback`'s rule, with the events on Spark: the customer's last
+    event at or before the feedback time (equal times: the later row of the file). Only the events of
+    customers in `need` are read. Returns a Series on `need`'s index (None: no earlier event)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    spark = events.sparkSession
+    fb = pd.DataFrame({k: need[k].astype(str).to_numpy() for k in keys})
+    fb["timestamp"] = need["timestamp"].astype("datetime64[us, UTC]").to_numpy()
+    fb["_fb"] = np.arange(len(need), dtype=np.int64)
+    schema = ", ".join(f"`{k}` string" for k in keys) + ", timestamp timestamp, _fb long"
+    fb_sdf = spark.createDataFrame(fb, schema=schema)
+    ev = (events.join(fb_sdf.select(*keys).distinct(), keys, "left_semi")
+          .select(*keys, "timestamp", "row_id", F.col(step).cast("string").alias("_l"),
+                  F.lit(0).alias("_kind"), F.lit(None).cast("long").alias("_fb")))
+    rows = fb_sdf.select(*keys, "timestamp", F.lit(None).cast("long").alias("row_id"),
+                         F.lit(None).cast("string").alias("_l"), F.lit(1).alias("_kind"), "_fb")
+    w = (Window.partitionBy(*keys).orderBy("timestamp", "_kind", "row_id")
+         .rowsBetween(Window.unboundedPreceding, Window.currentRow))
+    linked = (ev.unionByName(rows).withColumn("_linked", F.last("_l", ignorenulls=True).over(w))
+              .filter(F.col("_kind") == 1).select("_fb", "_linked"))
+    got = _to_pandas(linked).set_index("_fb")["_linked"].reindex(np.arange(len(need)))
+    return pd.Series(got.astype(object).where(got.notna(), None).to_numpy(), index=need.index)
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,6 +688,16 @@ def _collect(action):
         return action()
     except Exception as exc:  # Py4J / Spark exceptions carry the raise_error message
         text = str(exc)
+        if "Malformed CSV record" in text:  # mode FAILFAST: a line with another number of fields
+            import re
+
+            file = re.search(r"reading file (\S+?)\.?\s", text)
+            record = re.search(r"Malformed CSV record: ([^\n]*?)(?: SQLSTATE|\n|$)", text)
+            raise JourneyError("The file could not be read as a table: a line has another number of fields"
+                               + (f" ({record.group(1)[:120]!r})" if record else "") + ".",
+                               file=file.group(1).removeprefix("file://") if file else None,
+                               expected="the same number of delimited fields on every line",
+                               fix="Quote fields that contain the delimiter, or fix that line.") from None
         if _MISSING_MARK not in text:
             raise
         name = text.split(_MISSING_MARK)[1]
@@ -1002,3 +1279,179 @@ def segment_spark(features_sdf, k="auto", k_range=(2, 8), random_state: int = 0,
     seg.sample_rows = len(pdf)
     seg.population_rows = int(n)
     return seg, assign_segments_spark(seg, features_sdf, id_col=id_col)
+
+
+# --------------------------------------------------------------------------------------------
+# The map, the analysis and the run on Spark: per-event values stay on Spark, summaries come back
+# --------------------------------------------------------------------------------------------
+def event_dwell(events, step: str = "stage", *, case: str = "customer_id", session_gap_s: float | None = None):
+    """:func:`journey_analysis.steps.event_dwell` on Spark, as a lazy Spark DataFrame (it has one row
+    per event, so it is not collected): `case`, `step`, `timestamp`, `row_id`, `dwell_s` (next event's
+    timestamp - this one in the journey, null for the last) and `next_step` (null for the last). An
+    action on it raises the `_prepare` check (a missing id, time or step) as a JourneyError when
+    run through :func:`_collect`."""
+    from pyspark.sql import functions as F
+
+    ev, _ = _prepare(events, step, None, case, session_gap_s)
+    return ev.select(F.col("_c").alias(case), F.col("_s").alias(step),
+                     F.timestamp_micros(F.expr("_t div 1000")).alias("timestamp"), F.col("_r").alias("row_id"),
+                     ((F.col("_nt") - F.col("_t")) / F.lit(float(_NS))).alias("dwell_s"),
+                     F.col("_ns").alias("next_step"))
+
+
+def _utc(value):
+    """A timestamp collected from Spark (naive, in the session's UTC) as a UTC pandas Timestamp."""
+    if value is None or pd.isna(value):
+        return pd.NaT
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def overview(events, step: str = "stage", *, case: str = "customer_id") -> dict:
+    """:func:`journey_analysis.steps.overview` on Spark: one aggregation over the events."""
+    from pyspark.sql import functions as F
+
+    from journey_analysis.steps import require_columns
+
+    require_columns(events.columns, [case, "timestamp", step])
+    aggs = [F.count(F.lit(1)).alias("events"), F.countDistinct(case).alias("customers"),
+            F.min("timestamp").alias("first"), F.max("timestamp").alias("last"), F.countDistinct(step).alias("steps")]
+    if "duration_s" in events.columns:
+        aggs.append(F.sum(F.col("duration_s").isNull().cast("long")).alias("events_without_duration"))
+    row = _collect(events.agg(*aggs).collect)[0].asDict()
+    out = {k: int(row[k] or 0) for k in ("events", "customers", "steps")}
+    out.update(first=_utc(row["first"]), last=_utc(row["last"]),
+               events_without_duration=int(row["events_without_duration"] or 0) if "duration_s" in events.columns else None)
+    return out
+
+
+def count_by(events, keys, *, distinct: str | None = None, name: str = "n") -> pd.DataFrame:
+    """:func:`journey_analysis.steps.count_by` on Spark (rows, or distinct `distinct` values, per
+    group of `keys`; a missing key is a group), collected and sorted like the pandas engine."""
+    from pyspark.sql import functions as F
+
+    keys = _as_list(keys)
+    agg = F.countDistinct(distinct) if distinct else F.count(F.lit(1))
+    out = _to_pandas(events.groupBy(*keys).agg(agg.alias(name)))
+    out[name] = out[name].astype(np.int64)
+    return out.sort_values(keys, kind="stable", ignore_index=True)
+
+
+def attach_labels(events, labels: pd.Series, name: str = "segment", *, case: str = "customer_id"):
+    """The events of labelled customers with their label in column `name` (an inner join with the
+    pandas Series `labels`: customer id as text -> label). Lazy."""
+    spark = events.sparkSession
+    lab = pd.DataFrame({case: labels.index.astype(str), name: labels.astype(str).to_numpy()})
+    lab_sdf = spark.createDataFrame(lab, schema=f"`{case}` string, `{name}` string")
+    return events.join(lab_sdf, case, "inner")
+
+
+def dwell_share_over(events, step: str, expected_s: dict, labels: pd.Series | None = None,
+                     segment_names=None) -> pd.DataFrame:
+    """Share of dwell times above the stage's expected maximum (seconds, `expected_s`: step ->
+    seconds), per stage for all customers ("All customers") and per (segment, stage) for the
+    labelled customers in `segment_names` (the map's rule, see journey_map._share_over). Returns
+    pandas: segment, stage, dwell_share_over_expected."""
+    from pyspark.sql import functions as F
+
+    from journey_analysis.journey_map import ALL
+
+    exp = {str(k): float(v) for k, v in expected_s.items() if v is not None and np.isfinite(v)}
+    cols = ["segment", "stage", "dwell_share_over_expected"]
+    if not exp:
+        return pd.DataFrame(columns=cols)
+    ev = event_dwell(events, step).filter(F.col(step).isin(list(exp)) & F.col("dwell_s").isNotNull())
+    lookup = F.create_map(*[x for k, v in exp.items() for x in (F.lit(k), F.lit(v))])
+    ev = ev.withColumn("_o", (F.col("dwell_s") > lookup[F.col(step)]).cast("double"))
+    parts = [_to_pandas(ev.groupBy(step).agg(F.avg("_o").alias(cols[2]))).assign(segment=ALL)]
+    if labels is not None:
+        lab = labels[labels.isin(list(segment_names))] if segment_names is not None else labels
+        seg = attach_labels(ev, lab, "segment")
+        parts.append(_to_pandas(seg.groupBy("segment", step).agg(F.avg("_o").alias(cols[2]))))
+    out = pd.concat(parts, ignore_index=True).rename(columns={step: "stage"})
+    out[cols[2]] = out[cols[2]].astype(float)
+    return out[cols]
+
+
+def customer_stage_dwell(events, step: str = "stage", outcome_stages=()) -> pd.DataFrame:
+    """Per (customer, stage) with an event there: the median dwell in seconds of the customer's events
+    at the stage, leaving out dwell times whose next step is one of `outcome_stages` (NaN when none
+    is left): the input of :func:`journey_analysis.analyze.customer_stage_features`. Pandas frame
+    customer_id, step, dwell_median_s (one row per customer and stage reached)."""
+    from pyspark.sql import functions as F
+
+    ev = event_dwell(events, step)
+    out = list(outcome_stages)
+    if out:
+        ev = ev.withColumn("dwell_s", F.when(~F.coalesce(F.col("next_step").isin(out), F.lit(False)), F.col("dwell_s")))
+    got = _to_pandas(ev.groupBy("customer_id", step).agg(F.percentile("dwell_s", F.lit(0.5)).alias("dwell_median_s")))
+    got["dwell_median_s"] = got["dwell_median_s"].astype(float)
+    return got
+
+
+def stage_dwell_summary(events, step: str = "stage") -> pd.DataFrame:
+    """Per step: customers, dwell_n, dwell_median_s, dwell_q25_s, dwell_q75_s (exact percentiles) and
+    last_customers (customers with a last event there): the input of
+    :func:`journey_analysis.report.stage_metrics`. Indexed by step."""
+    from pyspark.sql import functions as F
+
+    ev = event_dwell(events, step)
+    d = F.col("dwell_s")
+    got = _to_pandas(ev.groupBy(step).agg(
+        F.countDistinct("customer_id").alias("customers"), F.count(d).alias("dwell_n"),
+        F.percentile(d, F.lit(0.5)).alias("dwell_median_s"), F.percentile(d, F.lit(0.25)).alias("dwell_q25_s"),
+        F.percentile(d, F.lit(0.75)).alias("dwell_q75_s"),
+        F.countDistinct(F.when(d.isNull(), F.col("customer_id"))).alias("last_customers")))
+    got = _int(got, ["customers", "dwell_n", "last_customers"])
+    return _float(got, ["dwell_median_s", "dwell_q25_s", "dwell_q75_s"]).set_index(step)
+
+
+def subsample_customers(events, customers=None, feedback=None, n_customers: int | None = None,
+                        random_state: int = 0):
+    """:func:`journey_analysis.runner.subsample_customers` with the events on Spark: the `n_customers`
+    customers with the smallest seeded hash (``xxhash64(customer_id, random_state)``; ties by id), so
+    the same seed gives the same sample on any cluster. It is not the pandas engine's sample (numpy's
+    generator over the sorted ids): use it for quick runs, not to compare engines."""
+    from pyspark.sql import functions as F
+
+    if n_customers is None:
+        return events, customers, feedback
+    ids = events.select("customer_id").distinct()
+    picked = (ids.orderBy(F.xxhash64(F.col("customer_id"), F.lit(int(random_state))), "customer_id")
+              .limit(int(n_customers)).collect())
+    keep = [r["customer_id"] for r in picked]
+    if len(keep) < int(n_customers):  # fewer customers than asked: everyone
+        return events, customers, feedback
+    spark = events.sparkSession
+    keep_sdf = spark.createDataFrame(pd.DataFrame({"customer_id": keep}), schema="customer_id string")
+    events = events.join(keep_sdf, "customer_id", "left_semi")
+    keep = set(keep)
+    if customers is not None:
+        customers = customers[customers["customer_id"].isin(keep)].reset_index(drop=True)
+    if feedback is not None:
+        feedback = feedback[feedback["customer_id"].isin(keep) | feedback["customer_id"].isna()].reset_index(drop=True)
+    return events, customers, feedback
+
+
+def write_parquet_dir(events, path) -> Path:
+    """Write a Spark DataFrame as a Parquet directory, atomically on a local or mounted file system:
+    written to ``.<name>.tmp-<pid>`` beside `path`, then renamed over it (the old copy is renamed
+    aside first and removed after), so `path` is either the old or the new complete data."""
+    import os
+    import shutil
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _collect(lambda: events.write.mode("overwrite").parquet(str(tmp)))
+        if path.is_dir():
+            os.replace(path, old)
+        elif path.exists():
+            path.unlink()
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return path

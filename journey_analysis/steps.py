@@ -34,7 +34,8 @@ from journey_analysis.errors import JourneyError
 
 __all__ = [
     "step_stats", "step_tables", "transitions", "start_end_counts", "funnel", "funnel_dropoffs", "variants",
-    "journey_durations", "cut_sessions", "bottlenecks", "pair_lifecycle", "TRANSITION_TIMES",
+    "journey_durations", "cut_sessions", "bottlenecks", "pair_lifecycle", "event_dwell", "overview", "count_by",
+    "TRANSITION_TIMES",
 ]
 
 TRANSITION_TIMES = ("dwell", "waiting", "waiting_clipped", "end_to_end")
@@ -564,13 +565,41 @@ def _pair_times(log: _Log, time: str) -> np.ndarray:
     return out
 
 
+@_spark_engine
+def overview(events: pd.DataFrame, step: str = "stage", *, case: str = "customer_id") -> dict:
+    """Headline figures of an event log (both engines): `events` (rows), `customers` (distinct
+    `case`), `first` and `last` (timestamps, UTC), `steps` (distinct `step` values) and
+    `events_without_duration` (None when there is no `duration_s` column)."""
+    require_columns(events.columns, [case, "timestamp", step])
+    ts = events["timestamp"]
+    return {"events": int(len(events)), "customers": int(events[case].nunique()),
+            "first": ts.min(), "last": ts.max(), "steps": int(events[step].nunique()),
+            "events_without_duration": (int(events["duration_s"].isna().sum()) if "duration_s" in events.columns
+                                        else None)}
+
+
+@_spark_engine
+def count_by(events: pd.DataFrame, keys, *, distinct: str | None = None, name: str = "n") -> pd.DataFrame:
+    """Rows (or, with `distinct`, distinct non-missing values of that column) per group of `keys`
+    (both engines). A missing key value is a group of its own. Columns: keys..., `name` (int64);
+    sorted by the keys (missing last)."""
+    keys = _as_list(keys)
+    g = events.groupby(keys, dropna=False, sort=False, observed=True)
+    sizes = g[distinct].nunique() if distinct else g.size()
+    out = sizes.rename(name).reset_index()
+    out[name] = out[name].astype(np.int64)
+    return out.sort_values(keys, kind="stable", ignore_index=True)
+
+
+@_spark_engine
 def event_dwell(events: pd.DataFrame, step: str = "stage", *, case: str = "customer_id",
                 session_gap_s: float | None = None) -> pd.DataFrame:
     """Per event, in journey order (customer, timestamp, row_id): `case` (as text), `step`, `timestamp`,
     `dwell_s` (next event's timestamp - this one in the same journey; NaN for a journey's last event,
     the definition of :func:`step_stats`) and `next_step` (missing for the last event). The index is the
     caller's. For where a per-event value is needed (shares of dwell times over an expectation, customer
-    features); the statistics themselves come from :func:`step_stats`.
+    features); the statistics themselves come from :func:`step_stats`. On a Spark DataFrame the
+    result is a lazy Spark DataFrame (one row per event) with `row_id` as well: aggregate it there.
     """
     log = _prepare(events, step, case=case, session_gap_s=session_gap_s)
     dwell = _dwell(log)

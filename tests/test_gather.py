@@ -216,13 +216,3 @@ def test_load_events_reads_xes_logs(tmp_path):
     assert str(ev["timestamp"].dtype) == "datetime64[ns, UTC]"
     assert ev.loc[ev["stage"] == "apply", "timestamp"].iloc[0] == pd.Timestamp("2024-01-01T09:00:00Z")
 
-
-def test_engine_spark_in_a_config_gets_a_clear_answer(tmp_path, capsys):
-    cfg = yaml.safe_load((GOOD / "config.yaml").read_text())
-    cfg["data"] = {k: str(GOOD / v) for k, v in cfg["data"].items()}
-    cfg["engine"] = "spark"
-    path = tmp_path / "spark.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    assert main(["validate", "--config", str(path)]) == 1
-    err = capsys.readouterr().err
-    assert "engine: spark" in err and "docs/spark.md" in err and "Traceback" not in err
