@@ -221,7 +221,15 @@ def _read_source(path_or_dir, spark, fmt: str | None = None):
         if clean != sdf.columns:
             sdf = sdf.toDF(*clean)
     elif fmt == "parquet":
-        sdf = spark.read.parquet(*[str(p) for p in paths])
+        try:
+            sdf = spark.read.parquet(*[str(p) for p in paths])
+        except Exception as exc:
+            if "TIMESTAMP(NANOS" not in str(exc):
+                raise
+            raise JourneyError("Spark cannot read Parquet times stored in nanoseconds.", file=paths[0],
+                               expected="Parquet timestamps in microseconds or milliseconds",
+                               fix="Write the files again with microsecond times; from pandas: "
+                                   "to_parquet(..., coerce_timestamps='us', allow_truncated_timestamps=True).") from None
     else:
         raise JourneyError(f"unknown format {fmt!r}", expected="'parquet' or 'csv'")
     return sdf, paths
