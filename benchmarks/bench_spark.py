@@ -14,7 +14,12 @@ JVM it launches), sampled every 0.1 s with psutil. Results are checked equal (rt
 Prints one line per measurement: what, events, pandas time, Spark time, ratio Spark/pandas, peak memory of
 each; then how time grows from x10 to x100.
 
-    .venv/bin/python benchmarks/bench_spark.py [--sizes 10 100] [--repeats 1] [--driver-memory 6g]
+``--work run`` measures what ``engine: spark`` does in a run instead: gathering (the loader with the whole
+contract and every doubtful-row check: ``gather.load_events`` against ``spark.load_events_spark``) and
+the journey map (``journey_map.build_map``, every activity a configured stage with an expected maximum
+of 24 h, no feedback or segments), results checked equal.
+
+    .venv/bin/python benchmarks/bench_spark.py [--sizes 10 100] [--repeats 1] [--driver-memory 6g] [--work steps|run]
 """
 from __future__ import annotations
 
@@ -66,11 +71,25 @@ def make_parquet(k: int) -> Path:
     return path
 
 
-def run_child(engine: str, path: Path, driver_memory: str) -> dict:
+def run_config(path: Path) -> Path:
+    """A run config for the replicated log: every activity a stage (expected at most 24 h)."""
+    import pandas as pd
+    import yaml
+
+    cfg = OUT / f"{path.stem}.yaml"
+    acts = sorted(pd.read_parquet(path, columns=["activity"])["activity"].unique())
+    cfg.write_text(yaml.safe_dump({"name": path.stem, "journey": "query", "step": "stage", "objective": "benchmark",
+                                   "data": {"events": str(path)},
+                                   "stages": [{"name": a, "expected_max_duration_h": 24} for a in acts]}))
+    return cfg
+
+
+def run_child(engine: str, path: Path, driver_memory: str, work: str = "steps") -> dict:
     """Run one engine in a subprocess, sampling the RSS of its process tree."""
     import psutil
 
-    cmd = [sys.executable, __file__, "--child", engine, "--path", str(path), "--driver-memory", driver_memory]
+    cmd = [sys.executable, __file__, "--child", engine, "--path", str(path), "--driver-memory", driver_memory,
+           "--work", work]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     peak = [0]
     done = threading.Event()
@@ -97,10 +116,42 @@ def run_child(engine: str, path: Path, driver_memory: str) -> dict:
     return res
 
 
-def child(engine: str, path: str, driver_memory: str) -> None:
+def child_run(engine: str, path: str, driver_memory: str) -> None:
+    """Gather + map, as a run does them; prints a JSON line with timings, the map saved for comparison."""
+    from journey_analysis.config import load_config
+    from journey_analysis.journey_map import build_map
+
+    config = load_config(run_config(Path(path)))
+    t0 = time.perf_counter()
+    res = {"session_s": 0.0}
+    if engine == "pandas":
+        from journey_analysis.gather import load_events
+        events = load_events(path, {"activity": "stage"}, stages=config.stage_names)
+    else:
+        from journey_analysis import spark as SP
+        spark = SP.get_spark("local[2]", {"spark.driver.memory": driver_memory, "spark.sql.shuffle.partitions": "8"})
+        res["session_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        events = SP.load_events_spark(path, {"activity": "stage"}, stages=config.stage_names, spark=spark)
+    res["gather_s"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    m = build_map(events, None, None, config)
+    res["map_s"] = time.perf_counter() - t1
+    res["total_s"] = time.perf_counter() - t0
+    res["events"] = int(m["events"].sum())
+    out = Path(OUT) / f"result_run_{engine}_{Path(path).stem}"
+    out.mkdir(parents=True, exist_ok=True)
+    m.drop(columns=["quotes"]).to_parquet(out / "journey_map.parquet")
+    res["results"] = str(out)
+    print(json.dumps(res))
+
+
+def child(engine: str, path: str, driver_memory: str, work: str = "steps") -> None:
     """One measured run; prints a JSON line with timings and a digest of the results."""
     import warnings
     warnings.simplefilter("ignore")
+    if work == "run":
+        return child_run(engine, path, driver_memory)
     t0 = time.perf_counter()
     res = {}
     if engine == "pandas":
@@ -142,7 +193,8 @@ def child(engine: str, path: str, driver_memory: str) -> None:
 def same_results(a: str, b: str) -> bool:
     import numpy as np
     import pandas as pd
-    for name in ("step_stats", "transitions", "variants"):
+    names = ("journey_map",) if (Path(a) / "journey_map.parquet").exists() else ("step_stats", "transitions", "variants")
+    for name in names:
         x = pd.read_parquet(Path(a) / f"{name}.parquet")
         y = pd.read_parquet(Path(b) / f"{name}.parquet")
         if list(x.columns) != list(y.columns) or len(x) != len(y):
@@ -153,7 +205,8 @@ def same_results(a: str, b: str) -> bool:
                 atol = 1e-6 if c.endswith("std_s") else 0
                 if not np.allclose(x[c], y[c], rtol=1e-9, atol=atol, equal_nan=True):
                     return False
-            elif not (x[c].astype(str).to_numpy() == y[c].astype(str).to_numpy()).all():
+            elif not ((x[c].astype(str).to_numpy() == y[c].astype(str).to_numpy())
+                      | (x[c].isna() & y[c].isna()).to_numpy()).all():
                 return False
     return True
 
@@ -163,23 +216,26 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100])
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--driver-memory", default="6g")
+    ap.add_argument("--work", choices=["steps", "run"], default="steps")
     ap.add_argument("--child")
     ap.add_argument("--path")
     args = ap.parse_args()
     if args.child:
-        child(args.child, args.path, args.driver_memory)
+        child(args.child, args.path, args.driver_memory, args.work)
         return
+    parts = ("read_s", "step_stats_s", "transitions_s", "variants_s", "total_s") if args.work == "steps" \
+        else ("gather_s", "map_s", "total_s")
     print(f"machine: {os.cpu_count()} cores; Spark local[2], driver memory {args.driver_memory}")
     print("what | events | pandas s | spark s (session s) | spark/pandas | pandas peak GB | spark peak GB | equal")
     totals = {}
     for k in args.sizes:
         path = make_parquet(k)
         for r in range(args.repeats):
-            p = run_child("pandas", path, args.driver_memory)
-            s = run_child("spark", path, args.driver_memory)
+            p = run_child("pandas", path, args.driver_memory, args.work)
+            s = run_child("spark", path, args.driver_memory, args.work)
             eq = same_results(p["results"], s["results"])
             totals.setdefault(k, []).append((p, s))
-            for part in ("read_s", "step_stats_s", "transitions_s", "variants_s", "total_s"):
+            for part in parts:
                 print(f"x{k} {part[:-2]} | {p['events']:,} | {p[part]:.1f} | {s[part]:.1f}"
                       + (f" ({s['session_s']:.1f})" if part == "total_s" else "")
                       + f" | {s[part] / max(p[part], 1e-9):.1f} | {p['peak_gb']:.2f} | {s['peak_gb']:.2f} | {eq}",
