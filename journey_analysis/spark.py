@@ -134,7 +134,13 @@ def get_spark(master: str | None = None, config=None, app_name: str = "journey-a
     builder = SparkSession.builder.master(master).appName(app_name)
     for key, value in conf.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # no Java, a wrong JAVA_HOME, an unreachable master
+        raise JourneyError(f"Spark could not start ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).",
+                           column="spark.master", expected=f"a reachable Spark master ({master}) and Java 17 or 21",
+                           fix="Check `java -version` and JAVA_HOME, and spark.master in the config's spark: "
+                               "settings; or use engine: pandas.") from None
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     spark.sparkContext.setLogLevel(conf.get("spark.log.level", "FATAL"))  # our errors say what failed
     return spark

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -182,6 +183,20 @@ def test_validate_on_spark_says_what_is_wrong_without_a_java_trace(tmp_path):
     assert done.returncode == 1
     assert "another number of fields" in done.stderr and "events_ragged.csv" in done.stderr
     assert "Traceback" not in done.stderr and "at org.apache" not in done.stderr and "Py4J" not in done.stderr
+
+
+def test_spark_that_cannot_start_says_why(tmp_path):
+    cfg = yaml.safe_load((ROOT / "tests" / "data" / "good" / "config.yaml").read_text())
+    cfg["data"] = {k: str(ROOT / "tests" / "data" / "good" / v) for k, v in cfg["data"].items()}
+    cfg.update(engine="spark", spark=SPARK)
+    path = tmp_path / "spark.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java")}
+    done = subprocess.run([sys.executable, "-m", "journey_analysis.cli", "validate", "--config", str(path)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 1
+    assert "Spark could not start" in done.stderr and "java -version" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 # ---------------------------------------------------------------------------------------------
