@@ -171,29 +171,35 @@ def test_spark_events_artifact_is_an_atomic_parquet_directory(spark, tmp_path):
     assert not path.exists() and load_artifact(path) is None
 
 
-def test_validate_on_spark_says_what_is_wrong_without_a_java_trace(tmp_path):
-    cfg = yaml.safe_load((ROOT / "tests" / "data" / "good" / "config.yaml").read_text())
-    cfg["data"] = {k: str(ROOT / "tests" / "data" / "good" / v) for k, v in cfg["data"].items()}
-    cfg["data"]["events"] = str(BAD / "events_ragged.csv")
-    cfg.update(engine="spark", spark=SPARK)
-    path = tmp_path / "spark.yaml"
+def _validate_on_spark(tmp_path, events=None, env=None, engine="spark") -> subprocess.CompletedProcess:
+    """`journey validate` in a fresh process (its own JVM) on the good test data with engine: spark."""
+    good = ROOT / "tests" / "data" / "good"
+    cfg = yaml.safe_load((good / "config.yaml").read_text())
+    cfg["data"] = {k: str(good / v) for k, v in cfg["data"].items()}
+    if events is not None:
+        cfg["data"]["events"] = str(events)
+    cfg.update(engine=engine, spark=SPARK)
+    path = tmp_path / f"{engine}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    done = subprocess.run([sys.executable, "-m", "journey_analysis.cli", "validate", "--config", str(path)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "journey_analysis.cli", "validate", "--config", str(path)],
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_validate_on_spark_prints_what_pandas_prints(tmp_path):
+    spark_run, pandas_run = _validate_on_spark(tmp_path), _validate_on_spark(tmp_path, engine="pandas")
+    assert spark_run.returncode == pandas_run.returncode == 0
+    assert spark_run.stdout == pandas_run.stdout and "Usable." in spark_run.stdout
+
+
+def test_validate_on_spark_says_what_is_wrong_without_a_java_trace(tmp_path):
+    done = _validate_on_spark(tmp_path, events=BAD / "events_ragged.csv")
     assert done.returncode == 1
     assert "another number of fields" in done.stderr and "events_ragged.csv" in done.stderr
     assert "Traceback" not in done.stderr and "at org.apache" not in done.stderr and "Py4J" not in done.stderr
 
 
 def test_spark_that_cannot_start_says_why(tmp_path):
-    cfg = yaml.safe_load((ROOT / "tests" / "data" / "good" / "config.yaml").read_text())
-    cfg["data"] = {k: str(ROOT / "tests" / "data" / "good" / v) for k, v in cfg["data"].items()}
-    cfg.update(engine="spark", spark=SPARK)
-    path = tmp_path / "spark.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java")}
-    done = subprocess.run([sys.executable, "-m", "journey_analysis.cli", "validate", "--config", str(path)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    done = _validate_on_spark(tmp_path, env={**os.environ, "JAVA_HOME": str(tmp_path / "no-java")})
     assert done.returncode == 1
     assert "Spark could not start" in done.stderr and "java -version" in done.stderr
     assert "Traceback" not in done.stderr
