@@ -1360,12 +1360,11 @@ def attach_labels(events, labels: pd.Series, name: str = "segment", *, case: str
     return events.join(lab_sdf, case, "inner")
 
 
-def dwell_share_over(events, step: str, expected_s: dict, labels: pd.Series | None = None,
-                     segment_names=None) -> pd.DataFrame:
+def dwell_share_over(events, step: str, expected_s: dict, labels: pd.Series | None = None) -> pd.DataFrame:
     """Share of dwell times above the stage's expected maximum (seconds, `expected_s`: step ->
     seconds), per stage for all customers ("All customers") and per (segment, stage) for the
-    labelled customers in `segment_names` (the map's rule, see journey_map._share_over). Returns
-    pandas: segment, stage, dwell_share_over_expected."""
+    customers in `labels` (customer id -> segment; the map's rule, see journey_map._share_over).
+    Returns pandas: segment, stage, dwell_share_over_expected."""
     from pyspark.sql import functions as F
 
     from journey_analysis.journey_map import ALL
@@ -1379,8 +1378,7 @@ def dwell_share_over(events, step: str, expected_s: dict, labels: pd.Series | No
     ev = ev.withColumn("_o", (F.col("dwell_s") > lookup[F.col(step)]).cast("double"))
     parts = [_to_pandas(ev.groupBy(step).agg(F.avg("_o").alias(cols[2]))).assign(segment=ALL)]
     if labels is not None:
-        lab = labels[labels.isin(list(segment_names))] if segment_names is not None else labels
-        seg = attach_labels(ev, lab, "segment")
+        seg = attach_labels(ev, labels, "segment")
         parts.append(_to_pandas(seg.groupBy("segment", step).agg(F.avg("_o").alias(cols[2]))))
     out = pd.concat(parts, ignore_index=True).rename(columns={step: "stage"})
     out[cols[2]] = out[cols[2]].astype(float)
