@@ -8,6 +8,7 @@ naming the file, the key and what was expected.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +34,13 @@ RATING_SCALES: dict[str, tuple[float, float]] = {
 }
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+#: A storage URI (s3a://, gs://, abfss://, hdfs://, file://, ...) rather than a local path.
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_uri(path) -> bool:
+    """True for a storage URI such as ``s3a://lake/events/`` (read by the Spark engine only)."""
+    return isinstance(path, str) and bool(_URI.match(path))
 
 
 class Stage(BaseModel):
@@ -52,7 +60,7 @@ class DataPaths(BaseModel):
     """Where the raw data is (resolved against the config file's folder) and how columns map."""
 
     model_config = _STRICT
-    events: Path
+    events: Path | str  # a local path, or a storage URI (engine: spark only)
     customers: Path | None = None
     feedback: Path | None = None
     columns: dict[Literal["events", "customers", "feedback"], dict[str, str]] = Field(default_factory=dict)
@@ -146,6 +154,13 @@ class RunConfig(BaseModel):
         return stages
 
     @model_validator(mode="after")
+    def _remote_needs_spark(self):
+        if is_uri(self.data.events) and self.engine != "spark":
+            raise ValueError(f"data.events is a storage URI ({self.data.events}); only the Spark engine reads "
+                             "remote storage: set engine: spark, or copy the files to a local folder")
+        return self
+
+    @model_validator(mode="after")
     def _kpi_stages(self):
         unknown = [k.stage for k in self.kpis if k.stage not in self.stage_names]
         if unknown:
@@ -218,7 +233,9 @@ def load_config(path: str | Path) -> RunConfig:
     if isinstance(data, dict):
         data = dict(data)
         for key in ("events", "customers", "feedback"):
-            if data.get(key):
+            if key == "events" and is_uri(str(data.get(key))):
+                data[key] = str(data[key])  # a URI stays as written (Spark reads it)
+            elif data.get(key):
                 p = Path(str(data[key])).expanduser()
                 data[key] = p if p.is_absolute() else (path.parent / p).resolve()
         raw = {**raw, "data": data}

@@ -193,12 +193,50 @@ def _with_row_id(sdf, spark):
     return sdf.drop("_mid", "_pid", "_off")
 
 
+def _csv_reader(spark, sep: str = ","):
+    return (spark.read.option("header", "true").option("inferSchema", "false").option("sep", sep)
+            .option("escape", '"').option("multiLine", "false").option("mode", "FAILFAST"))
+
+
+def _read_parquet(spark, targets: list[str]):
+    """spark.read.parquet, with a JourneyError for a path that is not there and for nanosecond times."""
+    try:
+        return spark.read.parquet(*targets)
+    except Exception as exc:
+        text = str(exc)
+        if "PATH_NOT_FOUND" in text:
+            raise JourneyError("events not found", file=targets[0],
+                               fix="check the path or URI (data.events in the config)") from None
+        if "TIMESTAMP(NANOS" in text:
+            raise JourneyError("Spark cannot read Parquet times stored in nanoseconds.", file=targets[0],
+                               expected="Parquet timestamps in microseconds or milliseconds",
+                               fix="Write the files again with microsecond times; from pandas: "
+                                   "to_parquet(..., coerce_timestamps='us', allow_truncated_timestamps=True).") from None
+        raise
+
+
 def _read_source(path_or_dir, spark, fmt: str | None = None):
     """The rows of a Parquet file/directory, CSV file(s) or a list of them, as read (CSV: every
-    column as text, an empty field missing; files one by one in name order). Returns (frame, paths)."""
+    column as text, an empty field missing; files one by one in name order). Returns (frame, paths).
+
+    Storage URIs (``s3a://``, ``gs://``, ``abfss://``, ``hdfs://``, ``file://``...) go to Spark as they
+    are: Parquet unless the name ends in .csv(.gz|.bz2), CSV comma-separated (nothing is read ahead
+    of Spark, so no delimiter sniffing or local checks)."""
+    from journey_analysis.config import is_uri
     from journey_analysis.gather import _check_path, _read_head, _sniff_delimiter
 
-    paths = [Path(p) for p in (path_or_dir if isinstance(path_or_dir, (list, tuple)) else [path_or_dir])]
+    items = list(path_or_dir) if isinstance(path_or_dir, (list, tuple)) else [path_or_dir]
+    if any(is_uri(p) for p in items):
+        targets = [str(p) for p in items]
+        fmt = fmt or ("csv" if targets[0].lower().endswith((".csv", ".csv.gz", ".csv.bz2")) else "parquet")
+        if fmt == "csv":
+            sdf = _collect(lambda: _csv_reader(spark).csv(targets))
+        elif fmt == "parquet":
+            sdf = _read_parquet(spark, targets)
+        else:
+            raise JourneyError(f"unknown format {fmt!r}", expected="'parquet' or 'csv'")
+        return sdf, targets
+    paths = [Path(p) for p in items]
     for p in paths:
         if not p.exists():
             raise JourneyError("events not found", file=p, fix="check the path (data.events in the config)")
@@ -219,23 +257,14 @@ def _read_source(path_or_dir, spark, fmt: str | None = None):
         for f in files:
             _check_path(f)  # the pandas loader's messages for an empty file
         sep = _sniff_delimiter(_read_head(files[0]).decode("utf-8", errors="replace"))
-        reader = (spark.read.option("header", "true").option("inferSchema", "false").option("sep", sep)
-                  .option("escape", '"').option("multiLine", "false").option("mode", "FAILFAST"))
+        reader = _csv_reader(spark, sep)
         parts = [reader.csv(str(f)) for f in files]
         sdf = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
         clean = [str(c).strip().lstrip("\ufeff") for c in sdf.columns]
         if clean != sdf.columns:
             sdf = sdf.toDF(*clean)
     elif fmt == "parquet":
-        try:
-            sdf = spark.read.parquet(*[str(p) for p in paths])
-        except Exception as exc:
-            if "TIMESTAMP(NANOS" not in str(exc):
-                raise
-            raise JourneyError("Spark cannot read Parquet times stored in nanoseconds.", file=paths[0],
-                               expected="Parquet timestamps in microseconds or milliseconds",
-                               fix="Write the files again with microsecond times; from pandas: "
-                                   "to_parquet(..., coerce_timestamps='us', allow_truncated_timestamps=True).") from None
+        sdf = _read_parquet(spark, [str(p) for p in paths])
     else:
         raise JourneyError(f"unknown format {fmt!r}", expected="'parquet' or 'csv'")
     return sdf, paths

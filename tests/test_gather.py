@@ -202,6 +202,18 @@ def test_config_is_validated_and_resolved():
     assert cfg.stages_frame()["stage"].tolist() == cfg.stage_names
 
 
+def test_config_keeps_a_storage_uri_for_spark_only(tmp_path):
+    cfg = yaml.safe_load((GOOD / "config.yaml").read_text())
+    cfg["data"] = {k: str(GOOD / v) for k, v in cfg["data"].items()}
+    cfg["data"]["events"] = "s3a://lake/journeys/events/"
+    path = tmp_path / "lake.yaml"
+    path.write_text(yaml.safe_dump({**cfg, "engine": "spark"}))
+    assert load_config(path).data.events == "s3a://lake/journeys/events/"  # as written, not a local path
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(JourneyError, match="only the Spark engine reads remote storage"):
+        load_config(path)
+
+
 def test_load_events_reads_xes_logs(tmp_path):
     """Process-mining logs load as they come: case -> customer, activity -> step, times in UTC."""
     from test_eventlog import XES

@@ -118,6 +118,10 @@ def test_partitioned_parquet_events_load_like_the_csv(spark, tmp_path):
     got = SP.load_events_spark(lake, spark=spark)
     assert "month" in got.columns
     _same_values(SP._to_pandas(got.orderBy("row_id"))[list(ref.columns)], ref, "partitioned")
+    by_uri = SP.load_events_spark(lake.as_uri(), spark=spark)  # a storage URI goes to Spark as written
+    assert by_uri.count() == len(ref)
+    with pytest.raises(JourneyError, match="not found"):
+        SP.load_events_spark((tmp_path / "no-lake").as_uri(), spark=spark)
 
 
 def test_feedback_linked_on_spark_like_pandas(spark):
