@@ -54,6 +54,8 @@ class Stage(BaseModel):
     target_satisfaction: float | None = None
     deliverables: tuple[str, ...] = ()
     touchpoints: tuple[str, ...] = ()
+    #: a stage where the journey is complete (delivered, closed, renewed): reaching it is completion, not drop-off
+    terminal: bool = False
 
 
 class DataPaths(BaseModel):
@@ -140,6 +142,9 @@ class RunConfig(BaseModel):
     channels: tuple[str, ...] = ()
     segmentation: Segmentation = Field(default_factory=Segmentation)
     kpis: tuple[KPI, ...] = ()
+    #: the stage where the outcome is decided, if the config says so; only that stage's own measures
+    #: are then left out of the drivers (see journey_analysis.analyze)
+    outcome_stage: str | None = None
     engine: Literal["pandas", "spark"] = "pandas"
     spark: dict[str, Any] = Field(default_factory=dict)
     path: Path | None = None
@@ -166,6 +171,18 @@ class RunConfig(BaseModel):
         if unknown:
             raise ValueError(f"KPIs name stages that are not configured: {', '.join(unknown)}")
         return self
+
+    @model_validator(mode="after")
+    def _outcome_stage_known(self):
+        if self.outcome_stage is not None and self.outcome_stage not in self.stage_names:
+            raise ValueError(f"outcome_stage {self.outcome_stage!r} is not a configured stage "
+                             f"(stages: {', '.join(self.stage_names)})")
+        return self
+
+    @property
+    def terminal_stages(self) -> list[str]:
+        """Names of the stages marked ``terminal: true`` (journey complete), in journey order."""
+        return [s.name for s in self.stages if s.terminal]
 
     @property
     def stage_names(self) -> list[str]:
