@@ -52,7 +52,8 @@ def journey_map_canvas_data(journey_map: pd.DataFrame, segment: str = ALL, pain_
     """One row per stage (columns of the canvas), with every value the canvas shows.
 
     Columns: stage, stage_order, customers, share_customers, drop_off, touchpoints, channels,
-    dwell_median_h, dwell_min_h, dwell_max_h, dwell_p90_h, expected_max_duration_h, over_expectation,
+    deliverables (what the organisation promises at the stage, from the config: assumed), dwell_median_h,
+    dwell_min_h, dwell_max_h, dwell_p90_h, expected_max_duration_h, over_expectation,
     satisfaction_mean, satisfaction_ci_low, satisfaction_ci_high, satisfaction_n, target_satisfaction,
     sentiment_mean, sentiment_ci_low, sentiment_ci_high, sentiment_n, sentiment_share_negative,
     pain_rank, pain_score, pain_label ("PAIN POINT" for rank 1, "pain #2" / "pain #3"),
@@ -69,6 +70,7 @@ def journey_map_canvas_data(journey_map: pd.DataFrame, segment: str = ALL, pain_
     out = m[cols].copy()
     out["touchpoints"] = m["touchpoints"] if "touchpoints" in m.columns else None
     out["channels"] = m["channels"] if "channels" in m.columns else None
+    out["deliverables"] = m["deliverables"] if "deliverables" in m.columns else None
     out["over_expectation"] = out["dwell_median_h"] > out["expected_max_duration_h"]
     out["quote"] = [_short_quote(q) for q in m["quotes"]]
     out["pain_rank"] = np.nan
@@ -95,7 +97,8 @@ def journey_map_canvas(journey_map: pd.DataFrame, segment: str = ALL, pain_point
                        drivers: pd.DataFrame | None = None, title: str | None = None, data: pd.DataFrame | None = None):
     """Draw the journey map as a wall canvas: stages as columns, lanes as rows; returns the Figure.
 
-    Lanes: stage header (customers, share, drop-off), touchpoints and channels, time at the stage (median
+    Lanes: stage header (customers, share, drop-off), touchpoints and channels, what the organisation
+    delivers at the stage (the config's deliverables, marked assumed), time at the stage (median
     with min-max whiskers on a log scale, the expected maximum as a red dash), satisfaction (mean with 95%
     CI against the target), the emotion curve (mean sentiment with its 95% band), pain points and the
     moment of truth, one short quote. ``data`` may be passed to draw a prepared
@@ -109,12 +112,12 @@ def journey_map_canvas(journey_map: pd.DataFrame, segment: str = ALL, pain_point
     n = len(d)
     x = np.arange(n)
     width = max(12.0, 2.5 * n + 2.2)
-    fig = plt.figure(figsize=(width, 13.5), dpi=110, facecolor="white")
-    heights = [1.05, 1.35, 1.7, 1.45, 1.9, 0.55, 1.55]
+    fig = plt.figure(figsize=(width, 14.8), dpi=110, facecolor="white")
+    heights = [1.05, 1.35, 1.2, 1.7, 1.45, 1.9, 0.55, 1.55]
     gs = fig.add_gridspec(len(heights), 1, height_ratios=heights, hspace=0.12, left=0.125, right=0.985,
                           top=0.93, bottom=0.02)
     axes = [fig.add_subplot(gs[i]) for i in range(len(heights))]
-    lane_names = ["Stage", "Touchpoints\n& channels", "Time at stage\n(median, min-max;\nred = expected max)",
+    lane_names = ["Stage", "Touchpoints\n& channels", "What we deliver\n(config, assumed)", "Time at stage\n(median, min-max;\nred = expected max)",
                   "Satisfaction\n(mean, 95% CI;\ndash = target)", "Emotion curve\n(sentiment, 95% band)",
                   "Pain points &\nmoment of truth", "In their words"]
     for i, ax in enumerate(axes):
@@ -129,7 +132,7 @@ def journey_map_canvas(journey_map: pd.DataFrame, segment: str = ALL, pain_point
         ax.spines["left"].set_color("#d5dbe3")
         ax.text(-0.02, 0.5, lane_names[i], transform=ax.transAxes, ha="right", va="center", fontsize=10,
                 fontweight="bold", color=_INK)
-    text_axes = [axes[0], axes[1], axes[5], axes[6]]
+    text_axes = [axes[0], axes[1], axes[2], axes[6], axes[7]]
     for ax in text_axes:
         ax.set_ylim(0, 1)
         ax.set_yticks([])
@@ -156,8 +159,16 @@ def journey_map_canvas(journey_map: pd.DataFrame, segment: str = ALL, pain_point
         ax.text(j, 0.28, "\n".join(textwrap.wrap(ch, 26)[:2]), ha="center", va="top", fontsize=8.6,
                 color=_BLUE, style="italic")
 
-    # lane 2: duration (log hours)
+    # lane 2: deliverables (the organisation's side of each stage, from the config)
     ax = axes[2]
+    for j, r in d.iterrows():
+        dl = [x.strip() for x in r["deliverables"].split(";") if x.strip()] if isinstance(r["deliverables"], str) else []
+        lines = [ln for item in dl[:3] for ln in textwrap.wrap("\u2022 " + item, 28)[:2]]
+        ax.text(j, 0.93, "\n".join(lines[:5]) if lines else "-", ha="center", va="top", fontsize=8.4,
+                color=_INK if lines else _GREY)
+
+    # lane 3: duration (log hours)
+    ax = axes[3]
     med = d["dwell_median_h"].to_numpy(float)
     lo = np.clip(d["dwell_min_h"].to_numpy(float), 1 / 60, None)
     hi = np.clip(d["dwell_max_h"].to_numpy(float), 1 / 60, None)
@@ -186,8 +197,8 @@ def journey_map_canvas(journey_map: pd.DataFrame, segment: str = ALL, pain_point
     ax.minorticks_off()
     ax.grid(axis="y", color="#e3e7ee", lw=0.6, zorder=0.6)
 
-    # lane 3: satisfaction
-    ax = axes[3]
+    # lane 4: satisfaction
+    ax = axes[4]
     sat = d["satisfaction_mean"].to_numpy(float)
     s_ok = np.isfinite(sat)
     tgt = d["target_satisfaction"].to_numpy(float)
@@ -212,8 +223,8 @@ def journey_map_canvas(journey_map: pd.DataFrame, segment: str = ALL, pain_point
     ax.set_ylim(base, np.ceil(smax) + 0.2)
     ax.tick_params(axis="y", labelsize=8.5)
 
-    # lane 4: emotion curve
-    ax = axes[4]
+    # lane 5: emotion curve
+    ax = axes[5]
     sm = d["sentiment_mean"].to_numpy(float)
     slo, shi = d["sentiment_ci_low"].to_numpy(float), d["sentiment_ci_high"].to_numpy(float)
     ax.axhspan(0, 1.05, color=_GREEN, alpha=0.05, zorder=0.4)
@@ -233,8 +244,8 @@ def journey_map_canvas(journey_map: pd.DataFrame, segment: str = ALL, pain_point
     ax.set_ylim(-1.05, 1.05)
     ax.set_yticks([-1, 0, 1], ["-1\nnegative", "0", "+1\npositive"], fontsize=8.5)
 
-    # lane 5: pain points and moment of truth
-    ax = axes[5]
+    # lane 6: pain points and moment of truth
+    ax = axes[6]
     for j, r in d.iterrows():
         tags = []
         if r["pain_label"]:
@@ -248,8 +259,8 @@ def journey_map_canvas(journey_map: pd.DataFrame, segment: str = ALL, pain_point
         if not tags and bool(r["low_confidence"]):
             ax.text(j, 0.5, "low confidence (n < 30)", ha="center", va="center", fontsize=8.5, color=_GREY)
 
-    # lane 6: quotes
-    ax = axes[6]
+    # lane 7: quotes
+    ax = axes[7]
     for j, r in d.iterrows():
         q = r["quote"]
         if isinstance(q, str) and q:

@@ -67,6 +67,20 @@ def test_canvas_data_equals_map_and_renders(tmp_path):
     _png(plots.journey_map_canvas(m, segment=seg), tmp_path / "canvas_seg.png")
 
 
+def test_canvas_shows_the_deliverables_lane():
+    cfg, d, m, pp, drv = run()
+    data = plots.journey_map_canvas_data(m)
+    promised = {s.name: "; ".join(s.deliverables) for s in cfg.stages}
+    assert data.set_index("stage")["deliverables"].to_dict() == promised
+    fig = plots.journey_map_canvas(m)
+    texts = " ".join(t.get_text() for ax in fig.axes for t in ax.texts).replace("\n", " ")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    assert "What we deliver" in texts
+    assert "\u2022 Helpline answered within 5 minutes" in texts and "\u2022 Online checkout" in texts
+
+
 def test_flow_data_counts(tmp_path):
     cfg, d, *_ = run()
     f = plots.flow_data(d.events, stages=cfg.stage_names)
