@@ -95,6 +95,9 @@ class Segmentation(BaseModel):
     names: dict[int, str] = Field(default_factory=dict)
     random_state: int = 0
     outcome_as_feature: bool = False
+    #: customer columns never used as segmentation features (columns derived from the outcome, e.g.
+    #: late_delivery or review_score when the outcome is a late or badly reviewed order)
+    exclude: tuple[str, ...] = ()
     #: who is segmented: everyone, or only customers with an event at ``purchase_stage``
     population: Literal["all", "purchasers"] = "all"
     purchase_stage: str = "purchase"
