@@ -297,10 +297,13 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
     Model: features standardised (mean 0, sd 1), L2 logistic regression (``C``), fitted on all customers
     with an outcome; ``n_boot`` bootstrap resamples of customers (seeded by ``random_state``) give the
     2.5 and 97.5 percentiles. ``effect`` = change in log-odds of the bad outcome per +1 sd of the feature;
-    ``odds_ratio`` = exp(effect). ``significant`` when the interval excludes 0.
+    ``odds_ratio`` = exp(effect), with its interval on the same scale (``odds_ratio_ci_low`` /
+    ``odds_ratio_ci_high`` = exp of ``ci_low`` / ``ci_high``). ``significant`` when the interval excludes 0
+    (the odds ratio's interval excludes 1).
 
     Output, one row per feature, experience drivers first ranked by |effect| (``rank``; controls have
-    none): stage, measure, role ("driver" | "control"), effect, ci_low, ci_high, odds_ratio, significant,
+    none): stage, measure, role ("driver" | "control"), effect, ci_low, ci_high, odds_ratio,
+    odds_ratio_ci_low, odds_ratio_ci_high, significant,
     sign (+1 raises the bad outcome), worse_raises_bad (True when a worse experience raises the bad
     outcome), n_observed, issue, share_bad_with_issue, share_good_with_issue, sentence.
 
@@ -387,6 +390,7 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
     out["measure"] = out["feature"].str.split("|").str[1]
     out["role"] = np.where(out["measure"] == "reached", "control", "driver")
     out["odds_ratio"] = np.exp(out["effect"])
+    out["odds_ratio_ci_low"], out["odds_ratio_ci_high"] = np.exp(out["ci_low"]), np.exp(out["ci_high"])
     out["significant"] = (out["ci_low"] > 0) | (out["ci_high"] < 0)
     out["sign"] = np.sign(out["effect"]).astype(int)
     better_is_higher = out["measure"].isin(["sentiment", "rating", "experience"])
@@ -417,7 +421,8 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
     controls = out[out["role"] == "control"].assign(rank=np.nan)
     res = pd.concat([drivers.drop(columns="abs_effect"), controls], ignore_index=True)
     res["sentence"] = [_driver_sentence(r, config.outcome) for _, r in res.iterrows()]
-    cols = ["rank", "stage", "measure", "role", "effect", "ci_low", "ci_high", "odds_ratio", "significant", "sign",
+    cols = ["rank", "stage", "measure", "role", "effect", "ci_low", "ci_high", "odds_ratio", "odds_ratio_ci_low",
+            "odds_ratio_ci_high", "significant", "sign",
             "worse_raises_bad", "n_observed", "issue", "share_bad_with_issue", "share_good_with_issue",
             "n_bad_with_evidence", "n_good_with_evidence", "sentence"]
     res = res[cols]
@@ -430,7 +435,8 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
     return res
 
 
-DRIVER_COLUMNS = ["rank", "stage", "measure", "role", "effect", "ci_low", "ci_high", "odds_ratio", "significant",
+DRIVER_COLUMNS = ["rank", "stage", "measure", "role", "effect", "ci_low", "ci_high", "odds_ratio", "odds_ratio_ci_low",
+                  "odds_ratio_ci_high", "significant",
                   "sign", "worse_raises_bad", "n_observed", "issue", "share_bad_with_issue", "share_good_with_issue",
                   "n_bad_with_evidence", "n_good_with_evidence", "sentence"]
 

@@ -58,6 +58,9 @@ def test_planted_moment_of_truth_is_top_driver(seed):
     assert drv.attrs["experience"] == "combined" and not drv["measure"].isin(["rating", "sentiment"]).any()
     # direction "negative": a worse onboarding experience raises churn (better rating -> lower odds)
     assert truth["direction"] == "negative" and top["effect"] < 0 and top["ci_high"] < 0
+    # one scale for effect sizes: the odds ratio's interval is exp of the log-odds interval and excludes 1
+    assert np.allclose(drv[["odds_ratio_ci_low", "odds_ratio_ci_high"]], np.exp(drv[["ci_low", "ci_high"]]))
+    assert top["odds_ratio_ci_low"] < top["odds_ratio"] < top["odds_ratio_ci_high"] < 1
     assert top["significant"] and top["worse_raises_bad"]
     assert top["share_bad_with_issue"] > 2 * top["share_good_with_issue"]
     # prospects (no outcome) are excluded and reported; the outcome stage is excluded (reverse causality)
