@@ -75,6 +75,40 @@ def _utf8_problem(path: Path) -> str | None:
     return None
 
 
+_COMPRESSED = {".bz2", ".zip", ".xz", ".zst", ".tar", ".tgz"}
+
+
+def _read_csv_arrow(path: Path, sep: str, head: bytes) -> pd.DataFrame | None:
+    """The same table as pandas' reader (every cell as text), read by pyarrow's multi-threaded CSV reader.
+
+    Returns None (and the caller uses pandas' reader, with its messages) for anything the two
+    readers might read differently: a file that is not UTF-8, rows with the wrong number of fields,
+    repeated or empty column names, compressions other than gzip.
+    """
+    if set(_suffixes(path)) & _COMPRESSED:
+        return None
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    first = head.split(b"\n", 1)[0] if b"\n" in head else None
+    try:
+        header = next(csv.reader([first.decode("utf-8").lstrip("\ufeff").rstrip("\r")], delimiter=sep))
+    except (AttributeError, UnicodeDecodeError, StopIteration, csv.Error):
+        return None
+    if '"' in first.decode("utf-8") or not header or len(set(header)) != len(header) or "" in header:
+        return None
+    try:
+        table = pacsv.read_csv(
+            path, parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+    if table.column_names != header or any(t != pa.string() for t in table.schema.types):
+        return None
+    return table.to_pandas()
+
+
 def read_table(path, encoding: str | None = None) -> pd.DataFrame:
     """Read a raw table with every cell as text (no value turned into missing but empty cells).
 
@@ -95,26 +129,29 @@ def read_table(path, encoding: str | None = None) -> pd.DataFrame:
         frame = read_xes(path)
     else:
         enc = encoding or "utf-8-sig"
+        utf8 = enc.lower().replace("-", "").replace("_", "") in ("utf8sig", "utf8")
         head = _read_head(path)
-        if enc.lower().replace("-", "") in ("utf8sig", "utf8"):
-            problem = _utf8_problem(path)
-            if problem:
-                raise JourneyError(f"The file is not UTF-8 text: {problem}.", file=path,
-                                   expected="UTF-8 text (with or without a byte-order mark)",
-                                   fix="Re-save the file as UTF-8 (in Excel: 'CSV UTF-8'), or give its encoding "
-                                       "with --encoding / `encoding:` (for example latin-1).")
         sample = head.decode(enc, errors="replace")
         sep = _sniff_delimiter(sample)
-        try:
-            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False,
-                                encoding=enc, compression="infer", skipinitialspace=False)
-        except pd.errors.EmptyDataError:
-            raise JourneyError("The file has no header and no rows.", file=path,
-                               expected="a header row and data rows", fix="Export the data again.") from None
-        except pd.errors.ParserError as exc:
-            raise JourneyError(f"The file could not be read as a table: {exc}", file=path,
-                               expected=f"the same number of {sep!r}-separated fields on every line",
-                               fix="Quote fields that contain the delimiter, or fix the lines named above.") from None
+        frame = _read_csv_arrow(path, sep, head) if utf8 else None
+        if frame is None:  # pandas' reader: the files the fast reader declines, and their messages
+            if utf8:
+                problem = _utf8_problem(path)
+                if problem:
+                    raise JourneyError(f"The file is not UTF-8 text: {problem}.", file=path,
+                                       expected="UTF-8 text (with or without a byte-order mark)",
+                                       fix="Re-save the file as UTF-8 (in Excel: 'CSV UTF-8'), or give its "
+                                           "encoding with --encoding / `encoding:` (for example latin-1).")
+            try:
+                frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False,
+                                    encoding=enc, compression="infer", skipinitialspace=False)
+            except pd.errors.EmptyDataError:
+                raise JourneyError("The file has no header and no rows.", file=path,
+                                   expected="a header row and data rows", fix="Export the data again.") from None
+            except pd.errors.ParserError as exc:
+                raise JourneyError(f"The file could not be read as a table: {exc}", file=path,
+                                   expected=f"the same number of {sep!r}-separated fields on every line",
+                                   fix="Quote fields that contain the delimiter, or fix the lines named above.") from None
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
     if frame.empty:
         raise JourneyError("The file has a header but no data rows.", file=path,
@@ -145,6 +182,42 @@ def _blank(s: pd.Series) -> pd.Series:
     return s.isna() | (s.astype("string").str.strip() == "")
 
 
+def _arrow_timestamps(text: pd.Series) -> pd.Series | None:
+    """ISO 8601 values that all carry an offset, parsed by pyarrow's kernel; None for any other column.
+
+    The fast path of :func:`parse_timestamps`: pyarrow refuses a value without an offset and any
+    form it does not know, and then pandas' parser (with its fallback and messages) reads the column.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        parsed = pc.cast(pa.array(text.array), pa.timestamp("ns", tz="UTC"))
+    except (pa.ArrowException, ValueError, TypeError):
+        return None
+    return pd.Series(parsed.to_pandas(), index=text.index, name=text.name)
+
+
+def _has_offset(text: pd.Series) -> pd.Series:
+    """``text`` (stripped, missing where blank) ends with a time-zone offset (:data:`_OFFSET`).
+
+    pyarrow's RE2 kernel for printable ASCII values (where RE2 and Python's ``re`` agree on this
+    pattern), Python's ``re`` for values with other characters.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(text.array)
+    if pc.all(pc.ends_with(arr, "Z")).as_py() is True:  # the common export: every value in UTC ("...Z")
+        return pd.Series(text.notna().to_numpy(), index=text.index)
+    hit = pc.fill_null(pc.match_substring_regex(arr, _OFFSET), False).to_numpy(zero_copy_only=False)
+    wide = pc.or_(pc.invert(pc.string_is_ascii(arr)), pc.match_substring_regex(arr, r"[\x00-\x1f\x7f]"))
+    wide = pc.fill_null(wide, False).to_numpy(zero_copy_only=False)
+    if wide.any():
+        hit[wide] = text[wide].str.contains(_OFFSET, regex=True, na=False).to_numpy(dtype=bool)
+    return pd.Series(hit, index=text.index)
+
+
 def parse_timestamps(s: pd.Series, path, column: str, log: QualityLog | None = None,
                      required: bool = True) -> pd.Series:
     """Parse a column to UTC datetimes (``datetime64[ns, UTC]``).
@@ -160,7 +233,9 @@ def parse_timestamps(s: pd.Series, path, column: str, log: QualityLog | None = N
         text = s.astype("string").str.strip()
         blank = text.isna() | (text == "")
         text = text.mask(blank)
-        out = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+        out = _arrow_timestamps(text)
+        if out is None:
+            out = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
         bad = out.isna() & ~blank
         if bad.any():
             retry = pd.to_datetime(text[bad], utc=True, format="mixed", errors="coerce")
@@ -175,7 +250,7 @@ def parse_timestamps(s: pd.Series, path, column: str, log: QualityLog | None = N
                                expected="ISO 8601 date-times, e.g. 2024-05-01T10:00:00Z or 2024-05-01 10:00:00+01:00",
                                fix="Correct those cells, or map the right column in the config.")
         if log is not None:
-            has_offset = text.str.contains(_OFFSET, regex=True, na=False)
+            has_offset = _has_offset(text)
             n_naive = int((~has_offset & ~blank).sum())
             if 0 < n_naive < int((~blank).sum()):
                 rows = np.flatnonzero((~has_offset & ~blank).to_numpy()) + 1
@@ -198,39 +273,87 @@ def _infer_extra(s: pd.Series, name: str) -> pd.Series:
     blank = text.isna() | (text == "")
     if blank.all():
         return pd.Series(np.nan, index=s.index, name=name)
-    lowered = text.str.lower()
-    if lowered[~blank].isin(["true", "false"]).all():
+    # each decision is taken on the distinct non-empty values (the same answer as on every row, at a
+    # fraction of the cost): all true/false, all numbers without a leading zero, else text
+    codes, distinct = text.mask(blank).factorize()
+    distinct = pd.Series(distinct.array)
+    if distinct.str.lower().isin(["true", "false"]).all():
+        lowered = text.str.lower()
         return lowered.map({"true": True, "false": False}).astype("boolean")
-    nums = pd.to_numeric(text.mask(blank), errors="coerce")
-    if nums[~blank].notna().all() and not text[~blank].str.match(r"^0\d").any():
-        return nums
+    if not _cannot_be_number(distinct):
+        nums = pd.to_numeric(distinct, errors="coerce")
+        if nums.notna().all() and not distinct.str.match(r"^0\d").any():
+            return pd.Series(nums.array.take(codes, allow_fill=True), index=s.index, name=s.name)
     return _as_text(s).where(~blank, None)
+
+
+# ASCII characters that appear in no value pandas.to_numeric reads as a number (digits, sign, point,
+# exponent, inf/infinity; "nan" reads as missing, so a column holding it is not numeric either)
+_NOT_NUMERIC = "[" + "".join(f"\\x{{{c:02x}}}" for c in range(128)
+                             if not (chr(c).isspace() or chr(c) in "0123456789+-.eEiInNfFtTyYaA")) + "]"
+
+
+def _cannot_be_number(values: pd.Series) -> bool:
+    """Some value holds a character no number has (a cheap test that spares pandas.to_numeric)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return bool(pc.any(pc.match_substring_regex(pa.array(values.array), _NOT_NUMERIC)).as_py())
+
+
+def _duplicated(columns: list[pd.Series]) -> np.ndarray:
+    """``DataFrame.duplicated(keep="first")`` over these columns, from one int64 key per row.
+
+    Each column is factorised (missing values one code, equal to each other as in pandas); the
+    codes are combined into a row key, re-factorised whenever the product of sizes would overflow.
+    """
+    key = np.zeros(len(columns[0]) if columns else 0, dtype=np.int64)
+    size = 1
+    for col in columns:
+        codes, uniques = col.factorize()
+        width = len(uniques) + 1  # code -1 (missing) -> 0
+        if size * width >= 2 ** 62:
+            key, distinct = pd.factorize(key)
+            size = len(distinct)
+        key = key * width + (codes.astype(np.int64) + 1)
+        size *= width
+    return pd.Series(key).duplicated(keep="first").to_numpy()
 
 
 def _finish(frame: pd.DataFrame, path, kind: str, log: QualityLog, duplicates: str = "drop") -> pd.DataFrame:
     """Shared part of every loader: types, formulas, duplicates, contract check."""
+    # twin[col]: the same values as the text (object) column col, still in pyarrow-backed strings,
+    # so the checks below run on pyarrow's kernels instead of on Python objects
+    twin: dict[str, pd.Series] = {}
     for col in frame.columns:
         if col in TIME_COLUMNS or col == "row_id":
             continue
+        s = frame[col]
         if col in TEXT_COLUMNS:
-            frame[col] = _as_text(frame[col])
+            frame[col] = _as_text(s)
         elif col not in ("rating", "duration_s"):
-            frame[col] = _infer_extra(frame[col], col)
+            frame[col] = _infer_extra(s, col)
+        else:
+            continue
+        if frame[col].dtype == object and pd.api.types.is_string_dtype(s) and s.dtype != object:
+            twin[col] = s.mask(frame[col].isna().to_numpy())
     text_cols = [c for c in frame.columns if frame[c].dtype == object]
     if text_cols:
         formula = np.zeros(len(frame), dtype=bool)
         for c in text_cols:
-            s = frame[c].astype("string")
+            s = twin[c].astype("string") if c in twin else frame[c].astype("string")
             formula |= (s.str.match(r"^[=+@]", na=False) | s.str.match(r"^-[^\d.]", na=False)).to_numpy()
         log.add(path, "formula_cell", int(formula.sum()), np.flatnonzero(formula) + 1)
     content = [c for c in frame.columns if c != "row_id"]
-    dup = frame.duplicated(subset=content, keep="first").to_numpy()
+    # exact duplicates: the rows' values as per-column codes (missing values equal, as in
+    # DataFrame.duplicated), text columns coded from their twins
+    dup = _duplicated([(twin[c] if c in twin else frame[c]) for c in content])
     if dup.any():
         log.add(path, "exact_duplicate", int(dup.sum()), np.flatnonzero(dup) + 1,
                 detail="kept (duplicates: keep)" if duplicates == "keep" else "")
         if duplicates == "drop":
             frame = frame.loc[~dup].reset_index(drop=True)
-    validate(frame, kind, path)
+    validate(frame, kind, path, text=twin)
     return frame
 
 
