@@ -104,6 +104,44 @@ def test_05_records_findings_match_truth(demo):
     assert findings["top_pain_point"] == r["top_pain_point"]
 
 
+def test_exercise_solutions_answer_their_questions(demo):
+    """Each notebook's solution runs in the pipeline and answers in words; the recorded answers are checked
+    against the run's own artifacts and the planted truths."""
+    r, first = demo["records"], demo["processed"] / "first"
+    assert r["01_define_objectives"]["exercise_complaint_outcome"] == load_config(
+        Path(__file__).resolve().parents[1] / "configs" / "complaint.yaml").outcome == "escalated"
+    assert r["01_define_objectives"]["exercise_complaint_journey"] == "complaint"
+    fb = pd.read_parquet(first / "feedback.parquet")
+    posts = fb[fb["source"].isin(["review", "social"])].groupby("stage").size()
+    assert r["02_gather"]["exercise_unowned_top_stage"] in set(posts[posts == posts.max()].index)
+    assert r["03_segment"]["exercise_personas"] == r["03_segment"]["segment_names"]    # one persona per segment
+    assert -1 <= r["03_segment"]["exercise_silhouette"] <= 1
+    r4 = r["04_map"]
+    assert r4["exercise_validated_stage"] == r4["lowest_sentiment_stage"] == demo["truth"]["pain_point"]
+    assert r4["exercise_quotes_read"] == 10 and r4["exercise_quotes_negative"] >= 6   # the planted pain reads negative
+    recs = pd.read_parquet(first / "recommendations.parquet")
+    assert r["05_analyze"]["exercise_defended_order"] == recs["stage"].head(2).tolist()
+
+
+@pytest.mark.parametrize("stem", runner.NOTEBOOKS)
+def test_notebook_teaches_goals_and_links_the_glossary(stem):
+    """Learning goals at the top, what the learner can now do at the end, and every glossary link points
+    at an entry that exists."""
+    nb = nbformat.read(str(NOTEBOOKS_DIR / f"{stem}.ipynb"), as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert "**In this notebook you learn to**" in nb.cells[0].source
+    assert "### What you can now do" in text
+    glossary = (NOTEBOOKS_DIR.parent / "docs" / "glossary.md").read_text(encoding="utf-8")
+    anchors = set(re.findall(r'<a id="([a-z0-9-]+)"></a>', glossary))
+    links = re.findall(r"\(\.\./docs/glossary\.md(?:#([a-z0-9-]+))?\)", text)
+    assert links, "no link to the glossary"
+    assert {a for a in links if a} <= anchors
+    for path in re.findall(r"\(\.\./(docs/[\w/.-]+\.md)\)", text):
+        assert (NOTEBOOKS_DIR.parent / path).is_file(), path
+    recorders = [c for c in nb.cells if "remove_cell" in c.metadata.get("tags", []) and c.cell_type == "code"]
+    assert recorders and all(c.metadata.get("jupyter", {}).get("source_hidden") for c in recorders)
+
+
 def test_run_writes_report_index_and_artifacts(demo):
     folder = demo["result"].folder
     assert folder == demo["reports"] / "first" and demo["result"].report == folder / "report.html"
