@@ -330,7 +330,7 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
     if y.nunique() < 2:
         raise JourneyError(f"The outcome {config.outcome!r} has one value only among customers with an outcome.",
                            column=config.outcome, expected="both good and bad outcomes")
-    default_excl = [config.stage_names[-1]] if exclude_stages is None else list(exclude_stages)
+    default_excl = config.stage_names[-1:] if exclude_stages is None else list(exclude_stages)
     if experience not in ("combined", "separate"):
         raise JourneyError(f"experience must be 'combined' or 'separate', not {experience!r}.",
                            expected="'combined' or 'separate'")

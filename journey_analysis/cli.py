@@ -19,6 +19,7 @@ to a journey map per segment, its pain points, moments of truth and what to fix 
 
 Typical use:
   journey demo-data --out data/raw/demo        write the seeded demo data set
+  journey init --events FILE --out configs/my.yaml  draft a config from your own files
   journey validate --config configs/demo.yaml  check the data before a run
   journey run --config configs/demo.yaml       run the five notebooks, write reports/<run-id>/
 """
@@ -58,6 +59,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="extra notebook parameter (repeatable), e.g. --param n_customers=500")
     r.add_argument("--no-progress", action="store_true", help="no progress bars (for cron logs)")
 
+    i = sub.add_parser("init", help="draft a config from your data files (columns, stages, scales detected)",
+                       description="Read the files, detect the roles of their columns (key, timestamps, stage, "
+                                   "channel, milestones of a wide table, rating and its scale, text, outcome "
+                                   "candidates) and write a config that validates and runs as written. Then "
+                                   "write the objective and the expectations.")
+    i.add_argument("--events", type=Path, default=None, help="events: long (one row per interaction) or wide "
+                                                             "(one row per order/case, a timestamp per milestone)")
+    i.add_argument("--customers", type=Path, default=None, help="customers: one row per customer (attributes, outcome)")
+    i.add_argument("--feedback", type=Path, default=None, help="feedback: surveys, reviews, comments")
+    i.add_argument("--out", type=Path, required=True, help="the config to write, e.g. configs/my_journey.yaml")
+    i.add_argument("--name", default=None, help="config name (default: the file name of --out)")
+    i.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+
     s = sub.add_parser("student", help="write copies of the notebooks without solution cells",
                        description="Copy notebooks/*.ipynb to OUT, removing cells tagged 'solution'.")
     s.add_argument("--out", type=Path, required=True, help="folder for the student copies")
@@ -83,10 +97,17 @@ def _validate(args) -> int:
     from journey_analysis.config import load_config
     from journey_analysis.gather import gather, quality_summary
 
+    from journey_analysis.sources import check_kpis
+
     config = load_config(args.config)
     g = gather(config)
+    check_kpis(config)
     summary = quality_summary(g)
     print(f"Data for '{config.name}' ({config.title or config.journey}):")
+    for n in g.sources:
+        how = "; ".join(f"{k}: {v}" for k, v in n.items() if k not in ("kind", "file", "rows"))
+        rows = "" if n.get("rows") is None else f", {n['rows']:,} rows read"
+        print(f"  {n['kind']:<9} {Path(n['file']).name}{rows}{' (' + how + ')' if how else ''}")
     for fig, val in summary.itertuples(index=False):
         print(f"  {fig:<40} {val}")
     q = g.quality
@@ -104,8 +125,16 @@ def _validate(args) -> int:
     return EXIT_OK
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _run(args) -> int:
+    import signal
+
     from journey_analysis.runner import run_pipeline
+
+    signal.signal(signal.SIGTERM, _interrupt)  # a killed scheduled run cleans up like Ctrl-C
 
     params = {}
     for item in args.param:
@@ -119,6 +148,18 @@ def _run(args) -> int:
                           processed_dir=args.processed, extra_parameters=params,
                           progress=not args.no_progress)
     print(f"Report: {result.report}")
+    return EXIT_OK
+
+
+def _init(args) -> int:
+    from journey_analysis.draft import write_draft
+
+    if not (args.events or args.customers or args.feedback):
+        print("journey init: give at least one of --events, --customers, --feedback", file=sys.stderr)
+        return EXIT_USAGE
+    path = write_draft(args.out, args.events, args.customers, args.feedback, name=args.name, force=args.force)
+    print(f"Drafted {path}. Next: read it, write the objective and expectations, then\n"
+          f"  journey validate --config {path}\n  journey run --config {path}")
     return EXIT_OK
 
 
@@ -137,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    handler = {"demo-data": _demo_data, "validate": _validate, "run": _run, "student": _student}[args.command]
+    handler = {"demo-data": _demo_data, "validate": _validate, "run": _run, "init": _init,
+               "student": _student}[args.command]
     try:
         return handler(args)
     except JourneyError as exc:

@@ -58,15 +58,113 @@ class Stage(BaseModel):
     terminal: bool = False
 
 
-class DataPaths(BaseModel):
-    """Where the raw data is (resolved against the config file's folder) and how columns map."""
+#: The fields of a table source that name a constant or a column (a column of that name if the table has
+#: one, else the value itself for every row).
+TABLE_VALUES = ("stage", "channel", "source", "touchpoint", "journey", "rating_type")
+
+
+class Table(BaseModel):
+    """One source table: a file, the column that becomes ``customer_id`` and how columns map.
+
+    ``columns`` renames source columns (``{source_name: new_name}``) and is applied before ``id``;
+    ``id`` names the column that becomes ``customer_id`` (a source column already called
+    ``customer_id`` must then be renamed). ``milestones`` (events only) reads a wide table: one row per
+    order/case, ``{stage: timestamp column}`` in journey order. ``stage``, ``channel``, ``source``,
+    ``touchpoint``, ``journey`` and ``rating_type`` each give a column of that name or, when the table
+    has no such column, a constant for every row. ``via`` (feedback only) links feedback keyed by
+    another id (an order) to customers through a table holding both keys.
+    """
 
     model_config = _STRICT
-    events: Path | str  # a local path, or a storage URI (engine: spark only)
-    customers: Path | None = None
-    feedback: Path | None = None
+    path: Path | str
+    id: str | None = Field(default=None, min_length=1)
+    columns: dict[str, str] = Field(default_factory=dict)
+    milestones: dict[str, str] | None = None
+    stage: str | None = None
+    channel: str | None = None
+    source: str | None = None
+    touchpoint: str | None = None
+    journey: str | None = None
+    rating_type: str | None = None
+    via: Table | Path | str | None = None
+    encoding: str | None = None
+
+    @field_validator("milestones")
+    @classmethod
+    def _some_milestones(cls, m):
+        if m is not None and not m:
+            raise ValueError("milestones needs at least one stage: timestamp column")
+        if m is not None:
+            cols = list(m.values())
+            repeated = sorted({c for c in cols if cols.count(c) > 1})
+            if repeated:
+                raise ValueError(f"one timestamp column per stage; used twice: {', '.join(repeated)}")
+        return m
+
+
+#: What ``data.events`` / ``customers`` / ``feedback`` accept: a path, a table, or a list of tables.
+Source = Path | str | Table | tuple[Table, ...]
+
+
+def source_tables(source, columns: dict | None = None) -> list[Table]:
+    """A configured source as a list of :class:`Table` (a plain path becomes one table whose renames are
+    ``columns``, the config's ``data.columns.<kind>``); ``None`` gives an empty list."""
+    if source is None:
+        return []
+    if isinstance(source, Table):
+        return [source]
+    if isinstance(source, tuple):
+        return list(source)
+    return [Table(path=source, columns=dict(columns or {}))]
+
+
+class DataPaths(BaseModel):
+    """Where the raw data is (resolved against the config file's folder) and how columns map.
+
+    Each of ``events``, ``customers`` and ``feedback`` is a path, a :class:`Table` or a list of tables
+    (unioned into one contract); at least one of them is needed. ``columns`` maps the columns of a
+    source given as a plain path (a table has its own ``columns``).
+    """
+
+    model_config = _STRICT
+    events: Source | None = None  # a local path, a storage URI (engine: spark only), a table or tables
+    customers: Source | None = None
+    feedback: Source | None = None
     columns: dict[Literal["events", "customers", "feedback"], dict[str, str]] = Field(default_factory=dict)
     duplicates: Literal["drop", "keep"] = "drop"
+
+    @field_validator("events", "customers", "feedback", mode="before")
+    @classmethod
+    def _list_to_tuple(cls, v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("an empty list of tables; give at least one table or leave the key out")
+            return tuple(v)
+        return v
+
+    @model_validator(mode="after")
+    def _something(self):
+        if self.events is None and self.customers is None and self.feedback is None:
+            raise ValueError("no data: give at least one of events, customers, feedback")
+        for kind in ("events", "customers", "feedback"):
+            src = getattr(self, kind)
+            if kind in self.columns and self.columns[kind] and not isinstance(src, (Path, str)):
+                raise ValueError(f"data.columns.{kind} applies to a source given as a path; "
+                                 f"data.{kind} is a table: put the renames in its own columns:")
+            for t in source_tables(src):
+                if t.milestones is not None and kind != "events":
+                    raise ValueError(f"milestones: only an events table can be wide (data.{kind})")
+                if t.via is not None and kind != "feedback":
+                    raise ValueError(f"via: only feedback is linked through another table (data.{kind})")
+        return self
+
+    def tables(self, kind: str) -> list[Table]:
+        """The ``kind`` source ("events", "customers", "feedback") as a list of tables (empty if absent)."""
+        return source_tables(getattr(self, kind), self.columns.get(kind))
+
+    def files(self, kind: str) -> list:
+        """The files of the ``kind`` source."""
+        return [t.path for t in self.tables(kind)]
 
 
 class Satisfaction(BaseModel):
@@ -141,7 +239,7 @@ class RunConfig(BaseModel):
     data: DataPaths
     satisfaction: Satisfaction = Field(default_factory=Satisfaction)
     session_gap_h: float | None = Field(default=None, gt=0)
-    stages: tuple[Stage, ...] = Field(min_length=1)
+    stages: tuple[Stage, ...] = ()
     channels: tuple[str, ...] = ()
     segmentation: Segmentation = Field(default_factory=Segmentation)
     kpis: tuple[KPI, ...] = ()
@@ -162,8 +260,48 @@ class RunConfig(BaseModel):
         return stages
 
     @model_validator(mode="after")
+    def _stages_with_events(self):
+        if self.data.events is not None and not self.stages:
+            raise ValueError("stages: an event log needs its stages in journey order (journey init drafts them "
+                             "from the data)")
+        for t in self.data.tables("events"):
+            unknown = [s for s in (t.milestones or {}) if s not in self.stage_names]
+            if unknown:
+                raise ValueError(f"milestones name stages that are not configured: {', '.join(unknown)} "
+                                 f"(stages: {', '.join(self.stage_names)})")
+        return self
+
+    @model_validator(mode="after")
+    def _spark_shapes(self):
+        """The Spark engine reads one events file or folder, or one ``{path, id, columns}`` table; other
+        shapes are refused here (so ``journey validate`` says so before a run)."""
+        if self.engine != "spark":
+            return self
+        ev = self.data.events
+        why = None
+        if ev is None:
+            why = ("there is no event log (customers or feedback only): the Spark engine distributes the events; "
+                   "run this config with engine: pandas")
+        elif isinstance(ev, tuple):
+            why = ("data.events is a list of tables; the Spark engine reads one events source: union the tables "
+                   "into one file or folder, or use engine: pandas")
+        elif isinstance(ev, Table) and ev.milestones is not None:
+            why = ("data.events is a wide milestone table; the Spark engine reads long events only: use "
+                   "engine: pandas, or write the table long (one row per milestone)")
+        elif isinstance(ev, Table) and any(getattr(ev, k) is not None for k in TABLE_VALUES):
+            named = ", ".join(k for k in TABLE_VALUES if getattr(ev, k) is not None)
+            why = (f"data.events sets {named} from a constant or column; on Spark map the columns with "
+                   "columns: (renames) only, or use engine: pandas")
+        fb = self.data.tables("feedback")
+        if why is None and any(isinstance(t.via, str) and t.via == "events" for t in fb):
+            why = "data.feedback is linked via: events; on Spark give via a table {path, id} instead"
+        if why:
+            raise ValueError(f"engine: spark cannot read this data shape: {why}")
+        return self
+
+    @model_validator(mode="after")
     def _remote_needs_spark(self):
-        if is_uri(self.data.events) and self.engine != "spark":
+        if isinstance(self.data.events, str) and is_uri(self.data.events) and self.engine != "spark":
             raise ValueError(f"data.events is a storage URI ({self.data.events}); only the Spark engine reads "
                              "remote storage: set engine: spark, or copy the files to a local folder")
         return self
@@ -204,7 +342,7 @@ class RunConfig(BaseModel):
         import pandas as pd
 
         rows = [s.model_dump() for s in self.stages]
-        frame = pd.DataFrame(rows)
+        frame = pd.DataFrame(rows, columns=list(Stage.model_fields))  # no stages (customers only): no rows
         frame.insert(0, "stage_order", range(len(rows)))
         return frame.rename(columns={"name": "stage"})
 
@@ -220,6 +358,31 @@ def _format_validation_error(err: ValidationError) -> str:
         else:
             lines.append(f"  - {where}: {e['msg']} (got {e.get('input')!r})"[:300])
     return "\n".join(lines)
+
+
+def _resolve_path(value, folder: Path, uri_ok: bool = False):
+    if uri_ok and is_uri(str(value)):
+        return str(value)  # a URI stays as written (Spark reads it)
+    p = Path(str(value)).expanduser()
+    return p if p.is_absolute() else (folder / p).resolve()
+
+
+def _resolve_source(value, folder: Path, uri_ok: bool = False):
+    """A source as written in the YAML with its paths (also in tables, lists and ``via``) made absolute."""
+    if value is None or value == "" or value == []:
+        return None if value in (None, "") else value
+    if isinstance(value, list):
+        return [_resolve_source(v, folder, uri_ok) for v in value]
+    if isinstance(value, dict):
+        out = dict(value)
+        if out.get("path"):
+            out["path"] = _resolve_path(out["path"], folder, uri_ok)
+        if out.get("via") is not None and not (isinstance(out["via"], str) and out["via"] in ("events", "customers")):
+            out["via"] = _resolve_source(out["via"], folder)
+        return out
+    if isinstance(value, (str, Path)):
+        return _resolve_path(value, folder, uri_ok)
+    return value
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -253,14 +416,15 @@ def load_config(path: str | Path) -> RunConfig:
     if isinstance(data, dict):
         data = dict(data)
         for key in ("events", "customers", "feedback"):
-            if key == "events" and is_uri(str(data.get(key))):
-                data[key] = str(data[key])  # a URI stays as written (Spark reads it)
-            elif data.get(key):
-                p = Path(str(data[key])).expanduser()
-                data[key] = p if p.is_absolute() else (path.parent / p).resolve()
+            data[key] = _resolve_source(data.get(key), path.parent, uri_ok=key == "events")
         raw = {**raw, "data": data}
     try:
         return RunConfig(**raw, path=path.resolve())
     except ValidationError as exc:
         raise JourneyError("Config file is not valid:\n" + _format_validation_error(exc), file=path,
                            fix="Correct the keys listed above; see configs/demo.yaml and the README's config reference.") from None
+
+
+Table.model_rebuild()
+DataPaths.model_rebuild()
+RunConfig.model_rebuild()

@@ -109,6 +109,37 @@ def _read_csv_arrow(path: Path, sep: str, head: bytes) -> pd.DataFrame | None:
     return table.to_pandas()
 
 
+def _nul_problem(path: Path) -> str | None:
+    """Describe the first NUL byte of a text file (line), or None."""
+    opener = gzip.open if _suffixes(path)[-1:] == [".gz"] else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    at = raw.find(b"\x00")
+    if at < 0:
+        return None
+    line = raw[:at].count(b"\n") + 1
+    return f"a NUL byte (0x00) at line {line}"
+
+
+def _raise_nul(path: Path, nul: str | None) -> None:
+    if nul:
+        raise JourneyError(f"The file holds {nul}: it is binary, or a text file saved as UTF-16.", file=path,
+                           expected="UTF-8 text without NUL bytes",
+                           fix="Re-save the file as UTF-8 CSV (in Excel: 'CSV UTF-8'), or export it again.")
+
+
+def _check_header(path: Path, sep: str, enc: str) -> None:
+    """Duplicate column names in a CSV header are an error (pandas would silently rename them a.1)."""
+    head = _read_head(path).decode(enc, errors="replace")
+    first = next(csv.reader(io.StringIO(head), delimiter=sep), [])
+    names = [c.strip().lstrip("\ufeff") for c in first]
+    seen = {n for n in names if names.count(n) > 1 and n}
+    if seen:
+        raise JourneyError(f"The header repeats column name(s) {', '.join(map(repr, sorted(seen)))}.", file=path,
+                           column=sorted(seen)[0], expected="each column name once",
+                           fix="Rename the repeated columns in the export so that each name is unique.")
+
+
 def read_table(path, encoding: str | None = None) -> pd.DataFrame:
     """Read a raw table with every cell as text (no value turned into missing but empty cells).
 
@@ -131,10 +162,13 @@ def read_table(path, encoding: str | None = None) -> pd.DataFrame:
         enc = encoding or "utf-8-sig"
         utf8 = enc.lower().replace("-", "").replace("_", "") in ("utf8sig", "utf8")
         head = _read_head(path)
+        if b"\x00" in head:
+            _raise_nul(path, _nul_problem(path))
         sample = head.decode(enc, errors="replace")
         sep = _sniff_delimiter(sample)
         frame = _read_csv_arrow(path, sep, head) if utf8 else None
         if frame is None:  # pandas' reader: the files the fast reader declines, and their messages
+            _raise_nul(path, _nul_problem(path))
             if utf8:
                 problem = _utf8_problem(path)
                 if problem:
@@ -142,6 +176,7 @@ def read_table(path, encoding: str | None = None) -> pd.DataFrame:
                                        expected="UTF-8 text (with or without a byte-order mark)",
                                        fix="Re-save the file as UTF-8 (in Excel: 'CSV UTF-8'), or give its "
                                            "encoding with --encoding / `encoding:` (for example latin-1).")
+            _check_header(path, sep, enc)
             try:
                 frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False,
                                     encoding=enc, compression="infer", skipinitialspace=False)
@@ -168,7 +203,16 @@ def _apply_mapping(frame: pd.DataFrame, columns: dict | None, path) -> pd.DataFr
                            file=path, column=missing[0],
                            expected=f"one of: {', '.join(map(str, frame.columns))}",
                            fix="Correct `columns:` in the config.")
-    return frame.rename(columns=columns)
+    out = frame.rename(columns=columns)
+    dup = sorted({c for c in out.columns if list(out.columns).count(c) > 1})
+    if dup:
+        made = [f"{src!r} -> {dst!r}" for src, dst in columns.items() if dst in dup]
+        raise JourneyError(f"The column mapping makes two columns called {', '.join(map(repr, dup))} "
+                           f"({', '.join(made)}, and the file's own column).", file=path, column=dup[0],
+                           expected="each column name once after the mapping",
+                           fix="Also rename the file's own column (e.g. {'customer_id': 'source_customer_id'}), "
+                               "or use `id:` in a table.")
+    return out
 
 
 def _as_text(s: pd.Series) -> pd.Series:
@@ -359,7 +403,7 @@ def _finish(frame: pd.DataFrame, path, kind: str, log: QualityLog, duplicates: s
 
 def load_events(path, columns: dict | None = None, stages=None, step: str = "stage",
                 log: QualityLog | None = None, encoding: str | None = None,
-                duplicates: str = "drop") -> pd.DataFrame:
+                duplicates: str = "drop", frame: pd.DataFrame | None = None) -> pd.DataFrame:
     """Load an events (touchpoints) file into the events contract.
 
     ``columns`` maps source names to contract names (e.g. ``{"case_id": "customer_id"}``); XES logs
@@ -368,9 +412,11 @@ def load_events(path, columns: dict | None = None, stages=None, step: str = "sta
     ``end_timestamp - timestamp`` or ``duration`` / ``duration_s`` (seconds), in ``duration_s``;
     negative values are set to missing and logged. Exact duplicate rows are logged and, with
     ``duplicates="drop"`` (default), kept once; ``"keep"`` keeps them all (as process-mining tools do).
+    ``frame``: an already-read table to use instead of reading ``path`` (which then only names it in
+    messages; :mod:`journey_analysis.sources` passes its prepared tables this way).
     """
     log = QualityLog() if log is None else log
-    frame = read_table(path, encoding)
+    frame = read_table(path, encoding) if frame is None else frame.copy()
     frame = _apply_mapping(frame, columns, path)
     # process-mining logs (XES, pm4py-style CSV): case -> customer, activity -> stage, unless mapped
     if "case_id" in frame.columns and "customer_id" not in frame.columns:
@@ -428,19 +474,29 @@ def _numeric(s: pd.Series, path, column: str, log: QualityLog, check: str = "bad
 
 
 def load_customers(path, columns: dict | None = None, log: QualityLog | None = None,
-                   encoding: str | None = None) -> pd.DataFrame:
-    """Load a customers file: ``customer_id`` (unique) plus attributes and outcomes (typed when clean)."""
+                   encoding: str | None = None, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Load a customers file: ``customer_id`` (unique) plus attributes and outcomes (typed when clean).
+
+    Blank cells of a numeric column are counted per column (``blank_numeric``, information).
+    ``frame``: an already-read table instead of reading ``path`` (see :func:`load_events`)."""
     log = QualityLog() if log is None else log
-    frame = _apply_mapping(read_table(path, encoding), columns, path)
+    frame = _apply_mapping(read_table(path, encoding) if frame is None else frame.copy(), columns, path)
     if "created_at" in frame.columns:
         frame["created_at"] = parse_timestamps(frame["created_at"], path, "created_at", log, required=False)
     frame.insert(0, "row_id", np.arange(len(frame), dtype="int64"))
     frame = _finish(frame, path, "customers", log)
+    for col in frame.columns:
+        if col != "row_id" and pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]):
+            blank = frame[col].isna().to_numpy()
+            if 0 < blank.sum() < len(frame):
+                log.add(path, "blank_numeric", int(blank.sum()), np.flatnonzero(blank) + 1, severity="info",
+                        detail=col)
     return frame.drop(columns="row_id")
 
 
 def load_feedback(path, columns: dict | None = None, log: QualityLog | None = None,
-                  encoding: str | None = None, scales: dict | None = None) -> pd.DataFrame:
+                  encoding: str | None = None, scales: dict | None = None,
+                  frame: pd.DataFrame | None = None) -> pd.DataFrame:
     """Load feedback (surveys, reviews, social posts, chat/call notes).
 
     Ratings that are not numbers or fall outside their ``rating_type``'s scale
@@ -452,7 +508,8 @@ def load_feedback(path, columns: dict | None = None, log: QualityLog | None = No
 
     scales = {**RATING_SCALES, **(scales or {})}
     log = QualityLog() if log is None else log
-    frame = _apply_mapping(read_table(path, encoding), columns, path)
+    frame = _apply_mapping(read_table(path, encoding) if frame is None else frame.copy(), columns, path)
+    frame = frame.drop(columns="row_id", errors="ignore")
     frame.insert(0, "row_id", np.arange(len(frame), dtype="int64"))
     if "feedback_id" not in frame.columns:
         frame["feedback_id"] = "F" + (frame["row_id"] + 1).astype(str)
@@ -526,76 +583,192 @@ def link_feedback(feedback: pd.DataFrame, events: pd.DataFrame, step: str = "sta
 
 @dataclass
 class Gathered:
-    """Everything a run reads: normalised frames and the data-quality log."""
+    """Everything a run reads: normalised frames and the data-quality log.
+
+    ``events`` is never None: without an event log it is an empty frame in the events contract
+    (:func:`journey_analysis.sources.empty_events`). ``sources`` describes each table read (file, rows,
+    what filled stage/channel/source), for ``journey validate``; ``has_events`` says whether an event
+    log was configured."""
 
     events: pd.DataFrame  # a Spark DataFrame with engine: spark
     customers: pd.DataFrame | None
     feedback: pd.DataFrame | None
     log: QualityLog = field(default_factory=QualityLog)
+    sources: list = field(default_factory=list)
+    has_events: bool = True
 
     @property
     def quality(self) -> pd.DataFrame:
         return self.log.frame()
 
 
+def _label(files) -> str:
+    files = [str(f) for f in files]
+    return files[0] if len(files) == 1 else " + ".join(Path(f).name for f in files)
+
+
+def _check_rating_type(feedback: pd.DataFrame, config, log: QualityLog, file) -> None:
+    """Ratings whose ``rating_type`` is not the configured one: an error when no rating is of the configured
+    type (every satisfaction figure would be missing), else counted (``other_rating_type``)."""
+    if "rating" not in feedback.columns or "rating_type" not in feedback.columns:
+        return
+    want = config.satisfaction.rating_type.lower()
+    rated = feedback["rating"].notna().to_numpy()
+    kind = feedback["rating_type"].astype("string").str.strip().str.lower()
+    other = rated & (kind != want).fillna(True).to_numpy()
+    if rated.any() and other[rated].all():
+        found = kind[rated].value_counts()
+        listed = ", ".join(f"{k!r} ({v:,} rows)" for k, v in found.items())
+        raise JourneyError(f"No rating in the feedback is of the configured type {want!r}: the file's rating_type "
+                           f"values are {listed}, so every satisfaction figure would be missing.", file=file,
+                           column="rating_type", expected=f"rating_type {want!r} (satisfaction.rating_type)",
+                           fix=f"Set satisfaction: {{rating_type: {found.index[0]}, min: ..., max: ...}} to the "
+                               "file's scale, or map the right column.")
+    if other.any():
+        names = ", ".join(sorted(kind[other].dropna().unique())[:5])
+        log.add(file, "other_rating_type", int(other.sum()), np.flatnonzero(other) + 1, severity="info",
+                detail=names)
+
+
 def gather(config) -> Gathered:
     """Load, normalise and cross-check the data named in a :class:`~journey_analysis.config.RunConfig`.
 
-    With ``engine: spark`` the events are read and checked on Spark
-    (:func:`journey_analysis.spark.load_events_spark`: same contract, checks and rules) and stay a
-    Spark DataFrame; customers and feedback (one row per customer or comment) are read with pandas.
+    Each source is read by :mod:`journey_analysis.sources` (paths, tables with a key, lists of tables,
+    wide milestone tables, feedback linked ``via`` another table) and checked by this module's loaders.
+    Without an event log the events are an empty frame in the contract. Keys that match no known
+    customer (the customers table when there is one, else the customers with events) are counted
+    (``no_customer``) and left out, so they never become customers. With ``engine: spark`` the events
+    are read and checked on Spark (:func:`journey_analysis.spark.load_events_spark`: same contract,
+    checks and rules) and stay a Spark DataFrame; customers and feedback are read with pandas.
     """
+    from journey_analysis import sources as S
+
     log = QualityLog()
-    cols = config.data.columns
     on_spark = config.engine == "spark"
+    tables_of = config.data.tables
+    ev_tables = tables_of("events")
+    ev_file = _label(t.path for t in ev_tables) if ev_tables else None
+    notes: list = []
     if on_spark:
         from journey_analysis import spark
 
-        events = spark.load_events_spark(config.data.events, cols.get("events"), stages=config.stage_names,
+        t = ev_tables[0]
+        events = spark.load_events_spark(t.path, spark_mapping(t), stages=config.stage_names,
                                          step=config.step, log=log, duplicates=config.data.duplicates,
                                          spark=spark.get_spark(config=config))
-    else:
-        events = load_events(config.data.events, cols.get("events"), stages=config.stage_names,
-                             step=config.step, log=log, duplicates=config.data.duplicates)
-    customers = feedback = None
-    if config.data.customers is not None:
-        customers = load_customers(config.data.customers, cols.get("customers"), log=log)
-        if on_spark:
-            spark.check_customers_spark(events, customers, log, config.data.events)
+        notes.append({"kind": "events", "file": str(t.path), "rows": None})
+    elif ev_tables:
+        if len(ev_tables) == 1 and ev_tables[0].milestones is None and _plain(ev_tables[0]):
+            t = ev_tables[0]
+            events = load_events(t.path, t.columns or None, stages=config.stage_names, step=config.step, log=log,
+                                 encoding=t.encoding, duplicates=config.data.duplicates)
+            notes.append({"kind": "events", "file": str(t.path), "rows": int(len(events))})
         else:
+            events, n = S.load_source("events", ev_tables, log, config, tables_of)
+            notes += n
+    else:
+        events = S.empty_events()
+    customers = feedback = None
+    cu_tables = tables_of("customers")
+    if cu_tables:
+        cu_file = _label(t.path for t in cu_tables)
+        customers, n = S.load_source("customers", cu_tables, log, config, tables_of)
+        notes += n
+        if config.outcome and config.outcome not in customers.columns:
+            raise JourneyError(f"The outcome column {config.outcome!r} named in the config is not in the customers file.",
+                               file=cu_file, column=config.outcome,
+                               expected=f"one of: {', '.join(customers.columns)}",
+                               fix="Correct `outcome:` in the config or add the column.")
+        if config.outcome:
+            customers = S.normalise_outcome(customers, config, cu_file)
+        if ev_tables and on_spark:
+            spark.check_customers_spark(events, customers, log, ev_file)
+            if any(e["check"] == "unknown_customer" for e in log.entries):
+                events = S.spark_keep_known(events, customers)
+        elif ev_tables:
             unknown = ~events["customer_id"].isin(customers["customer_id"])
-            log.add(config.data.events, "unknown_customer", int(unknown.sum()), events.loc[unknown, "row_id"] + 1)
+            log.add(ev_file, "unknown_customer", int(unknown.sum()), events.loc[unknown, "row_id"] + 1)
+            if unknown.any():
+                events = events.loc[~unknown.to_numpy()].reset_index(drop=True)
             if "created_at" in customers.columns:
                 created = events["customer_id"].map(customers.set_index("customer_id")["created_at"])
                 early = (events["timestamp"] < created).to_numpy()
-                log.add(config.data.events, "before_customer_created", int(early.sum()),
+                log.add(ev_file, "before_customer_created", int(early.sum()),
                         events.loc[early, "row_id"] + 1)
-        if config.outcome and config.outcome not in customers.columns:
-            raise JourneyError(f"The outcome column {config.outcome!r} named in the config is not in the customers file.",
-                               file=config.data.customers, column=config.outcome,
-                               expected=f"one of: {', '.join(customers.columns)}",
-                               fix="Correct `outcome:` in the config or add the column.")
-    if config.data.feedback is not None:
-        scales = {config.satisfaction.rating_type: (config.satisfaction.min, config.satisfaction.max)}
-        feedback = load_feedback(config.data.feedback, cols.get("feedback"), log=log, scales=scales)
-        feedback = link_feedback(feedback, events, step="stage", log=log, file=config.data.feedback)
-    return Gathered(events, customers, feedback, log)
+    elif config.outcome:
+        raise JourneyError(f"The config names an outcome ({config.outcome!r}) but no customers table holds it.",
+                           file=config.path, column=config.outcome, expected="data.customers with that column",
+                           fix="Add data.customers, or remove `outcome:`.")
+    fb_tables = tables_of("feedback")
+    if fb_tables:
+        fb_file = _label(t.path for t in fb_tables)
+        if len(fb_tables) == 1 and _plain(fb_tables[0]):
+            t = fb_tables[0]
+            scales = {config.satisfaction.rating_type: (config.satisfaction.min, config.satisfaction.max)}
+            feedback = load_feedback(t.path, t.columns or None, log=log, scales=scales, encoding=t.encoding)
+            notes.append({"kind": "feedback", "file": str(t.path), "rows": int(len(feedback))})
+        else:
+            feedback, n = S.load_source("feedback", fb_tables, log, config, tables_of)
+            notes += n
+        _check_rating_type(feedback, config, log, fb_file)
+        if "customer_id" in feedback.columns and (customers is not None or ev_tables):
+            has_id = feedback["customer_id"].notna()
+            if customers is not None:
+                known = feedback["customer_id"].isin(customers["customer_id"])
+            elif on_spark:
+                known = S.spark_ids_known(events, feedback["customer_id"])
+            else:
+                known = feedback["customer_id"].isin(events["customer_id"])
+            phantom = (has_id & ~known).to_numpy()
+            log.add(fb_file, "no_customer", int(phantom.sum()), feedback.loc[phantom, "row_id"] + 1,
+                    detail="feedback rows whose customer id matches no known customer")
+            if phantom.any():
+                feedback = feedback.loc[~phantom].reset_index(drop=True)
+        if ev_tables:
+            feedback = link_feedback(feedback, events, step="stage", log=log, file=fb_file)
+        else:
+            feedback = feedback.copy()
+            feedback["stage_source"] = np.where(feedback["stage"].notna(), "given", "unlinked") \
+                if "stage" in feedback.columns else "unlinked"
+            if "stage" not in feedback.columns:
+                feedback["stage"] = None
+    return Gathered(events, customers, feedback, log, notes, has_events=bool(ev_tables))
+
+
+def _plain(t) -> bool:
+    """A table that is just a file and its renames (read by the plain loaders, as before tables existed)."""
+    from journey_analysis.config import TABLE_VALUES
+
+    return t.id is None and t.via is None and t.milestones is None and all(getattr(t, k) is None for k in TABLE_VALUES)
+
+
+def spark_mapping(t) -> dict:
+    """The column mapping that reads a ``{path, id, columns}`` table on Spark: the renames, then ``id`` ->
+    ``customer_id`` (the Spark engine reads such tables; lists, milestones and constants it refuses)."""
+    mapping = dict(t.columns)
+    if t.id and t.id != "customer_id":
+        src = next((k for k, v in mapping.items() if v == t.id), t.id)
+        mapping[src] = "customer_id"
+    return mapping
 
 
 def quality_summary(g: Gathered) -> pd.DataFrame:
     """One table a person reads before trusting the data: figure, value (as text)."""
     from journey_analysis.steps import overview
 
-    o = overview(g.events, "stage")
-    rows = [
-        ("events", f"{o['events']:,}"),
-        ("customers with events", f"{o['customers']:,}"),
-        ("first event", str(o["first"])),
-        ("last event", str(o["last"])),
-        ("stages seen", f"{o['steps']:,}"),
-    ]
-    if o["events_without_duration"] is not None:
-        rows.append(("events without a service duration", f"{o['events_without_duration']:,}"))
+    if g.has_events:
+        o = overview(g.events, "stage")
+        rows = [
+            ("events", f"{o['events']:,}"),
+            ("customers with events", f"{o['customers']:,}"),
+            ("first event", str(o["first"])),
+            ("last event", str(o["last"])),
+            ("stages seen", f"{o['steps']:,}"),
+        ]
+        if o["events_without_duration"] is not None:
+            rows.append(("events without a service duration", f"{o['events_without_duration']:,}"))
+    else:
+        rows = [("events", "none (no event log in the config)")]
     if g.customers is not None:
         rows.append(("customers in customer file", f"{len(g.customers):,}"))
     if g.feedback is not None:
@@ -607,6 +780,7 @@ def quality_summary(g: Gathered) -> pd.DataFrame:
                  ("feedback without a customer", f"{int(fb['customer_id'].isna().sum()) if 'customer_id' in fb else len(fb):,}")]
     by_check = g.log.frame().groupby("check")["rows"].sum() if g.log.entries else pd.Series(dtype=int)
     for check in ("exact_duplicate", "unknown_stage", "negative_duration", "before_customer_created",
-                  "rating_out_of_scale", "bad_rating", "formula_cell"):
+                  "rating_out_of_scale", "bad_rating", "formula_cell", "unknown_customer", "no_customer",
+                  "via_unmatched", "milestone_out_of_order", "other_rating_type"):
         rows.append((check.replace("_", " "), f"{int(by_check.get(check, 0)):,}"))
     return pd.DataFrame(rows, columns=["figure", "value"])

@@ -98,7 +98,7 @@ def map_segment(journey_map: pd.DataFrame, segment: str = ALL) -> pd.DataFrame:
         raise JourneyError("This is not a journey map (no 'segment' column).", column="segment",
                            fix="Build it with journey_analysis.journey_map.build_map.")
     m = journey_map[journey_map["segment"] == segment]
-    if m.empty:
+    if m.empty and len(journey_map):  # an empty map (no event log) has no segment at all
         raise JourneyError(f"The journey map has no segment {segment!r}.", column="segment",
                            expected=", ".join(map(str, journey_map["segment"].unique())))
     return m.sort_values("stage_order", kind="stable").reset_index(drop=True)
@@ -386,7 +386,7 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
     if events is not None:
         _check_events(events, step)
     facts = steps.overview(events, step) if events is not None else {"events": 0}
-    if facts["events"] == 0:
+    if facts["events"] == 0 and getattr(getattr(config, "data", None), "events", "") is not None:
         raise JourneyError("The events table is empty: a journey map needs at least one event.",
                            fix="Check the events file and its filters.")
     labels = segment_labels(segments)
@@ -427,7 +427,7 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
             m[f"service_{c}_s"] = np.nan
     m["share_customers"] = m["share_customers"].fillna(0.0)
     m["rework_share"] = m["rework_customers"] / m["customers"].replace(0, np.nan)
-    is_last = m["stage"] == configured[-1]
+    is_last = m["stage"] == (configured[-1] if configured else None)  # no stages: a customers-only run
     m["completed"] = np.where(is_last, m["ends_here"] - m["in_progress_here"], 0).astype("int64")
     m["drop_off_customers"] = np.where(is_last, 0, m["drop_off_customers"]).astype("int64")
     m["drop_off"] = m["drop_off_customers"] / m["customers"].replace(0, np.nan)

@@ -614,6 +614,9 @@ NO_FEEDBACK = "No feedback: no sentiment, satisfaction, themes or quotes."
 NO_RATINGS = ("Feedback without ratings: no satisfaction figures and no model learned from ratings "
               "(sentiment comes from the words alone).")
 NO_CUSTOMERS = "No customer attributes: segments from behaviour only."
+NO_EVENTS = ("No event log: the stages, touchpoints, channels, time in stage, the journey map, pain points, "
+             "expectation gaps and stage drivers need events and were not computed; what this run shows comes "
+             "from the customer table and the feedback alone.")
 NO_OUTCOME = "No outcome column: no moments of truth (driver analysis needs an outcome)."
 
 
@@ -623,8 +626,12 @@ def limitations(config, customers: pd.DataFrame | None, feedback: pd.DataFrame |
     no feedback (:data:`NO_FEEDBACK`), feedback without a rating of the declared scale (:data:`NO_RATINGS`),
     no customers file (:data:`NO_CUSTOMERS`), no outcome (:data:`NO_OUTCOME`; no ``outcome:`` in the config,
     or no customers file to read it from), plus ``segmentation_note`` (e.g. segmentation skipped) when given.
+    No event log in the config (customers or feedback only) adds :data:`NO_EVENTS` first.
     Empty list: nothing is missing."""
     out = []
+    data = getattr(config, "data", None)
+    if data is not None and getattr(data, "events", "") is None:
+        out.append(NO_EVENTS)
     if feedback is None or not len(feedback):
         out.append(NO_FEEDBACK)
     else:
@@ -662,8 +669,11 @@ def data_markdown(events: pd.DataFrame, customers: pd.DataFrame | None, feedback
     o = overview(events, "stage")
     n_cust, n_events, first, last = o["customers"], o["events"], o["first"], o["last"]
     per = n_events / max(n_cust, 1)
-    parts = [f"We have **{n_events:,} events** from **{n_cust:,} customers** "
-             f"({per:.1f} per customer) between {first:%d %b %Y} and {last:%d %b %Y}."]
+    if n_events:
+        parts = [f"We have **{n_events:,} events** from **{n_cust:,} customers** "
+                 f"({per:.1f} per customer) between {first:%d %b %Y} and {last:%d %b %Y}."]
+    else:
+        parts = [f"**{NO_EVENTS}**"]
     if customers is not None:
         parts.append(f"The customer file holds {len(customers):,} customers.")
     else:

@@ -285,7 +285,8 @@ def subsample_customers(events, customers=None, feedback=None, n_customers: int 
                         random_state: int = 0):
     """A seeded sample of ``n_customers`` customers (all when None or when there are fewer).
 
-    Customers are drawn without replacement from the sorted distinct ``customer_id`` of ``events``
+    Customers are drawn without replacement from the sorted distinct ``customer_id`` of ``events`` (of
+    ``customers``, else ``feedback``, when there is no event log)
     with ``numpy.random.default_rng(random_state)``; returns ``(events, customers, feedback)`` keeping
     only their rows (feedback without a customer id is kept). Used for quick runs
     (``--param n_customers=500``). Events on Spark: :func:`journey_analysis.spark.subsample_customers`.
@@ -298,7 +299,8 @@ def subsample_customers(events, customers=None, feedback=None, n_customers: int 
         from journey_analysis import spark
 
         return spark.subsample_customers(events, customers, feedback, n_customers, random_state)
-    ids = np.sort(events["customer_id"].astype(str).unique())
+    pool = events if len(events) else customers if customers is not None else feedback  # no event log: customers
+    ids = np.sort(pool["customer_id"].dropna().astype(str).unique()) if pool is not None and "customer_id" in pool else []
     if n_customers is None or n_customers >= len(ids):
         return events, customers, feedback
     keep = set(np.random.default_rng(random_state).choice(ids, size=int(n_customers), replace=False))
@@ -388,6 +390,42 @@ def _fail(tmp: Path, reports_dir: Path, run_id: str, message: str, notebook: Pat
     return JourneyError(f"Run {run_id} failed: {message}{where}")
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_lock(reports_dir: Path, run_id: str) -> Path:
+    """Take the lock ``reports/.lock-<run-id>`` (created exclusively; holds the pid).
+
+    A second run with the same run id while the first is alive is refused with a
+    :class:`JourneyError`; a lock left by a process that no longer exists is taken over."""
+    lock = Path(reports_dir) / f".lock-{run_id}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                pid = -1
+            if pid > 0 and _pid_alive(pid):
+                raise JourneyError(f"Run {run_id!r} is already running (process {pid}).", file=lock,
+                                   fix="Wait for it to finish, or choose another --run-id. If no such run is "
+                                       "going on, delete the lock file.") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return lock
+    raise JourneyError(f"Could not take the lock for run {run_id!r}.", file=lock, fix="Try again.")
+
+
 def run_pipeline(config_path, run_id: str | None = None, reports_dir=None, processed_dir=None,
                  extra_parameters: dict | None = None, progress: bool = True) -> RunResult:
     """Run the five notebooks on a config and write ``reports/<run-id>/`` and ``data/processed/<run-id>/``.
@@ -426,10 +464,26 @@ def run_pipeline(config_path, run_id: str | None = None, reports_dir=None, proce
         raise JourneyError(f"A report for run id {run_id!r} already exists.", file=final,
                            fix="Choose another --run-id, or delete that folder to replace it.")
     kernel = kernel_name()
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    lock = acquire_lock(reports_dir, run_id)
+    try:
+        return _run_locked(config, config_path, run_id, reports_dir, processed_dir, extra_parameters,
+                           progress, kernel, started)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _run_locked(config, config_path, run_id, reports_dir, processed_dir, extra_parameters, progress, kernel,
+                started) -> RunResult:
+    from journey_analysis import config as cfg
+    from journey_analysis import report as rep
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    reports_dir.mkdir(parents=True, exist_ok=True)
+    final = reports_dir / run_id
+    if final.exists():
+        raise JourneyError(f"A report for run id {run_id!r} already exists.", file=final,
+                           fix="Choose another --run-id, or delete that folder to replace it.")
     tmp = reports_dir / f".tmp-{run_id}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -473,6 +527,11 @@ def run_pipeline(config_path, run_id: str | None = None, reports_dir=None, proce
             raise _fail(tmp, reports_dir, run_id, msg, None) from None
         seconds["total"] = round(time.perf_counter() - started, 2)
         log.info("run %s complete in %.1f s", run_id, seconds["total"])
+    except BaseException as exc:  # interrupted (Ctrl-C, SIGTERM as KeyboardInterrupt): no half-built run left
+        if not isinstance(exc, JourneyError) and tmp.exists():
+            _drop_logger(handler)
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     finally:
         _drop_logger(handler)
     os.replace(tmp, final)

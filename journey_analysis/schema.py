@@ -35,7 +35,13 @@ RULES = {
     "feedback_linked": "stage taken from the customer's last step at or before the feedback time",
     "missing_timestamp": "kept; cannot be linked to a step by time",
     "naive_timestamp": "read as UTC (the file mixes values with and without a time-zone offset)",
-    "unknown_customer": "kept; they have no customer attributes",
+    "unknown_customer": "left out of the run: these events' ids are not in the customers table (no phantom customers)",
+    "no_customer": "left out of the run: their customer id matches no known customer (the raw file keeps them)",
+    "via_unmatched": "left out of the run: their key is not in the via table, so they match no customer",
+    "milestone_out_of_order": "the milestone is left out of the events (the row and its other milestones are "
+                              "kept, nothing is re-sorted); the stage before it is timed to the next milestone kept",
+    "other_rating_type": "kept; satisfaction uses only ratings of the configured rating_type",
+    "blank_numeric": "kept as missing (blank cells of a numeric column)",
 }
 
 MAX_TEXT_CHARS = 5000

@@ -1,0 +1,367 @@
+"""Sources as CX teams have them, turned into the three contracts before the loaders' checks run.
+
+A source (``data.events``, ``data.customers``, ``data.feedback``) is a path, a table
+``{path, id, columns, ...}`` or a list of tables (see :class:`journey_analysis.config.Table`). This
+module reads each table, applies its renames (``columns``, before ``id``), makes its ``id`` column the
+``customer_id``, fills ``stage`` / ``channel`` / ``source`` / ... from a column or a constant, turns a
+wide milestone table (one row per order, a timestamp column per stage) into one event per reached
+milestone, links feedback keyed by another id through a ``via`` table, and hands every prepared table
+to the loaders of :mod:`journey_analysis.gather` (``load_events`` / ``load_customers`` /
+``load_feedback``), which run the same checks as on a plain file. Tables of one source are then unioned.
+
+Rules (quality-log checks, :data:`journey_analysis.schema.RULES`):
+
+* a blank milestone is "not reached" (no event, not an error);
+* ``milestone_out_of_order``: a milestone earlier than the latest reached milestone before it on its
+  row (e.g. "carrier before approved") is counted per pair of stages and left out of the events; the
+  row and its other milestones are kept, nothing is re-sorted. The time at a stage is the time to the
+  next milestone kept on the same row (:func:`milestone_durations` computes it from the wide table);
+* ``no_customer``: feedback whose key matches no known customer (the customers table when there is
+  one, else the customers with events) and events of ids missing from the customers table are counted
+  and left out of the run, so they never become customers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from journey_analysis.config import TABLE_VALUES, Table
+from journey_analysis.errors import JourneyError
+from journey_analysis.schema import QualityLog
+
+#: The contract an empty event log has (a run on customers or feedback only).
+EVENT_COLUMNS = {"row_id": "int64", "customer_id": object, "timestamp": "datetime64[ns, UTC]", "stage": object}
+
+
+def empty_events() -> pd.DataFrame:
+    """An events frame with the contract's columns and no rows (no event log configured)."""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in EVENT_COLUMNS.items()})
+
+
+def _read(table: Table) -> pd.DataFrame:
+    from journey_analysis.gather import _apply_mapping, read_table
+
+    frame = read_table(table.path, table.encoding)
+    return _apply_mapping(frame, table.columns, table.path)
+
+
+def _apply_id(frame: pd.DataFrame, table: Table, kind: str) -> pd.DataFrame:
+    """``table.id`` becomes ``customer_id``; a source column already called so must have been renamed."""
+    if table.id is None or table.id == "customer_id":
+        return frame
+    if table.id not in frame.columns:
+        raise JourneyError(f"The {kind} table has no column {table.id!r} (its `id:`).", file=table.path,
+                           column=table.id, expected=f"one of: {', '.join(map(str, frame.columns))}",
+                           fix="Correct `id:` (it names a column after the `columns:` renames).")
+    if "customer_id" in frame.columns:
+        raise JourneyError(f"The {kind} table already has a column 'customer_id', and `id:` makes {table.id!r} "
+                           "the customer_id: there would be two.", file=table.path, column="customer_id",
+                           expected="one column that becomes customer_id",
+                           fix="Rename the file's own column, e.g. columns: {customer_id: source_customer_id}, "
+                               "or use it as the id (id: customer_id).")
+    return frame.rename(columns={table.id: "customer_id"})
+
+
+def _apply_values(frame: pd.DataFrame, table: Table) -> tuple[pd.DataFrame, dict]:
+    """Fill stage/channel/source/... from a column of the given name, else the constant; return what was used."""
+    used = {}
+    for key in TABLE_VALUES:
+        value = getattr(table, key)
+        if value is None:
+            continue
+        if value in frame.columns:
+            if value != key:
+                frame[key] = frame[value]
+            used[key] = f"column {value!r}"
+        else:
+            frame[key] = value
+            used[key] = f"constant {value!r}"
+    return frame, used
+
+
+def _wide_to_long(frame: pd.DataFrame, table: Table, log: QualityLog, order: list[str]) -> pd.DataFrame:
+    """One event per reached milestone of a wide table, in row order then journey order."""
+    from journey_analysis.gather import parse_timestamps
+
+    milestones = {s: table.milestones[s] for s in order if s in table.milestones}
+    missing = [c for c in milestones.values() if c not in frame.columns]
+    if missing:
+        raise JourneyError(f"The milestones name {', '.join(map(repr, missing))}, which the table does not have.",
+                           file=table.path, column=missing[0],
+                           expected=f"one of: {', '.join(map(str, frame.columns))}",
+                           fix="Correct `milestones:` (stage: timestamp column) in the config.")
+    if "customer_id" not in frame.columns:
+        raise JourneyError("A wide milestone table needs the column that identifies each row's journey.",
+                           file=table.path, column="customer_id", expected="`id:` naming the order or case column",
+                           fix="Add id: <order or case id column> to the table in the config.")
+    times = pd.DataFrame({s: parse_timestamps(frame[c], table.path, c, log, required=False)
+                          for s, c in milestones.items()})
+    kept = times.copy()
+    latest = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+    latest_stage = pd.Series(None, index=frame.index, dtype=object)
+    for s in milestones:  # a handful of columns; every step is vectorised over the rows
+        t = times[s]
+        early = (t < latest).fillna(False).to_numpy(dtype=bool)
+        if early.any():
+            for before in latest_stage[early].unique():
+                pair = early & (latest_stage == before).to_numpy()
+                log.add(table.path, "milestone_out_of_order", int(pair.sum()), np.flatnonzero(pair) + 1,
+                        detail=f"{s} before {before}")
+            kept.loc[early, s] = pd.NaT
+        reached = kept[s].notna().to_numpy()
+        latest = latest.mask(reached, kept[s])
+        latest_stage = latest_stage.mask(reached, s)
+    others = [c for c in frame.columns if c not in set(milestones.values()) and c not in ("stage", "timestamp")]
+    n, k = len(frame), len(milestones)
+    ns = np.column_stack([kept[s].to_numpy(dtype="datetime64[ns]") for s in milestones])  # UTC, NaT kept
+    long = pd.DataFrame({"_row": np.repeat(np.arange(n), k),
+                         "stage": np.tile(np.array(list(milestones), dtype=object), n),
+                         "timestamp": pd.Series(ns.reshape(-1)).dt.tz_localize("UTC")})
+    long = long[long["timestamp"].notna()].reset_index(drop=True)
+    if long.empty:
+        raise JourneyError("The milestone table has no milestone reached on any row (every cell is blank).",
+                           file=table.path, column=next(iter(milestones.values())),
+                           expected="at least one timestamp", fix="Check the milestone column names and the export.")
+    rest = frame[others].iloc[long["_row"].to_numpy()].reset_index(drop=True)
+    return pd.concat([rest, long[["stage", "timestamp"]]], axis=1)
+
+
+def milestone_durations(frame: pd.DataFrame, milestones: dict, order: list[str] | None = None) -> pd.DataFrame:
+    """Time at each stage of a wide table under the rules above: one row per table row, one column per
+    stage (``<stage>_s``, seconds to the next milestone kept on the row; NaN when not reached or last).
+
+    ``frame`` holds the raw timestamp columns named in ``milestones`` (stage -> column)."""
+    order = order or list(milestones)
+    t = pd.DataFrame({s: pd.to_datetime(frame[milestones[s]].replace("", None), utc=True, format="ISO8601")
+                      for s in order if s in milestones})
+    kept = t.copy()
+    latest = pd.Series(pd.NaT, index=t.index, dtype="datetime64[ns, UTC]")
+    for s in t.columns:
+        early = (t[s] < latest).fillna(False)
+        kept.loc[early, s] = pd.NaT
+        latest = latest.mask(kept[s].notna(), kept[s])
+    out = pd.DataFrame(index=t.index)
+    nxt = pd.Series(pd.NaT, index=t.index, dtype="datetime64[ns, UTC]")
+    for s in reversed(list(t.columns)):
+        out[f"{s}_s"] = (nxt - kept[s]).dt.total_seconds()
+        nxt = nxt.mask(kept[s].notna(), kept[s])
+    return out[[f"{s}_s" for s in t.columns]]
+
+
+def _prepare(table: Table, kind: str, log: QualityLog, stages: list[str]) -> tuple[pd.DataFrame, dict]:
+    frame = _apply_id(_read(table), table, kind)
+    frame, used = _apply_values(frame, table)
+    if table.milestones is not None:
+        frame = _wide_to_long(frame, table, log, stages or list(table.milestones))
+        used["shape"] = f"wide: {len(table.milestones)} milestone columns"
+    return frame, used
+
+
+def _via_map(feedback: pd.DataFrame, table: Table, tables_of) -> pd.Series:
+    """customer_id for each feedback row, looked up through ``table.via`` by the feedback's key (``table.id``)."""
+    key = table.id
+    via = table.via
+    if isinstance(via, str) and via in ("events", "customers"):
+        vias = tables_of(via)
+        if len(vias) != 1:
+            raise JourneyError(f"via: {via} needs data.{via} to be one table.", file=table.path,
+                               fix="Give via a table {path, id} holding both keys.")
+        via = vias[0]
+    elif not isinstance(via, Table):
+        via = Table(path=via)
+    if via.milestones is not None:
+        via = via.model_copy(update={"milestones": None})
+    frame = _apply_id(_read(via), via, "via")
+    if "customer_id" not in frame.columns or key not in frame.columns:
+        raise JourneyError(f"The via table must hold both keys: the feedback's {key!r} and the customer id.",
+                           file=via.path, column=key if key not in frame.columns else "customer_id",
+                           expected=f"columns {key!r} and customer_id (or `id:` naming it); found: "
+                                    f"{', '.join(map(str, frame.columns))}",
+                           fix="Point via at a table with both keys, e.g. via: {path: orders.csv, id: customer_unique_id}.")
+    pairs = frame[[key, "customer_id"]].astype(str).drop_duplicates()
+    clash = pairs[key].duplicated(keep=False)
+    if clash.any():
+        k = pairs.loc[clash, key].iloc[0]
+        raise JourneyError(f"The via table maps {int(pairs.loc[clash, key].nunique())} {key!r} value(s) to more "
+                           f"than one customer (e.g. {k!r}).", file=via.path, column=key,
+                           expected=f"each {key} belongs to one customer", fix="Check the via table's keys.")
+    lookup = pairs.set_index(key)["customer_id"]
+    return feedback[key].astype(str).map(lookup)
+
+
+def load_source(kind: str, tables: list[Table], log: QualityLog, config=None, tables_of=None):
+    """Read, prepare, check and union the tables of one source; returns (frame, notes).
+
+    ``notes`` describes each table for ``journey validate`` (file, rows, what filled stage/channel/...).
+    """
+    from journey_analysis import gather as G
+
+    frames, notes = [], []
+    stages = list(config.stage_names) if config is not None else []
+    offset = 0
+    for t in tables:
+        frame, used = _prepare(t, kind, log, stages)
+        if kind == "events":
+            out = G.load_events(t.path, None, stages=stages or None, step=config.step if config else "stage",
+                                log=log, encoding=t.encoding, duplicates=config.data.duplicates if config else "drop",
+                                frame=frame)
+            out["row_id"] = out["row_id"] + offset
+            offset = int(out["row_id"].max()) + 1 if len(out) else offset
+        elif kind == "customers":
+            out = G.load_customers(t.path, None, log=log, encoding=t.encoding, frame=frame)
+        else:
+            if t.via is not None:
+                if t.id is None:
+                    raise JourneyError("via: needs the feedback's key, given as id: (e.g. id: order_id).",
+                                       file=t.path, fix="Add id: <the key the feedback shares with the via table>.")
+                # the table's id is the key into the via table, not the customer id
+                frame = _read(t)
+                frame, used = _apply_values(frame, t)
+                if "customer_id" in frame.columns:
+                    raise JourneyError("The feedback table already has a column 'customer_id' and is linked via "
+                                       "another table.", file=t.path, column="customer_id",
+                                       fix="Rename it (columns: {customer_id: other_name}) or drop via.")
+                if t.id not in frame.columns:
+                    raise JourneyError(f"The feedback table has no column {t.id!r} (its `id:`).", file=t.path,
+                                       column=t.id, expected=f"one of: {', '.join(map(str, frame.columns))}",
+                                       fix="Correct `id:`.")
+                frame["customer_id"] = _via_map(frame, t, tables_of)
+                n_miss = int(frame["customer_id"].isna().sum())
+                used["via"] = f"customer_id through {Path(str(getattr(t.via, 'path', t.via))).name}"
+                if n_miss:
+                    miss = frame["customer_id"].isna().to_numpy()
+                    log.add(t.path, "via_unmatched", n_miss, np.flatnonzero(miss) + 1,
+                            detail=f"{t.id} not in the via table")
+                    frame = frame.loc[~miss].reset_index(drop=True)
+            scales = None
+            if config is not None:
+                scales = {config.satisfaction.rating_type: (config.satisfaction.min, config.satisfaction.max)}
+            out = G.load_feedback(t.path, None, log=log, encoding=t.encoding, scales=scales, frame=frame)
+            if len(tables) > 1:
+                out["feedback_id"] = out["feedback_id"].astype(str).where(
+                    out["feedback_id"].notna(), None) if "feedback_id" in frame.columns else \
+                    f"F{len(frames) + 1}-" + (out["row_id"] + 1).astype(str)
+        notes.append({"kind": kind, "file": str(t.path), "rows": int(len(out)), **used})
+        frames.append(out)
+    if not frames:
+        return None, notes
+    if len(frames) == 1:
+        return frames[0], notes
+    union = pd.concat(frames, ignore_index=True, sort=False)
+    if kind == "customers":
+        from journey_analysis.schema import validate
+
+        validate(union, "customers", file=" + ".join(Path(str(t.path)).name for t in tables))
+    if kind == "feedback":
+        union["row_id"] = np.arange(len(union), dtype="int64")
+    return union, notes
+
+
+_TRUE = {"true", "1", "1.0", "yes", "y", "t"}
+_FALSE = {"false", "0", "0.0", "no", "n", "f"}
+
+
+def normalise_outcome(customers: pd.DataFrame, config, file) -> pd.DataFrame:
+    """The outcome column checked and written so that ``outcome_good`` names its good value.
+
+    Accepted: booleans, 1/0, True/False, Yes/No (any case) or any two labels; missing outcomes
+    (prospects) stay missing. ``outcome_good`` is matched ignoring case, and ``true``/``false``
+    (YAML also reads yes/no so) match 1/0 and yes/no. A third value, or an ``outcome_good`` that is
+    none of the values, is a :class:`JourneyError` naming it. Written back: with a true/false
+    ``outcome_good`` the column becomes boolean (the good value = ``outcome_good``); with a text
+    ``outcome_good`` it becomes text, the good value spelled as ``outcome_good``. Returns a copy."""
+    col = customers[config.outcome]
+    text = col.astype("string").str.strip().str.lower()
+    present = text.notna() & (text != "")
+    labels = list(pd.unique(text[present]))
+    if not labels:
+        raise JourneyError(f"The outcome column {config.outcome!r} is empty.", file=file, column=config.outcome,
+                           expected="two values (e.g. yes/no)", fix="Choose another `outcome:` column.")
+    if len(labels) > 2:
+        third = labels[2]
+        rows = np.flatnonzero(text.eq(third).fillna(False).to_numpy())[:5] + 1
+        raise JourneyError(f"The outcome column {config.outcome!r} has more than two values "
+                           f"({', '.join(map(repr, labels[:5]))}); {third!r} is a third one.",
+                           file=file, column=config.outcome, rows=rows,
+                           expected="two values: the good one (outcome_good) and the other",
+                           fix="Correct those rows, or choose a two-valued `outcome:` column.")
+    good = config.outcome_good
+    if isinstance(good, bool) or (isinstance(good, int) and good in (0, 1)):
+        match = _TRUE if bool(good) else _FALSE
+    else:
+        match = {str(good).strip().lower()}
+        if match <= _TRUE or match <= _FALSE:
+            match = _TRUE if match <= _TRUE else _FALSE
+    good_labels = [v for v in labels if v in match]
+    if not good_labels:
+        raise JourneyError(f"outcome_good {good!r} is not a value of the outcome column {config.outcome!r} "
+                           f"(values: {', '.join(map(repr, labels))}).", file=file, column=config.outcome,
+                           expected=f"outcome_good: one of {', '.join(labels)}",
+                           fix=f"Set outcome_good: to the good value (e.g. outcome_good: {labels[0]}).")
+    is_good = text.isin(good_labels)
+    out = customers.copy()
+    if isinstance(good, bool) or (isinstance(good, int) and good in (0, 1)):
+        out[config.outcome] = pd.Series(np.where(is_good, bool(good), not bool(good)), index=col.index,
+                                        dtype="boolean").where(present, pd.NA)
+    else:
+        out[config.outcome] = col.astype("string").str.strip().where(~is_good, str(good)).astype(object).where(present, None)
+    return out
+
+
+def spark_keep_known(events, customers: pd.DataFrame):
+    """Spark events without the rows of ids missing from the customers table (rule ``unknown_customer``)."""
+    spark = events.sparkSession
+    ids = spark.createDataFrame(pd.DataFrame({"customer_id": customers["customer_id"].astype(str).to_numpy()}),
+                                schema="customer_id string")
+    return events.join(ids, "customer_id", "left_semi").select(*events.columns)
+
+
+def spark_ids_known(events, ids: pd.Series) -> pd.Series:
+    """For each id of ``ids`` (pandas), whether the Spark events have that customer (one semi-join)."""
+    spark = events.sparkSession
+    distinct = pd.DataFrame({"customer_id": pd.unique(ids.dropna().astype(str))})
+    if distinct.empty:
+        return pd.Series(False, index=ids.index)
+    sdf = spark.createDataFrame(distinct, schema="customer_id string")
+    found = sdf.join(events.select("customer_id").distinct(), "customer_id", "left_semi").toPandas()
+    return ids.astype(str).isin(set(found["customer_id"])) & ids.notna()
+
+
+def kpi_metric_names(config) -> list[str]:
+    """The metric names a KPI may use in this run: the numeric columns of the journey map and of the
+    per-stage metrics (:func:`journey_analysis.report.stage_metrics`), and ``<rating_type>_mean``.
+
+    Found by building both on a probe of one customer passing every configured stage (the columns do not
+    depend on the data), so the list is what a run computes."""
+    from journey_analysis.journey_map import build_map
+    from journey_analysis.report import stage_metrics
+
+    stages = config.stage_names or ["stage"]
+    probe = pd.DataFrame({"row_id": np.arange(len(stages), dtype="int64"), "customer_id": "probe",
+                          "timestamp": pd.date_range("2024-01-01", periods=len(stages), freq="h", tz="UTC"),
+                          "stage": stages, "channel": "web"})
+    fb = pd.DataFrame({"feedback_id": ["F1"], "customer_id": ["probe"], "stage": [stages[0]],
+                       "rating_type": [config.satisfaction.rating_type], "rating": [config.satisfaction.max],
+                       "text": ["fine"], "sentiment": [0.5], "sentiment_status": ["scored"], "stage_source": ["given"]})
+    names = set()
+    for frame in (build_map(probe, fb, None, config), stage_metrics(probe, fb, stages,
+                                                                    rating_type=config.satisfaction.rating_type)):
+        names |= {c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+                  and not pd.api.types.is_bool_dtype(frame[c])}
+    names.add(f"{config.satisfaction.rating_type.lower()}_mean")
+    return sorted(names - {"stage_order"})
+
+
+def check_kpis(config) -> None:
+    """Every ``kpis:`` metric is one a run computes (:func:`kpi_metric_names`); else a JourneyError listing them."""
+    if not config.kpis:
+        return
+    valid = kpi_metric_names(config)
+    bad = [k.metric for k in config.kpis if k.metric not in valid]
+    if bad:
+        raise JourneyError(f"KPI metric(s) {', '.join(map(repr, bad))} are not computed by a run "
+                           f"(rating_type {config.satisfaction.rating_type!r}).", file=config.path, column="kpis",
+                           expected=f"one of: {', '.join(valid)}",
+                           fix="Correct `metric:` in kpis: (e.g. satisfaction_mean, dwell_median_h, drop_off).")
