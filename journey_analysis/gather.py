@@ -516,6 +516,8 @@ def load_feedback(path, columns: dict | None = None, log: QualityLog | None = No
     for col in ("customer_id", "stage", "text", "rating_type", "source", "touchpoint", "channel"):
         if col in frame.columns:
             frame[col] = _as_text(frame[col]).where(~_blank(frame[col]), None)
+    if "source" not in frame.columns:  # part of the contract: notebooks group by it (None: not given)
+        frame["source"] = None
     if "text" not in frame.columns:
         frame["text"] = None
     frame["text"] = frame["text"].fillna("")

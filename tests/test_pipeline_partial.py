@@ -16,8 +16,7 @@ from journey_analysis import report, runner
 from journey_analysis.config import DEMO_CONFIG
 from journey_analysis.journey_map import ALL
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-HELPDESK = SHARED / "eventlogs" / "helpdesk.csv.gz"
+from shapes import HELPDESK
 
 
 @pytest.mark.skipif(not HELPDESK.exists(), reason=f"real event log not found: {HELPDESK}")
@@ -152,3 +151,131 @@ def test_absent_artifacts_round_trip(tmp_path):
     runner.save_artifact(frame, tmp_path / "f.parquet")                  # data again: the marker goes
     assert not (tmp_path / "f.parquet.absent").exists()
     assert runner.load_artifact(tmp_path / "f.parquet").equals(frame)
+
+
+# --------------------------------------------------------------------------------------------------
+# real data shaped as CX teams have it: `journey validate` passing means `journey run` passes
+# --------------------------------------------------------------------------------------------------
+def _validate_then_run(cfg: Path, tmp_path: Path, run_id: str, n_customers: int | None = None) -> tuple[Path, Path]:
+    from journey_analysis.cli import main
+
+    assert main(["validate", "--config", str(cfg)]) == 0
+    args = ["run", "--config", str(cfg), "--run-id", run_id, "--reports", str(tmp_path / "reports"),
+            "--processed", str(tmp_path / "processed"), "--no-progress"]
+    if n_customers:
+        args += ["--param", f"n_customers={n_customers}"]
+    assert main(args) == 0
+    return tmp_path / "processed" / run_id, tmp_path / "reports" / run_id
+
+
+def _write(tmp_path: Path, cfg: dict, name: str = "config.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def test_wide_milestone_table_with_a_yes_no_outcome_and_reviews_by_case_id(tmp_path):
+    from shapes import MILESTONES, bpic_applicants, bpic_wide, reviews_for
+
+    wide = bpic_wide(n_cases=300, n_blank=20, n_swap=12)
+    wide.to_csv(tmp_path / "applications.csv", index=False)
+    bpic_applicants(wide).to_csv(tmp_path / "applicants.csv", index=False)
+    reviews_for(wide["application_id"], n_phantom=40).to_csv(tmp_path / "reviews.csv", index=False)
+    cfg = _write(tmp_path, {
+        "name": "loans", "objective": "Fewer declined applications", "outcome": "declined", "outcome_good": "No",
+        "data": {"events": {"path": "applications.csv", "id": "application_id",
+                            "milestones": {s: f"{s}_at" for s in MILESTONES}},
+                 "customers": {"path": "applicants.csv", "id": "application_id"},
+                 "feedback": {"path": "reviews.csv", "id": "case_ref", "rating_type": "stars",
+                              "columns": {"stars": "rating", "comment": "text"}}},
+        "satisfaction": {"rating_type": "stars", "min": 1, "max": 5},
+        "stages": [{"name": s, "terminal": s == "approved"} for s in MILESTONES]})
+    out, _ = _validate_then_run(cfg, tmp_path, "wide")
+    q = pd.read_parquet(out / "quality.parquet").set_index("check")
+    assert q.loc["milestone_out_of_order", "rows"] == 12 and q.loc["milestone_out_of_order", "detail"] == "finalized before accepted"
+    assert q.loc["no_customer", "rows"] == 40                        # the reviews of no application
+    fb = pd.read_parquet(out / "feedback.parquet")
+    assert len(fb) == 300 and set(fb["customer_id"]) <= set(wide["application_id"])
+    segs = pd.read_parquet(out / "segments.parquet")
+    assert len(segs) <= 300 and set(segs["customer_id"]) <= set(wide["application_id"])   # no phantom customers
+    m = pd.read_parquet(out / "journey_map.parquet")
+    overall = m[(m["segment"] == ALL) & m["configured"]].set_index("stage")
+    assert overall.index.tolist() == list(MILESTONES)
+    assert overall.loc["submitted", "customers"] == 300
+    assert overall.loc["finalized", "customers"] == int((wide["finalized_at"] != "").sum()) - 12
+    cust = pd.read_parquet(out / "customers.parquet")
+    assert set(cust["declined"].dropna()) == {"Yes", "No"}             # the labels as the export wrote them
+    found = json.loads((out / "findings.json").read_text())
+    assert report.NO_EVENTS not in found["limitations"]
+
+
+def test_customer_table_alone_runs_and_says_what_needs_events(tmp_path):
+    from shapes import churn_sample
+
+    churn_sample(tmp_path, n=400)
+    cfg = _write(tmp_path, {"name": "telecom", "objective": "Keep customers", "outcome": "churn", "outcome_good": False,
+                            "data": {"customers": {"path": "churn.csv", "id": "rownames"}}})
+    out, folder = _validate_then_run(cfg, tmp_path, "customers-only")
+    segs = pd.read_parquet(out / "segments.parquet")
+    assert len(segs) == 400 and segs["segment"].nunique() >= 2        # segments from the attributes
+    assert pd.read_parquet(out / "events.parquet").empty
+    cust = pd.read_parquet(out / "customers.parquet")
+    assert cust["churn"].dtype == bool or str(cust["churn"].dtype) == "boolean"
+    found = json.loads((out / "findings.json").read_text())
+    assert found["limitations"][0] == report.NO_EVENTS
+    assert report.NO_EVENTS in (folder / "report.html").read_text(encoding="utf-8")
+    assert json.loads((folder / "run.json").read_text())["headline"]["customers"] == 400
+
+
+def test_two_event_sources_union_into_one_journey(tmp_path):
+    from shapes import receipt_two_sources
+
+    _, _, log = receipt_two_sources(tmp_path, n_cases=250)
+    stages = ["Confirmation of receipt", "T02 Check confirmation of receipt", "T04 Determine confirmation of receipt",
+              "T05 Print and send confirmation of receipt", "T06 Determine necessity of stop advice",
+              "T10 Determine necessity to stop indication"]
+    cfg = _write(tmp_path, {
+        "name": "permits", "objective": "Faster receipt of permit applications",
+        "data": {"events": [
+            {"path": "front_office.csv", "id": "application", "columns": {"logged_at": "timestamp"}, "stage": "step"},
+            {"path": "back_office.csv", "id": "case_ref", "columns": {"done_at": "timestamp"}, "stage": "task",
+             "channel": "back office"}], "duplicates": "keep"},
+        "stages": [{"name": s} for s in stages]})
+    out, _ = _validate_then_run(cfg, tmp_path, "two-sources")
+    ev = pd.read_parquet(out / "events.parquet")
+    assert len(ev) == len(log) and ev["row_id"].is_unique
+    m = pd.read_parquet(out / "journey_map.parquet")
+    overall = m[(m["segment"] == ALL) & m["configured"]].set_index("stage")
+    direct = log.groupby("activity")["case_id"].nunique()
+    for s in stages:                                                  # the union is the original log
+        assert overall.loc[s, "customers"] == direct[s]
+
+
+def test_one_stage_journey_from_a_constant_stage(tmp_path):
+    from shapes import helpdesk_head
+
+    helpdesk_head(tmp_path, 1500)
+    cfg = _write(tmp_path, {"name": "support", "objective": "Resolve tickets",
+                            "data": {"events": {"path": "helpdesk.csv", "id": "case_id", "stage": "support",
+                                                "columns": {"activity": "task"}}, "duplicates": "keep"},
+                            "stages": [{"name": "support"}]})
+    out, _ = _validate_then_run(cfg, tmp_path, "one-stage")
+    m = pd.read_parquet(out / "journey_map.parquet")
+    overall = m[(m["segment"] == ALL) & m["configured"]]
+    n_cases = pd.read_csv(tmp_path / "helpdesk.csv", dtype=str)["case_id"].nunique()
+    assert overall["stage"].tolist() == ["support"] and overall["customers"].iloc[0] == n_cases
+
+
+def test_feedback_alone_runs(tmp_path):
+    from shapes import reviews_for
+
+    reviews_for([f"R{i}" for i in range(200)], n_phantom=0).to_csv(tmp_path / "reviews.csv", index=False)
+    cfg = _write(tmp_path, {"name": "reviews", "objective": "Hear the customers",
+                            "data": {"feedback": {"path": "reviews.csv", "id": "case_ref", "rating_type": "stars",
+                                                  "columns": {"stars": "rating", "comment": "text"}}},
+                            "satisfaction": {"rating_type": "stars", "min": 1, "max": 5}})
+    out, _ = _validate_then_run(cfg, tmp_path, "feedback-only")
+    fb = pd.read_parquet(out / "feedback.parquet")
+    assert len(fb) == 200 and fb["rating"].between(1, 5).all() and fb["customer_id"].nunique() == 200
+    found = json.loads((out / "findings.json").read_text())
+    assert found["limitations"][:2] == [report.NO_EVENTS, report.NO_CUSTOMERS]

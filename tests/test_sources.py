@@ -4,8 +4,6 @@ fixture: durations against a direct pandas computation, blanks, out-of-order mil
 linked via another table, no phantom customers, outcome and rating values as exports write them."""
 from __future__ import annotations
 
-import gzip
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,36 +17,7 @@ from journey_analysis.errors import JourneyError
 from journey_analysis.gather import gather
 from journey_analysis.sources import milestone_durations
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("JOURNEY_SHARED_DATA", ROOT.parent / "shared" / "data"))
-BPIC = SHARED / "eventlogs" / "bpic2012.csv.gz"
-#: BPIC-2012 activities used as milestones of a loan application, in journey order
-MILESTONES = {"submitted": "A_SUBMITTED", "preaccepted": "A_PREACCEPTED", "accepted": "A_ACCEPTED",
-              "finalized": "A_FINALIZED", "approved": "A_APPROVED"}
-
-
-def bpic_wide(n_cases: int | None = None, n_blank: int = 200, n_swap: int = 58, seed: int = 0) -> pd.DataFrame:
-    """BPIC-2012 as a wide milestone table: one row per application, the first timestamp of each milestone
-    activity (blank when never reached); ``n_blank`` preaccepted cells blanked and ``n_swap`` rows with
-    accepted and finalized swapped (finalized then comes before accepted), chosen with ``seed``."""
-    log = pd.read_csv(BPIC, dtype=str, keep_default_na=False)
-    log = log[log["activity"].isin(MILESTONES.values())]
-    first = log.groupby(["case_id", "activity"], sort=False)["timestamp"].min().unstack()  # ISO, same offset
-    cols = {a: f"{s}_at" for s, a in MILESTONES.items()}
-    wide = first.reindex(columns=list(MILESTONES.values())).rename(columns=cols).fillna("")
-    amount = pd.read_csv(BPIC, dtype=str, keep_default_na=False).drop_duplicates("case_id").set_index("case_id")
-    wide.insert(0, "amount_req", amount["amount_req"].reindex(wide.index))
-    wide = wide.reset_index().rename(columns={"case_id": "application_id"})
-    rng = np.random.default_rng(seed)
-    if n_cases is not None:
-        wide = wide.iloc[np.sort(rng.choice(len(wide), size=n_cases, replace=False))].reset_index(drop=True)
-    both = np.flatnonzero((wide["accepted_at"] != "") & (wide["finalized_at"] != "")
-                          & (wide["accepted_at"] < wide["finalized_at"]))
-    swap = rng.choice(both, size=min(n_swap, len(both)), replace=False)
-    wide.loc[swap, ["accepted_at", "finalized_at"]] = wide.loc[swap, ["finalized_at", "accepted_at"]].to_numpy()
-    pre = np.flatnonzero(wide["preaccepted_at"] != "")
-    wide.loc[rng.choice(pre, size=min(n_blank, len(pre)), replace=False), "preaccepted_at"] = ""
-    return wide
+from shapes import MILESTONES, bpic_wide
 
 
 def write_cfg(tmp_path: Path, data: dict, stages=None, **extra) -> Path:
