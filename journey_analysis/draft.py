@@ -2,11 +2,13 @@
 
 :func:`draft_config` reads the files and detects the roles of their columns: the key that becomes
 ``customer_id``, timestamps, the stage (activity) and channel of long events, the milestone columns
-of a wide table (one row per order/case, a timestamp per stage; proposed in the order of their median
-time), feedback's rating (its scale from the values), text and timestamp, and the customers' outcome
-candidates (columns with two values). Stages come in observed order (median time since the journey's
-first event) with the measured median time at each stage as a comment. The draft is YAML text that
-validates and runs as written; the person then writes the objective and the expectations.
+of a wide table (one row per order/case, a timestamp per stage; proposed in their median time order),
+feedback's rating (its scale from the values), text and timestamp, and the customers' outcome
+candidates (columns with two values). Stages come in observed order (long events: median position
+within the journey, then median time since its first event; wide tables: a milestone comes before
+another when the median of their difference, on rows holding both, is positive) with the measured
+median time at each stage as a comment. The draft is YAML text that validates and runs as written;
+the person then writes the objective and the expectations.
 
 Rules of detection (documented, deterministic): a column is a timestamp when at least 90% of its
 non-blank values (first 5,000 rows) parse as ISO 8601 date-times and it is not plain numbers; the key
@@ -32,7 +34,7 @@ _ID_NAMES = ("customer_id", "case_id", "case:concept:name", "client_id", "user_i
              "ticket_id", "application_id", "id", "rownames")
 _TEXT_NAMES = ("text", "comment", "comments", "review", "review_text", "message", "body", "feedback", "verbatim")
 _RATING_NAMES = ("rating", "score", "stars", "review_score", "overall_rating", "csat", "nps", "ces")
-_BAD_OUTCOME = re.compile(r"churn|cancel|left|lost|default|complain|attrit|drop", re.I)
+_BAD_OUTCOME = re.compile(r"churn|cancel|left|lost|default|complain|attrit|drop|declin|reject|fail|lapse", re.I)
 
 
 def _q(value) -> str:
@@ -152,16 +154,19 @@ def _draft_events(path: Path, out: Path, lines: list[str]) -> tuple[list[tuple[s
         g = ev.groupby("customer_id", sort=False)["timestamp"]
         ev["since_start_s"] = (ev["timestamp"] - g.transform("min")).dt.total_seconds()
         ev["dwell_s"] = (g.shift(-1) - ev["timestamp"]).dt.total_seconds()
-        by = ev.groupby("stage", sort=False).agg(order=("since_start_s", "median"), first=("row", "min"),
-                                                 dwell=("dwell_s", "median"), n=("row", "size"))
-        by = by.sort_values(["order", "first"])
+        pos = ev.groupby("customer_id", sort=False).cumcount()
+        ev["position"] = pos / ev.groupby("customer_id", sort=False)["row"].transform("size").sub(1).clip(lower=1)
+        by = ev.groupby("stage", sort=False).agg(order=("position", "median"), since=("since_start_s", "median"),
+                                                 first=("row", "min"), dwell=("dwell_s", "median"), n=("row", "size"))
+        by = by.sort_values(["order", "since", "first"])
         stages = [(s, f"{_hours(r.dwell)}; {int(r.n):,} events") for s, r in by.iterrows()]
         return stages, set(ev["customer_id"].unique())
     # wide milestone table
     key = _id_column(frame, exclude=ts_cols, prefer_unique=True)
-    med = {c: pd.to_datetime(frame[c].replace("", None), utc=True, format="ISO8601", errors="coerce").median()
-           for c in ts_cols}
-    order = sorted(ts_cols, key=lambda c: (pd.isna(med[c]), med[c] if not pd.isna(med[c]) else 0, ts_cols.index(c)))
+    t = {c: pd.to_datetime(frame[c].replace("", None), utc=True, format="ISO8601", errors="coerce") for c in ts_cols}
+    # c comes before d when the median of (d - c) over the rows holding both is positive; most "befores" first
+    before = {c: sum(bool((t[d] - t[c]).dt.total_seconds().median() > 0) for d in ts_cols if d != c) for c in ts_cols}
+    order = sorted(ts_cols, key=lambda c: (-before[c], ts_cols.index(c)))
     names, seen = {}, set()
     for c in order:
         n = _stage_name(c)
