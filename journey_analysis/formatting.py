@@ -314,8 +314,9 @@ def display_frame(frame, labels: dict | None = None, duration_unit: str = "h", m
             else:
                 cols[c] = [format_value(v, str(c), k, duration_unit) for v in s.tolist()]
     out = pd.DataFrame(cols, index=pd.RangeIndex(len(f)))
-    names = {c: (labels or {}).get(c, label(c)) for c in f.columns}
-    out.columns = [names[c] for c in f.columns]
+    names = [(labels or {}).get(c, label(c)) for c in f.columns]
+    seen = {n: names.count(n) for n in names}
+    out.columns = [n if seen[n] == 1 else str(c) for n, c in zip(names, f.columns)]  # unique, for Styler
     return out
 
 
@@ -337,10 +338,30 @@ TABLE_CSS = [
 ]
 
 
+class Table:
+    """What :func:`table` returns: shown as a styled HTML table in Jupyter (``_repr_html_``, the pandas
+    ``Styler`` in :attr:`styler`) and as aligned text elsewhere (``repr``); :attr:`data` holds the
+    text cells."""
+
+    def __init__(self, data: pd.DataFrame, styler, caption: str | None = None):
+        self.data, self.styler, self.caption = data, styler, caption
+
+    def _repr_html_(self) -> str:
+        return self.styler.to_html()
+
+    def to_html(self) -> str:
+        return self.styler.to_html()
+
+    def __repr__(self) -> str:
+        body = self.data.to_string(index=False) if len(self.data.columns) else MISSING
+        return f"{self.caption}\n{body}" if self.caption else body
+
+
 def table(frame, caption: str | None = None, labels: dict | None = None, duration_unit: str = "h",
           max_rows: int | None = None):
-    """A pandas Styler of :func:`display_frame` for notebooks: no index, numbers right-aligned (class
-    ``num``), text wrapped, never cut; ``caption`` above. ``None`` or a sentence (str) is shown as it is."""
+    """A :class:`Table` of :func:`display_frame` for notebooks (a pandas Styler inside): no index,
+    numbers right-aligned (class ``num``), text wrapped, never cut; ``caption`` above. ``None`` or a
+    sentence (str) is shown as Markdown."""
     if frame is None or isinstance(frame, str):
         from IPython.display import Markdown
 
@@ -352,7 +373,7 @@ def table(frame, caption: str | None = None, labels: dict | None = None, duratio
     st = shown.style.hide(axis="index").set_td_classes(classes).set_table_styles(TABLE_CSS)
     if caption:
         st = st.set_caption(caption)
-    return st
+    return Table(shown, st, caption)
 
 
 def table_html(frame, caption: str | None = None, labels: dict | None = None, duration_unit: str = "h",

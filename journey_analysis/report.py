@@ -156,13 +156,14 @@ def _png_tag(b64: str, alt: str = "figure") -> str:
     return f'<img class="figure" alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
 
-def notebook_html(notebook, skip_tags=None) -> str:
+def notebook_html(notebook, skip_tags=None, skip_figures=()) -> str:
     """The report body of one executed notebook: markdown cells and outputs, no code.
 
     Cells tagged with any of ``skip_tags`` (default :data:`journey_analysis.runner.REPORT_SKIP_TAGS`:
     parameters, solution, exercise, teaching, remove_cell, hide) are left out; so are recorded values,
     widget views, stderr and errors. Outputs: PNG figures embedded; HTML (tables) and markdown
-    sanitised and redacted; plain text escaped.
+    sanitised and redacted; plain text escaped. Figures named in ``skip_figures`` (shown elsewhere in the
+    report, like the journey map at the top) become a one-line pointer to where they are.
     """
     from journey_analysis.runner import RECORD_MIME, REPORT_SKIP_TAGS, _notebook
 
@@ -191,6 +192,10 @@ def notebook_html(notebook, skip_tags=None) -> str:
                 continue
             if "image/png" in data:
                 name = o.get("metadata", {}).get("journey_figure", "figure")
+                if name in skip_figures:
+                    parts.append(f'<p class="meta">The {html.escape(str(name).replace("_", " "))} is shown '
+                                 f'<a href="#summary">at the top of this report</a>.</p>')
+                    continue
                 parts.append(f'<div class="fig">{_png_tag(data["image/png"], alt=str(name))}</div>')
             elif "text/html" in data:
                 src = data["text/html"]
@@ -211,15 +216,16 @@ def notebook_html(notebook, skip_tags=None) -> str:
 # per-stage figures, comparisons, KPIs
 # --------------------------------------------------------------------------------------------------
 def stage_metrics(events: pd.DataFrame, feedback: pd.DataFrame | None, stages, step: str = "stage",
-                  rating_type: str | None = None) -> pd.DataFrame:
+                  rating_type: str | None = None, terminal=None) -> pd.DataFrame:
     """Per stage, the figures a run is compared on, each with its standard error.
 
     Columns: ``stage``, ``stage_order`` (config order; stages not configured follow), ``customers``
     (distinct customers with an event at the stage), ``dwell_median_s`` (median over events at the stage
     of next event's timestamp - this timestamp, same customer, order (customer_id, timestamp, row_id);
     a customer's last event has none), ``dwell_median_se_s`` (``IQR_SE * IQR / sqrt(n)``), ``dwell_n``,
-    ``dropoff_share`` (share of the stage's customers whose last event is at this stage; for the last
-    stage that is simply the end of the journey), ``dropoff_se`` (sqrt(p(1-p)/n)), ``sentiment_mean``,
+    ``dropoff_share`` (share of the stage's customers whose last event is at this stage; 0 at a stage
+    where ending is completion: the ``terminal`` stages, or the last of ``stages`` when none are given,
+    as on the journey map), ``dropoff_se`` (sqrt(p(1-p)/n)), ``sentiment_mean``,
     ``sentiment_se`` (sd / sqrt(n)), ``sentiment_n`` (scored feedback at the stage),
     ``satisfaction_mean``, ``satisfaction_se``, ``satisfaction_n`` (ratings of ``rating_type``).
     """
@@ -246,6 +252,8 @@ def stage_metrics(events: pd.DataFrame, feedback: pd.DataFrame | None, stages, s
         last_customers = ev[ev["is_last"]].groupby(step, sort=False)["customer_id"].nunique()
     out["dwell_median_se_s"] = IQR_SE * iqr / np.sqrt(out["dwell_n"].where(out["dwell_n"] > 0))
     p = (last_customers.reindex(out.index).fillna(0) / out["customers"]).astype(float)
+    completion = list(terminal or []) or stages[-1:]
+    p = p.where(~out.index.isin(completion), 0.0)
     out["dropoff_share"] = p
     out["dropoff_se"] = np.sqrt(p * (1 - p) / out["customers"])
     for col in ("sentiment_mean", "sentiment_se", "sentiment_n", "satisfaction_mean", "satisfaction_se",
@@ -357,14 +365,19 @@ def check_kpis(kpis, journey_map: pd.DataFrame | None, metrics: pd.DataFrame | N
                 value = m.at[stage, col]
         value = None if value is None or pd.isna(value) else float(value)
         lo, hi = k.get("min"), k.get("max")
-        show = (lambda v: _h(v / 3600)) if metric.endswith("_s") else (lambda v: f"{v:,.3g}")
+        from journey_analysis.formatting import format_value
+
+        from journey_analysis.formatting import label as words
+
+        show = (lambda v, _m=metric: format_value(v, _m))
+        what = re.sub(r" \([^)]*\)$", "", words(metric))     # "dwell median", "CSAT": the unit is in the value
         if value is None:
-            status, msg = "unknown", f"{label}: no value for {metric} at stage {stage} in this run."
+            status, msg = "unknown", f"{label}: no value for {what} at stage {stage} in this run."
         elif (lo is not None and value < lo) or (hi is not None and value > hi):
             bound = f"at least {show(lo)}" if lo is not None and value < lo else f"at most {show(hi)}"
-            status, msg = "breach", f"{label}: {metric} at {stage} is {show(value)}, expected {bound}."
+            status, msg = "breach", f"{label}: {what} at {stage} is {show(value)}, expected {bound}."
         else:
-            status, msg = "ok", f"{label}: {metric} at {stage} is {show(value)} (within threshold)."
+            status, msg = "ok", f"{label}: {what} at {stage} is {show(value)} (within threshold)."
         rows.append({"label": label, "stage": stage, "metric": metric, "value": value, "min": lo, "max": hi,
                      "status": status, "message": msg})
     return pd.DataFrame(rows, columns=["label", "stage", "metric", "value", "min", "max", "status", "message"])
@@ -417,37 +430,43 @@ def _env():
     return env
 
 
-def _fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}"
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.{digits}g}"
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
-    return str(value)
+def _fmt(value, column: str = "") -> str:
+    """A value for a page (:func:`journey_analysis.formatting.format_value`; ``column`` names its kind)."""
+    from journey_analysis.formatting import format_value
+
+    return format_value(value, column)
+
+
+#: Compared metric label -> the column it is read from (for formatting in the column's unit).
+_COMPARED_COLUMN = {label: col for col, _, label, *_ in COMPARED}
 
 
 def _comparison_rows(comp: pd.DataFrame) -> list[dict]:
+    """The comparison at display precision: values in the metric's unit; "no change" when the change is
+    within noise (not significant) or both runs read the same once rounded; arrows only for the rest."""
+    from journey_analysis.formatting import change_text, format_value
+
     rows = []
     for r in comp.itertuples(index=False):
-        scale = float(r.scale) if r.scale else 1.0
-        arrow = {"up": "▲", "down": "▼"}.get(r.direction, "●") if r.significant else "≈"
-        rows.append({"stage": r.stage, "metric": r.metric, "previous": _fmt(_scaled(r.previous, scale)),
-                     "current": _fmt(_scaled(r.current, scale)),
-                     "change": ("+" if (r.change or 0) > 0 else "") + _fmt(_scaled(r.change, scale)),
-                     "uncertainty": "±" + _fmt(_scaled(Z * r.change_se, scale)) if pd.notna(r.change_se) else "–",
-                     "unit": r.unit.strip(), "arrow": arrow,
-                     "css": {"better": "better", "worse": "worse"}.get(r.verdict, "same"), "verdict": r.verdict})
+        col = _COMPARED_COLUMN.get(r.metric, r.metric)
+        change = change_text(r.previous, r.current, col, significant=bool(r.significant))
+        moved = change not in ("no change", "—")
+        arrow = {"up": "▲", "down": "▼"}.get(r.direction, "") if moved else "≈"
+        verdict = r.verdict if moved else "no change"
+        noise = Z * r.change_se if pd.notna(r.change_se) else None
+        rows.append({"stage": r.stage, "metric": r.metric, "previous": format_value(r.previous, col),
+                     "current": format_value(r.current, col), "change": change,
+                     "uncertainty": ("±" + format_value(noise, col).lstrip("+")) if noise is not None else "—",
+                     "arrow": arrow, "css": {"better": "better", "worse": "worse"}.get(verdict, "same"),
+                     "verdict": verdict})
     return rows
 
 
-def _scaled(v, scale):
-    return None if v is None or pd.isna(v) else float(v) / scale
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8")) if Path(path).exists() else None
+    except (OSError, ValueError):
+        return None
 
 
 def _read_frame(path: Path) -> pd.DataFrame | None:
@@ -458,11 +477,51 @@ def _read_frame(path: Path) -> pd.DataFrame | None:
 
 
 def _table_html(frame: pd.DataFrame | None, max_rows: int = 30) -> str:
+    """A table for the report through :func:`journey_analysis.formatting.table_html` (units, "—" for
+    missing, no index, paths inside the project), then sanitised and redacted."""
+    from journey_analysis.formatting import table_html
+
     if frame is None or frame.empty:
         return ""
-    shown = frame.head(max_rows)
-    return sanitize_html(shown.to_html(index=False, border=0, classes="table", na_rep="–",
-                                       float_format=lambda v: f"{v:.3g}"))
+    return sanitize_html(table_html(frame, max_rows=max_rows))
+
+
+def act_on(recs: pd.DataFrame | None, found: dict | None = None, n: int = 3) -> list[dict]:
+    """The ``n`` findings a manager should act on, for the report's first screen: the top recommendations
+    (``recommendations.parquet``, by rank), each ``{"title": "Stage: action", "evidence": ..., "reach":
+    "91% of customers", "confidence": ..., "themes": ...}``; without recommendations, the top pain point
+    and moment of truth of ``found`` (``findings.json``)."""
+    from journey_analysis.formatting import format_value, is_missing
+
+    out = []
+    if recs is not None and len(recs):
+        for r in recs.sort_values("rank").head(n).to_dict("records"):
+            title = f"{str(r.get('stage', '')).capitalize()}: {r.get('action', 'look closer')}"
+            conf = r.get("confidence")
+            out.append({"title": title, "evidence": r.get("evidence") or r.get("sentence") or "",
+                        "reach": f"reaches {format_value(r.get('reach'), 'reach')} of customers"
+                        if not is_missing(r.get("reach")) else "",
+                        "confidence": "" if is_missing(conf) else f"confidence {format_value(conf, 'confidence')}",
+                        "themes": "" if is_missing(r.get("themes")) else f"customers mention {r.get('themes')}"})
+    found = found or {}
+    if not out and found.get("top_pain_point"):
+        out.append({"title": f"Pain point: {found['top_pain_point']}", "evidence":
+                    f"pain score {format_value(found.get('top_pain_score'), 'pain_score')}", "reach": "",
+                    "confidence": "", "themes": ""})
+    if len(out) < n and found.get("top_driver") and not any(found.get("top_driver_stage", "?").lower()
+                                                               in o["title"].lower() for o in out):
+        out.append({"title": f"Moment of truth: {found['top_driver']}", "evidence": found.get("top_driver_sentence") or "",
+                    "reach": "", "confidence": "", "themes": ""})
+    return out[:n]
+
+
+def _run_files(folder: Path) -> list[dict]:
+    """The files of a run folder a reader may open, as relative links: notebooks, figures, tables, logs."""
+    order = {".ipynb": 0, ".png": 1, ".csv": 2, ".json": 3, ".log": 4}
+    files = [p for p in Path(folder).rglob("*") if p.is_file() and p.name != "report.html"
+             and not p.name.startswith(".") and p.suffix in order]
+    files.sort(key=lambda p: (order[p.suffix], p.as_posix()))
+    return [{"href": p.relative_to(folder).as_posix(), "name": p.relative_to(folder).as_posix()} for p in files]
 
 
 def build_run_outputs(folder, executed, config, run_id: str, processed, reports_dir, seconds=None) -> dict:
@@ -527,7 +586,12 @@ def build_run_outputs(folder, executed, config, run_id: str, processed, reports_
 
     for nb_path in executed:
         nb = _notebook(nb_path)
-        chapters.append({"id": Path(nb_path).stem, "html": notebook_html(nb)})
+        title = next((c.get("source", "").splitlines()[0].lstrip("# ").strip() for c in nb.cells
+                      if c.get("cell_type") == "markdown" and c.get("source", "").startswith("# ")), Path(nb_path).stem)
+        chapters.append({"id": Path(nb_path).stem, "title": title,
+                         "html": notebook_html(nb, skip_figures=("journey_map",) if "journey_map" in figures else ())})
+    found = _read_json(processed / "findings.json")
+    findings_now = act_on(_read_frame(processed / "recommendations.parquet"), found)
     from markupsafe import Markup
 
     env = _env()
@@ -540,16 +604,67 @@ def build_run_outputs(folder, executed, config, run_id: str, processed, reports_
         comparison_all=_comparison_rows(comparison) if len(comparison) else [],
         map_png=Markup(_png_tag(base64.b64encode(figures["journey_map"]).decode(), "journey map"))
         if "journey_map" in figures else None,
-        chapters=[{"id": c["id"], "html": Markup(c["html"])} for c in chapters],
+        chapters=[{"id": c["id"], "title": c["title"], "html": Markup(c["html"])} for c in chapters],
+        act_on=findings_now, files=_run_files(folder) + [{"href": "report.html", "name": "report.html"}],
+        map_file="figures/journey_map.png" if "journey_map" in figures else None,
+        index_href="../index.html",
         quality=Markup(_table_html(_read_frame(processed / "quality.parquet"))),
     )
     atomic_write_text(folder / "report.html", page)
     return {"records": records, "headline": headline, "kpis": kpis, "comparison": comparison, "previous": prev}
 
 
+def sparkline(values, width: int = 120, height: int = 26) -> str:
+    """An inline SVG line of ``values`` (oldest first; missing values skipped), the last point marked:
+    no script, no external address. "" when no value is a number."""
+    pts = [(i, float(v)) for i, v in enumerate(values) if isinstance(v, (int, float)) and not isinstance(v, bool)
+           and math.isfinite(float(v))]
+    if not pts:
+        return ""
+    n = max(len(values) - 1, 1)
+    lo, hi = min(v for _, v in pts), max(v for _, v in pts)
+    span = (hi - lo) or 1.0
+    xy = [(2 + (width - 4) * i / n, height - 3 - (height - 6) * ((v - lo) / span if hi > lo else 0.5)) for i, v in pts]
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in xy)
+    lx, ly = xy[-1]
+    return (f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="trend over {len(values)} runs"><polyline fill="none" stroke="#2c6fbb" stroke-width="1.5" '
+            f'points="{line}"/><circle cx="{lx:.1f}" cy="{ly:.1f}" r="2.5" fill="#1f2a36"/></svg>')
+
+
+#: Headline figures drawn as trends on the index (label in run.json's headline, or a run.json key).
+TRENDS = (("customers", "customers"), ("events", "events"), ("feedback", "feedback"), ("segments", "segments"),
+          ("kpi_breaches", "listening posts breached"))
+
+
+def config_trends(runs: list[dict]) -> list[dict]:
+    """Per config (newest run first), its headline figures over all its runs, oldest to newest:
+    ``{"config", "runs", "latest", "trends": [{"label", "last", "first", "svg"}]}``."""
+    from journey_analysis.formatting import format_value
+
+    by: dict[str, list[dict]] = {}
+    for r in sorted(runs, key=lambda r: (r.get("created_at", ""), r.get("run_id", ""))):
+        by.setdefault(r.get("config_name", "?"), []).append(r)
+    out = []
+    for name, rs in by.items():
+        trends = []
+        for key, label in TRENDS:
+            vals = [r.get(key) if key == "kpi_breaches" else (r.get("headline") or {}).get(key) for r in rs]
+            if not any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+                continue
+            trends.append({"label": label, "first": format_value(vals[0], "n"), "last": format_value(vals[-1], "n"),
+                           "svg": sparkline(vals)})
+        out.append({"config": name, "runs": len(rs), "latest": rs[-1], "trends": trends})
+    return sorted(out, key=lambda t: t["latest"].get("created_at", ""), reverse=True)
+
+
 def write_index(reports_dir) -> Path:
-    """Rewrite ``reports_dir/index.html``: every complete run (newest first) with its headline figures,
-    KPI breaches and changes against the previous run of its config, and the failed runs."""
+    """Rewrite ``reports_dir/index.html``: per config, its headline figures over all its runs as small
+    trend charts (inline SVG); then every complete run (newest first) with its headline figures, KPI
+    breaches and changes against the previous run of its config ("no change" when none is beyond
+    noise); and the failed runs."""
+    from markupsafe import Markup
+
     from journey_analysis.runner import atomic_write_text
 
     reports_dir = Path(reports_dir)
@@ -557,8 +672,14 @@ def write_index(reports_dir) -> Path:
     failed = sorted(_run_metas(reports_dir / "failed", "failure.json"),
                     key=lambda r: r.get("failed_at", ""), reverse=True)
     labels = [label for _, label in HEADLINES]
+    trends = config_trends(runs)
+    for t in trends:
+        for tr in t["trends"]:
+            tr["svg"] = Markup(tr["svg"])
+        t["by_label"] = {tr["label"]: tr for tr in t["trends"]}
+    trend_labels = [label for _, label in TRENDS if any(label in t["by_label"] for t in trends)]
     page = _env().get_template("index.html.j2").render(
-        runs=runs, failed=failed, labels=labels,
+        runs=runs, failed=failed, labels=labels, trends=trends, trend_labels=trend_labels,
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     return atomic_write_text(reports_dir / "index.html", page)
 
@@ -735,20 +856,32 @@ def voice_markdown(feedback: pd.DataFrame | None) -> str:
             + worst)
 
 
-def sentiment_by_stage(feedback: pd.DataFrame, stages) -> pd.DataFrame:
+def sentiment_by_stage(feedback: pd.DataFrame, stages, rating_type: str | None = None) -> pd.DataFrame:
     """Per stage (configured order): ``comments`` (scored texts), ``sentiment_mean``, ``share_negative``
-    (score < -0.05) and ``rating_mean`` (all ratings of the declared scale as loaded). No feedback (None):
-    an empty table with these columns."""
+    (score < -0.05), then for each rating scale in the feedback (``rating_type``: csat 1-5, nps 0-10,
+    ces 1-7, stars 1-5) ``<scale>_mean`` and ``<scale>_n``: every mean is of ratings of one scale, never
+    of several scales together. The declared ``rating_type`` comes first; feedback without a
+    ``rating_type`` column is read as of the declared scale. No feedback (None): an empty table."""
     if feedback is None or "sentiment_status" not in feedback.columns:
-        return pd.DataFrame(columns=["comments", "sentiment_mean", "share_negative", "rating_mean"],
+        return pd.DataFrame(columns=["comments", "sentiment_mean", "share_negative"],
                             index=pd.Index([], name="stage"))
     scored = feedback[feedback["sentiment_status"] == "scored"]
     out = scored.groupby("stage").agg(comments=("sentiment", "size"), sentiment_mean=("sentiment", "mean"),
                                       share_negative=("sentiment", lambda s: float((s < -0.05).mean())))
     if "rating" in feedback.columns:
-        out["rating_mean"] = feedback.groupby("stage")["rating"].mean()
+        rated = feedback[feedback["rating"].notna() & feedback["stage"].notna()]
+        if "rating_type" in rated.columns:
+            scale = rated["rating_type"].astype("string").str.lower().fillna(rating_type or "rating")
+        else:
+            scale = pd.Series(rating_type or "rating", index=rated.index)
+        by = rated.assign(scale=scale.to_numpy()).groupby(["stage", "scale"])["rating"].agg(["mean", "count"])
+        wide = by.unstack("scale")
+        scales = sorted(wide.columns.get_level_values("scale").unique(), key=lambda t: (t != rating_type, t))
+        for t in scales:
+            out[f"{t}_mean"] = wide[("mean", t)]
+            out[f"{t}_n"] = wide[("count", t)].astype("Int64")
     order = [s for s in stages if s in out.index] + [s for s in out.index if s not in stages]
-    return out.reindex(order).round(3)
+    return out.reindex(order)
 
 
 def voice_model_report(voice_model, feedback: pd.DataFrame | None):

@@ -556,16 +556,35 @@ def strip_solutions(nb):
     return nb
 
 
-def write_student_notebooks(out_dir, notebooks_dir=None) -> list[Path]:
+def student_run_id(user: str | None = None) -> str:
+    """The run id of a student's copies: ``student-<user name>`` (letters, digits, ``_.-`` kept), so that
+    students never overwrite each other's artifacts, nor the teacher's (``nbval``)."""
+    import getpass
+
+    try:
+        user = user or getpass.getuser()
+    except Exception:  # no user name in this environment (some containers)
+        user = "anonymous"
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", user).strip("-.") or "anonymous"
+    return f"student-{slug}"[:100]
+
+
+def write_student_notebooks(out_dir, notebooks_dir=None, run_id: str | None = None) -> list[Path]:
     """Write copies of the five notebooks without solution cells to ``out_dir``; return their paths.
 
     The copies read the same default parameters, but their relative paths are rewritten for the new
     folder only when ``out_dir`` is a sub-folder of ``notebooks/`` (``make student`` writes
-    ``notebooks/student/``): parameter literals starting with ``"../`` get one more ``../``.
+    ``notebooks/student/``): parameter literals starting with ``"../`` get one more ``../``. Their
+    ``run_id`` parameter becomes ``run_id`` (default :func:`student_run_id`: ``student-<user name>``).
     """
     import nbformat
 
     from journey_analysis import config as cfg
+
+    run_id = run_id or student_run_id()
+    if not _RUN_ID.match(run_id):
+        raise JourneyError(f"Run id {run_id!r} is not usable as a folder name.",
+                           expected="letters, digits, '_', '-' or '.', starting with a letter or digit")
 
     src_dir = Path(notebooks_dir or cfg.NOTEBOOKS_DIR).resolve()
     out_dir = Path(out_dir).resolve()
@@ -579,6 +598,9 @@ def write_student_notebooks(out_dir, notebooks_dir=None) -> list[Path]:
         nb = strip_solutions(nbformat.read(str(src_dir / f"{stem}.ipynb"), as_version=4))
         for c in nb.cells:
             tags = c.get("metadata", {}).get("tags", [])
+            if "parameters" in tags:
+                c["source"] = re.sub(r'^(run_id\s*=\s*)"[^"]*"', lambda m: f'{m.group(1)}"{run_id}"', c["source"],
+                                     flags=re.M)
             if "parameters" in tags and depth:
                 c["source"] = re.sub(r'(["\'])\.\./', lambda m: m.group(1) + "../" * (depth + 1), c["source"])
             elif "parameters" in tags and depth is None:

@@ -57,7 +57,9 @@ def stage_view_data(journey_map: pd.DataFrame, segment: str = ALL, stage: str | 
 
     Returns ``{"row": DataFrame (field, value) of the map row's key lanes, "durations": DataFrame
     (kind, n, median_h, p90_h, min_h, max_h, expected_max_h), "themes": DataFrame (polarity, themes),
-    "quotes": list of str}``. ``stage=None`` takes the first stage. Unknown names raise KeyError.
+    "quotes": list of str, "row_text": the same (field, value) with each value formatted for people by
+    :func:`journey_analysis.formatting.format_value` in its column's unit ("—" when missing)}``.
+    ``stage=None`` takes the first stage. Unknown names raise KeyError.
     """
     stage = stage or _stages(journey_map)[0]
     m = journey_map
@@ -77,7 +79,11 @@ def stage_view_data(journey_map: pd.DataFrame, segment: str = ALL, stage: str | 
                            "themes": [r.get("themes_negative") or "", r.get("themes_positive") or ""]})
     quotes = r.get("quotes")
     quotes = [str(q) for q in quotes] if quotes is not None and len(quotes) else []
+    from journey_analysis.formatting import format_value
+
+    text = [(label, format_value(r[c], c)) for c, label in _ROW_FIELDS if c in r.index]
     return {"row": pd.DataFrame(fields, columns=["field", "value"]).astype({"value": object}),
+            "row_text": pd.DataFrame(text, columns=["field", "value"]),
             "durations": durations, "themes": themes, "quotes": quotes}
 
 
@@ -106,6 +112,8 @@ def explorer(journey_map: pd.DataFrame, segment: str = ALL, stage: str | None = 
     import ipywidgets as w
     from IPython.display import HTML, display
 
+    from journey_analysis.formatting import table
+
     segs, stages = _segments(journey_map), _stages(journey_map)
     seg_dd = w.Dropdown(options=segs, value=segment if segment in segs else segs[0], description="Segment")
     st_dd = w.Dropdown(options=stages, value=stage if stage in stages else stages[0], description="Stage")
@@ -119,9 +127,9 @@ def explorer(journey_map: pd.DataFrame, segment: str = ALL, stage: str | None = 
             except KeyError as exc:
                 display(HTML(f"<p>{html.escape(str(exc))}</p>"))
                 return
-            display(v["row"].set_index("field"))
-            display(v["durations"])
-            display(v["themes"].set_index("polarity"))
+            display(table(v["row_text"]))
+            display(table(v["durations"]))
+            display(table(v["themes"]))
             display(HTML(_quotes_html(v["quotes"])))
 
     seg_dd.observe(render, names="value")
@@ -133,14 +141,26 @@ def explorer(journey_map: pd.DataFrame, segment: str = ALL, stage: str | None = 
 def show_explorer(journey_map: pd.DataFrame, interactive: bool = True, segment: str = ALL,
                   stage: str | None = None) -> None:
     """Show the explorer when ``interactive`` and widgets are available, else the static
-    :func:`overview_table` of ``segment`` (what a report keeps). Never raises for a missing
-    widget front end."""
-    from IPython.display import display
+    :func:`overview_table` of ``segment`` (what a report keeps), through the formatting layer. Never
+    raises for a missing widget front end. Above the explorer a visible note (:data:`RERUN_NOTE`) says
+    that a saved notebook reopened later needs this cell re-run: widget views do not outlive the kernel
+    that drew them ("Error displaying widget: model not found")."""
+    from IPython.display import Markdown, display
+
+    from journey_analysis.formatting import table
 
     if interactive and widgets_available():
         try:
-            display(explorer(journey_map, segment, stage))
+            box = explorer(journey_map, segment, stage)
+            display(Markdown(RERUN_NOTE))
+            display(box)
             return
         except Exception:  # a broken widget install must not stop the notebook: fall back
             pass
-    display(overview_table(journey_map, segment))
+    display(table(overview_table(journey_map, segment)))
+
+
+#: Shown above the live explorer: what to do when the notebook is reopened without its kernel.
+RERUN_NOTE = ("*Interactive explorer: pick a segment and a stage. It lives in the running kernel; in a saved "
+              "notebook reopened later it reads \"Error displaying widget\" or shows nothing: run this cell "
+              "again (or the notebook from the top).*")

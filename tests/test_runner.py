@@ -142,7 +142,7 @@ def test_check_kpis_uses_map_then_stage_metrics():
             {"stage": "s1", "metric": "nothing", "min": 1.0, "label": "?"}]
     k = report.check_kpis(kpis, jm, metrics, rating_type="csat").set_index("label")
     assert k["status"].to_dict() == {"wait": "breach", "ok": "ok", "csat": "breach", "?": "unknown"}
-    assert "25.0 h" in k.loc["wait", "message"] and "at most 24.0 h" in k.loc["wait", "message"]
+    assert "25 h" in k.loc["wait", "message"] and "at most 24 h" in k.loc["wait", "message"]
 
 
 def test_index_lists_runs_newest_first(tmp_path):
