@@ -44,6 +44,79 @@ def _short_quote(quotes, limit: int = 110) -> str | None:
     return q if len(q) <= limit else q[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
+def _overlaps(a, b, pad: float = 0.5) -> bool:
+    """True when two display-space boxes (x0, y0, x1, y1) overlap (by more than ``pad`` px)."""
+    return a[0] < b[2] - pad and b[0] < a[2] - pad and a[1] < b[3] - pad and b[1] < a[3] - pad
+
+
+def _box(ax, x0, y0, x1, y1, grow: float = 0.0):
+    """Data-space rectangle -> display-space box (x0, y0, x1, y1), grown by ``grow`` px."""
+    (a, b), (c, d) = ax.transData.transform([(x0, y0), (x1, y1)])
+    return (min(a, c) - grow, min(b, d) - grow, max(a, c) + grow, max(b, d) + grow)
+
+
+def _place(ax, renderer, taken: list, candidates, text: str, **kw):
+    """Draw ``text`` at the first candidate whose box overlaps nothing in ``taken`` (marks and labels
+    already placed) and stays inside the axes; the last candidate when none is free. A candidate is
+    ``(x, y, dx_pt, dy_pt, ha, va)`` (data point plus an offset in points). Returns the Text; its box
+    joins ``taken``."""
+    inside = ax.get_window_extent(renderer).extents
+    t = None
+    for k, (x, y, dx, dy, ha, va) in enumerate(candidates):
+        if t is not None:
+            t.remove()
+        t = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va, **kw)
+        e = t.get_window_extent(renderer).extents
+        fits = e[0] >= inside[0] - 1 and e[2] <= inside[2] + 1 and e[1] >= inside[1] - 1 and e[3] <= inside[3] + 1
+        if fits and not any(_overlaps(e, o) for o in taken):
+            break
+    taken.append(tuple(t.get_window_extent(renderer).extents))
+    return t
+
+
+def _segment_boxes(ax, xs, ys, step_px: float = 3.0, grow: float = 1.5) -> list:
+    """Small display-space boxes along a polyline (data coordinates), so labels can avoid the line itself."""
+    pts = ax.transData.transform(np.column_stack([xs, ys]))
+    out = []
+    for (x0, y0), (x1, y1) in zip(pts[:-1], pts[1:]):
+        k = max(1, int(np.hypot(x1 - x0, y1 - y0) / step_px))
+        for t in np.linspace(0, 1, k + 1):
+            x, y = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
+            out.append((x - grow, y - grow, x + grow, y + grow))
+    return out
+
+
+def _separators(ax, renderer, n: int) -> list:
+    """Boxes of the column separators (x = j - 0.5) of a lane, so that labels stay in their column."""
+    y0, y1 = ax.get_window_extent(renderer).extents[[1, 3]]
+    xs = ax.transData.transform(np.column_stack([np.arange(1, n) - 0.5, np.zeros(n - 1)]))[:, 0] if n > 1 else []
+    return [(x - 1.5, y0, x + 1.5, y1) for x in xs]
+
+
+def _dot_box(ax, x, y, size_pt2: float, dpi: float):
+    cx, cy = ax.transData.transform((x, y))
+    r = np.sqrt(size_pt2) / 2 * dpi / 72 + 1
+    return (cx - r, cy - r, cx + r, cy + r)
+
+
+def _fit_header(ax, renderer, j: float, text: str, box_w: float, **kw):
+    """The stage name in its header box: one line at the largest size that fits, else two lines."""
+    words = str(text).upper()
+    (x0, _), (x1, _) = ax.transData.transform([(j - box_w / 2, 0), (j + box_w / 2, 0)])
+    room = (x1 - x0) - 8
+    t = None
+    for size in (12.5, 11.5, 10.5):
+        for lines in (1, 2):
+            width = next(w for w in range(max(1, len(words) // 2), len(words) + 1) if len(textwrap.wrap(words, w)) <= 2)
+            label = words if lines == 1 else "\n".join(textwrap.wrap(words, width))
+            if t is not None:
+                t.remove()
+            t = ax.text(j, 0.74, label, ha="center", va="center", fontsize=size if lines == 1 else size - 1.5, **kw)
+            if t.get_window_extent(renderer).width <= room:
+                return t
+    return t
+
+
 # ------------------------------------------------------------------------------------------------
 # journey map canvas
 # ------------------------------------------------------------------------------------------------
@@ -111,12 +184,14 @@ def journey_map_canvas(journey_map: pd.DataFrame, segment: str = ALL, pain_point
     d = journey_map_canvas_data(journey_map, segment, pain_points, drivers) if data is None else data
     n = len(d)
     x = np.arange(n)
+    dpi = 110
     width = max(12.0, 2.5 * n + 2.2)
-    fig = plt.figure(figsize=(width, 14.8), dpi=110, facecolor="white")
+    fig = plt.figure(figsize=(width, 14.8), dpi=dpi, facecolor="white")
     heights = [1.05, 1.35, 1.2, 1.7, 1.45, 1.9, 0.55, 1.55]
     gs = fig.add_gridspec(len(heights), 1, height_ratios=heights, hspace=0.12, left=0.125, right=0.985,
                           top=0.93, bottom=0.02)
     axes = [fig.add_subplot(gs[i]) for i in range(len(heights))]
+    renderer = fig.canvas.get_renderer()   # labels are placed from their drawn size (no overlaps)
     lane_names = ["Stage", "Touchpoints\n& channels", "What we deliver\n(config, assumed)", "Time at stage\n(median, min-max;\nred = expected max)",
                   "Satisfaction\n(mean, 95% CI;\ndash = target)", "Emotion curve\n(sentiment, 95% band)",
                   "Pain points &\nmoment of truth", "In their words"]
@@ -142,8 +217,7 @@ def journey_map_canvas(journey_map: pd.DataFrame, segment: str = ALL, pain_point
     for j, r in d.iterrows():
         ax.add_patch(FancyBboxPatch((j - 0.46, 0.52), 0.92, 0.44, boxstyle="round,pad=0.01,rounding_size=0.05",
                                     fc=_INK, ec="none", zorder=2))
-        ax.text(j, 0.74, str(r["stage"]).upper(), ha="center", va="center", color="white", fontsize=12.5,
-                fontweight="bold", zorder=3)
+        _fit_header(ax, renderer, j, str(r["stage"]), 0.92, color="white", fontweight="bold", zorder=3)
         sub = f"{int(r['customers']):,} customers ({r['share_customers']:.0%})"
         ax.text(j, 0.34, sub, ha="center", va="center", fontsize=9.5, color=_INK)
         if pd.notna(r["drop_off"]) and r["drop_off"] > 0:
@@ -183,10 +257,6 @@ def journey_map_canvas(journey_map: pd.DataFrame, segment: str = ALL, pain_point
     exp = d["expected_max_duration_h"].to_numpy(float)
     e_ok = np.isfinite(exp)
     ax.hlines(exp[e_ok], x[e_ok] - 0.32, x[e_ok] + 0.32, color=_RED, lw=2.4, linestyles="--", zorder=3)
-    for j in np.flatnonzero(ok):
-        ax.annotate(_fmt_h(med[j]), (x[j], medc[j]), xytext=(9, 0), textcoords="offset points", va="center",
-                    fontsize=9.5, fontweight="bold", color=_RED if over[j] else _INK, zorder=5,
-                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.85))
     ticks = [1 / 60, 1, 24, 24 * 7, 24 * 30, 24 * 365]
     labels = ["1 min", "1 h", "1 d", "1 wk", "1 mo", "1 yr"]
     allv = np.concatenate([lo[ok], hi[ok], exp[e_ok]]) if ok.any() else np.array([1.0])
@@ -196,6 +266,19 @@ def journey_map_canvas(journey_map: pd.DataFrame, segment: str = ALL, pain_point
     ax.set_yticks([t for t, _ in keep], [lab for _, lab in keep], fontsize=8.5)
     ax.minorticks_off()
     ax.grid(axis="y", color="#e3e7ee", lw=0.6, zorder=0.6)
+    taken = _separators(ax, renderer, n) + [_dot_box(ax, x[j], medc[j], 90, dpi) for j in np.flatnonzero(ok)]
+    taken += [b for j in np.flatnonzero(ok) for b in _segment_boxes(ax, [x[j], x[j]], [lo[j], hi[j]])]
+    taken += [_box(ax, x[j] - 0.32, exp[j], x[j] + 0.32, exp[j], grow=2.5) for j in np.flatnonzero(e_ok)]
+    taken += [_box(ax, x[j] - 0.08, v, x[j] + 0.08, v, grow=1.5) for j in np.flatnonzero(ok) for v in (lo[j], hi[j])]
+    for j in np.flatnonzero(ok):
+        xj, yj = x[j], medc[j]
+        cands = [(xj, yj, 9, 0, "left", "center"), (xj, yj, -9, 0, "right", "center"),
+                 (xj + 0.34, yj, 2, 0, "left", "center"), (xj - 0.34, yj, -2, 0, "right", "center"),
+                 (xj, yj, 9, 12, "left", "bottom"), (xj, yj, 9, -12, "left", "top"),
+                 (xj, yj, -9, 12, "right", "bottom"), (xj, yj, -9, -12, "right", "top"),
+                 (xj + 0.34, yj, 2, 14, "left", "bottom"), (xj + 0.34, yj, 2, -14, "left", "top")]
+        _place(ax, renderer, taken, cands, _fmt_h(med[j]), fontsize=9.5, fontweight="bold",
+               color=_RED if over[j] else _INK, zorder=5)
 
     # lane 4: satisfaction
     ax = axes[4]
@@ -213,15 +296,26 @@ def journey_map_canvas(journey_map: pd.DataFrame, segment: str = ALL, pain_point
                 zorder=3)
     t_ok = np.isfinite(tgt)
     ax.hlines(tgt[t_ok], x[t_ok] - 0.34, x[t_ok] + 0.34, color=_INK, lw=2, linestyles="--", zorder=4)
-    for j in np.flatnonzero(s_ok):
-        top_j = d["satisfaction_ci_high"].iat[j] if np.isfinite(d["satisfaction_ci_high"].iat[j]) else sat[j]
-        ax.text(x[j] + 0.27, min(top_j, np.ceil(smax)) , f"{sat[j]:.1f}\nn={int(d['satisfaction_n'].iat[j])}",
-                ha="left", va="top", fontsize=9, color=_RED if below[j] else _INK, fontweight="bold", zorder=5)
     for j in np.flatnonzero(~s_ok):
         ax.text(x[j], (base + smax) / 2, "no ratings", ha="center", va="center", fontsize=9, color=_GREY,
                 style="italic")
     ax.set_ylim(base, np.ceil(smax) + 0.2)
     ax.tick_params(axis="y", labelsize=8.5)
+    ci_lo, ci_hi = d["satisfaction_ci_low"].to_numpy(float), d["satisfaction_ci_high"].to_numpy(float)
+    taken = _separators(ax, renderer, n) + [_box(ax, x[j] - 0.25, base, x[j] + 0.25, sat[j], grow=1)
+                                            for j in np.flatnonzero(s_ok)]
+    taken += [_box(ax, x[j] - 0.34, tgt[j], x[j] + 0.34, tgt[j], grow=2.5) for j in np.flatnonzero(t_ok)]
+    taken += [_box(ax, x[j] - 0.06, ci_lo[j], x[j] + 0.06, ci_hi[j], grow=1.5) for j in np.flatnonzero(s_ok)
+              if np.isfinite(ci_lo[j]) and np.isfinite(ci_hi[j])]
+    taken += [t.get_window_extent(renderer).extents for t in ax.texts]
+    for j in np.flatnonzero(s_ok):
+        xj, top_j = x[j], ci_hi[j] if np.isfinite(ci_hi[j]) else sat[j]
+        hi_y = max(top_j, tgt[j] if np.isfinite(tgt[j]) else top_j)
+        cands = [(xj, hi_y, 0, 4, "center", "bottom"), (xj + 0.36, sat[j], 0, 0, "left", "center"),
+                 (xj - 0.36, sat[j], 0, 0, "right", "center"), (xj, base, 0, 3, "center", "bottom"),
+                 (xj + 0.36, base, 0, 3, "left", "bottom"), (xj - 0.36, base, 0, 3, "right", "bottom")]
+        _place(ax, renderer, taken, cands, f"{sat[j]:.1f} (n={int(d['satisfaction_n'].iat[j])})", fontsize=9,
+               color=_RED if below[j] else _INK, fontweight="bold", zorder=5)
 
     # lane 5: emotion curve
     ax = axes[5]
@@ -236,12 +330,20 @@ def journey_map_canvas(journey_map: pd.DataFrame, segment: str = ALL, pain_point
     ax.plot(x[m_ok], sm[m_ok], color=_BLUE, lw=2.6, zorder=3)
     cmap = matplotlib.colormaps["RdYlGn"]
     ax.scatter(x[m_ok], sm[m_ok], s=150, c=[cmap((v + 1) / 2) for v in sm[m_ok]], edgecolor=_INK, lw=1, zorder=4)
-    for j in np.flatnonzero(m_ok):
-        ax.annotate(f"{sm[j]:+.2f}", (x[j], sm[j]), xytext=(0, 13 if sm[j] >= 0 else -17), textcoords="offset points",
-                    ha="center", fontsize=9.5, fontweight="bold", color=_INK)
     for j in np.flatnonzero(~m_ok):
-        ax.text(x[j], 0.0, "no feedback", ha="center", va="bottom", fontsize=9, color=_GREY, style="italic")
+        ax.text(x[j], 0.5, "no feedback", ha="center", va="center", fontsize=9, color=_GREY, style="italic")
     ax.set_ylim(-1.05, 1.05)
+    taken = _separators(ax, renderer, n) + [_dot_box(ax, x[j], sm[j], 150, dpi) for j in np.flatnonzero(m_ok)]
+    taken += _segment_boxes(ax, x[m_ok], sm[m_ok], grow=2.5) if m_ok.sum() > 1 else []
+    taken += _segment_boxes(ax, [-0.5, n - 0.5], [0, 0], step_px=6, grow=1)
+    taken += [t.get_window_extent(renderer).extents for t in ax.texts]
+    for j in np.flatnonzero(m_ok):
+        xj, yj = x[j], sm[j]
+        up = [(xj, yj, 0, 10, "center", "bottom"), (xj, yj, 0, -10, "center", "top")]
+        cands = (up if yj >= 0 else up[::-1]) + [(xj, yj, 10, 0, "left", "center"), (xj, yj, -10, 0, "right", "center"),
+                                                 (xj, yj, 10, 12, "left", "bottom"), (xj, yj, -10, 12, "right", "bottom"),
+                                                 (xj, yj, 10, -12, "left", "top"), (xj, yj, -10, -12, "right", "top")]
+        _place(ax, renderer, taken, cands, f"{sm[j]:+.2f}", fontsize=9.5, fontweight="bold", color=_INK, zorder=5)
     ax.set_yticks([-1, 0, 1], ["-1\nnegative", "0", "+1\npositive"], fontsize=8.5)
 
     # lane 6: pain points and moment of truth
@@ -346,20 +448,43 @@ def flow(events: pd.DataFrame | None = None, step: str = "stage", stages=None, d
 # ------------------------------------------------------------------------------------------------
 # segment heatmap
 # ------------------------------------------------------------------------------------------------
+#: A difference between a segment and the rest that matters, per metric of ``compare_segments``: the
+#: colour scale of :func:`segment_heatmap` reaches full colour no sooner than this (so that small,
+#: insignificant differences never look deep red or blue).
+MEANINGFUL_DIFF = {"sentiment_mean": 0.2, "satisfaction_mean": 0.5, "share_customers": 0.1, "drop_off": 0.05,
+                   "rework_share": 0.1, "sentiment_share_negative": 0.1}
+
+
 def segment_heatmap_data(comparison: pd.DataFrame, metric: str = "satisfaction_mean") -> pd.DataFrame:
-    """One metric of :func:`journey_analysis.analyze.compare_segments`: stage, segment, value, diff, z, marker."""
+    """One metric of :func:`journey_analysis.analyze.compare_segments`: stage, segment, value, diff, z,
+    differs, marker, plus what the heatmap draws: ``colour_diff`` (diff where the difference is
+    significant, ``differs``; NaN elsewhere: not coloured) and ``scale_limit`` (the colour scale runs
+    from -limit to +limit, centred on zero: the larger of :data:`MEANINGFUL_DIFF` for the metric (for
+    durations a quarter of the median of the rest) and the largest significant |diff|)."""
     c = comparison[comparison["metric"] == metric]
     if c.empty:
         raise JourneyError(f"The comparison has no metric {metric!r}.", column="metric",
                            expected=", ".join(comparison["metric"].unique()))
-    return c[["stage", "stage_order", "segment", "metric", "value", "n", "rest", "diff", "z", "differs", "marker"]] \
+    out = c[["stage", "stage_order", "segment", "metric", "value", "n", "rest", "diff", "z", "differs", "marker"]] \
         .sort_values(["stage_order", "segment"]).reset_index(drop=True)
+    sig = out["differs"].fillna(False).astype(bool)
+    out["colour_diff"] = out["diff"].where(sig)
+    meaningful = MEANINGFUL_DIFF.get(metric)
+    if meaningful is None:
+        rest = out["rest"].abs().median()
+        meaningful = 0.25 * rest if pd.notna(rest) and rest > 0 else 1.0
+    big = out["colour_diff"].abs().max()
+    out["scale_limit"] = float(max(meaningful, big if pd.notna(big) else 0.0))
+    out["marker"] = out["marker"].where(sig, "")
+    return out
 
 
 def segment_heatmap(comparison: pd.DataFrame | None = None, metric: str = "satisfaction_mean",
                     data: pd.DataFrame | None = None):
-    """Heatmap stages x segments coloured by the difference from the rest; cells show value and marker (+/-).
-    None (nothing to draw) when there are no segments to compare (an empty ``comparison``)."""
+    """Heatmap stages x segments: only the cells whose difference from the other customers is
+    significant are coloured (red below, blue above, centred on zero, the scale from
+    :func:`segment_heatmap_data`'s ``scale_limit``) and marked + / -; the others show their value in
+    grey on white. None (nothing to draw) when there are no segments to compare."""
     if data is None and (comparison is None or comparison.empty):
         return None
     import matplotlib.pyplot as plt
@@ -368,23 +493,31 @@ def segment_heatmap(comparison: pd.DataFrame | None = None, metric: str = "satis
     stages = d.drop_duplicates("stage").sort_values("stage_order")["stage"].tolist()
     segs = sorted(d["segment"].unique())
     val = d.pivot(index="stage", columns="segment", values="value").reindex(index=stages, columns=segs)
-    diff = d.pivot(index="stage", columns="segment", values="diff").reindex(index=stages, columns=segs)
+    col = d.pivot(index="stage", columns="segment", values="colour_diff").reindex(index=stages, columns=segs)
     mark = d.pivot(index="stage", columns="segment", values="marker").reindex(index=stages, columns=segs)
-    lim = np.nanmax(np.abs(diff.to_numpy(float))) if np.isfinite(diff.to_numpy(float)).any() else 1.0
-    fig, ax = plt.subplots(figsize=(2.0 * len(segs) + 3.5, 0.55 * len(stages) + 2.2), dpi=110)
-    im = ax.imshow(diff.to_numpy(float), cmap="coolwarm", vmin=-lim, vmax=lim, aspect="auto")
+    lim = float(d["scale_limit"].iloc[0])
+    fig, ax = plt.subplots(figsize=(2.0 * len(segs) + 3.5, 0.55 * len(stages) + 2.4), dpi=110)
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="white")
+    im = ax.imshow(np.ma.masked_invalid(col.to_numpy(float)), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
+    from journey_analysis.formatting import format_value
+
     for i in range(len(stages)):
         for j in range(len(segs)):
             v = val.iat[i, j]
             if np.isfinite(v):
                 m = mark.iat[i, j] if isinstance(mark.iat[i, j], str) else ""
-                ax.text(j, i, f"{v:.2f} {m}".strip(), ha="center", va="center", fontsize=9,
-                        fontweight="bold" if m else "normal")
+                c = col.iat[i, j]
+                dark = np.isfinite(c) and abs(c) > 0.6 * lim
+                ax.text(j, i, f"{format_value(v, metric)} {m}".strip(), ha="center", va="center", fontsize=9,
+                        fontweight="bold" if m else "normal",
+                        color="white" if dark else (_INK if m else _GREY))
     ax.set_xticks(range(len(segs)), segs, rotation=20, ha="right", fontsize=9)
     ax.set_yticks(range(len(stages)), stages, fontsize=9)
-    ax.set_title(f"{metric} by segment (colour: difference from the other customers; +/- = larger than its "
-                 f"uncertainty)", fontsize=10.5, fontweight="bold", loc="left")
-    fig.colorbar(im, ax=ax, fraction=0.03, label="segment - rest")
+    n_sig = int(np.isfinite(col.to_numpy(float)).sum())
+    ax.set_title(f"{metric} by segment: {n_sig} of {int(np.isfinite(val.to_numpy(float)).sum())} cells differ "
+                 f"significantly from the other customers\n(coloured and marked +/-; white = no clear difference)",
+                 fontsize=10.5, fontweight="bold", loc="left")
+    fig.colorbar(im, ax=ax, fraction=0.03, label=f"segment - rest (scale ±{format_value(lim, metric).lstrip('+')})")
     fig.tight_layout()
     return fig
 
