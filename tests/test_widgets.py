@@ -57,3 +57,20 @@ def test_explorer_builds_widget(jm):
     seg_dd, st_dd = box.children[0].children
     assert seg_dd.options[0] == "All customers" and seg_dd.value == "quiet" and st_dd.value == "support"
     st_dd.value = "awareness"                             # re-renders without error
+
+
+def test_live_explorer_comes_with_a_rerun_note_and_formatted_tables(jm, monkeypatch):
+    pytest.importorskip("ipywidgets")
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(widgets, "widgets_available", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    widgets.show_explorer(jm, interactive=True, segment="All customers", stage="awareness")
+    kinds = [type(o).__name__ for o in shown]
+    note = next(i for i, o in enumerate(shown) if kinds[i] == "Markdown" and o.data == widgets.RERUN_NOTE)
+    assert kinds[note + 1] == "VBox" and "run this cell" in widgets.RERUN_NOTE      # the note just above it
+    assert "Table" in kinds                                    # the explorer's panes use the formatter
+    v = widgets.stage_view_data(jm.assign(satisfaction_mean=[2.5, float("nan"), 2.0]), "All customers", "awareness")
+    text = " ".join(v["row_text"]["value"])
+    assert "nan" not in text.lower() and "None" not in text and "100%" in text and "—" in text
