@@ -93,6 +93,18 @@ def _is_text(s: pd.Series) -> bool:
 # --------------------------------------------------------------------------------------------------
 # 1. features
 # --------------------------------------------------------------------------------------------------
+def _row_shares(rows: pd.Series, cols: pd.Series) -> pd.DataFrame:
+    """``pd.crosstab(rows, cols, normalize="index")`` (sorted labels, missing keys left out) from one
+    bincount instead of a pivot table."""
+    ok = (rows.notna() & cols.notna()).to_numpy()
+    r_codes, r_labels = pd.factorize(rows[ok], sort=True)
+    c_codes, c_labels = pd.factorize(cols[ok], sort=True)
+    counts = np.bincount(r_codes * len(c_labels) + c_codes, minlength=len(r_labels) * len(c_labels))
+    counts = counts.reshape(len(r_labels), len(c_labels)).astype(float)
+    return pd.DataFrame(counts / counts.sum(axis=1, keepdims=True),
+                        index=pd.Index(r_labels, name=rows.name), columns=pd.Index(c_labels, name=cols.name))
+
+
 def _behaviour(events, step, purchase_stage, support_stage, as_of, notes):
     """Behaviour features per customer from events (vectorised groupby / crosstab)."""
     _require(events, ["customer_id", "timestamp", step], "events")
@@ -121,7 +133,7 @@ def _behaviour(events, step, purchase_stage, support_stage, as_of, notes):
 
     if "channel" in ev.columns:
         ch = ev["channel"].astype("string").fillna("").str.strip().replace("", "unknown")
-        shares = pd.crosstab(ev["customer_id"], ch, normalize="index")
+        shares = _row_shares(ev["customer_id"], ch)
         shares.columns = [f"share_channel_{_slug(c)}" for c in shares.columns]
         shares = shares.T.groupby(level=0).sum().T  # channels that slug to the same name are merged
         out = out.join(shares)

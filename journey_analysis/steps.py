@@ -603,15 +603,28 @@ def event_dwell(events: pd.DataFrame, step: str = "stage", *, case: str = "custo
     """
     log = _prepare(events, step, case=case, session_gap_s=session_gap_s)
     dwell = _dwell(log)
-    nxt = np.empty(len(log.step), dtype=object)
-    if len(nxt):
-        nxt[:-1] = log.step_labels[log.step[1:]]
-        nxt[-1] = None
-        nxt[log.last] = None
-    src = events.iloc[log.pos]
-    return pd.DataFrame({case: src[case].astype(str).to_numpy(), step: src[step].to_numpy(),
-                         "timestamp": src["timestamp"].to_numpy(), "dwell_s": dwell, "next_step": nxt},
-                        index=src.index)
+    code = np.full(len(log.step), -1, dtype=np.int64)  # the next event's step code, -1 for none
+    if len(code):
+        code[:-1] = log.step[1:]
+        code[log.last] = -1
+    labels = pd.Series(log.step_labels)
+    if labels.dtype == "str":  # text steps: taken from pyarrow-backed strings, no Python objects made
+        nxt = labels.array.take(code, allow_fill=True)
+    else:
+        nxt = np.empty(len(code), dtype=object)
+        nxt[code >= 0] = log.step_labels[code[code >= 0]]
+        nxt[code < 0] = None
+    return pd.DataFrame({case: _taken(events[case].astype(str), log.pos), step: _taken(events[step], log.pos),
+                         "timestamp": _taken(events["timestamp"], log.pos), "dwell_s": dwell,
+                         "next_step": nxt}, index=events.index[log.pos])
+
+
+def _taken(col: pd.Series, pos: np.ndarray):
+    """``col.to_numpy()[pos]`` as a DataFrame types it, without the Python objects: pandas' text and
+    UTC date-time columns are taken as they are."""
+    if col.dtype == "str" or str(col.dtype) == "datetime64[ns, UTC]":
+        return col.array.take(pos)
+    return col.to_numpy()[pos]
 
 
 @_spark_engine
