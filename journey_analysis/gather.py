@@ -655,9 +655,14 @@ def gather(config) -> Gathered:
         from journey_analysis import spark
 
         t = ev_tables[0]
+        session = spark.get_spark(config=config)
+        if t.id and t.id != "customer_id" and "customer_id" not in t.columns:
+            head, _ = spark._read_source(t.path, session)
+            if "customer_id" in head.columns:
+                S._apply_id(pd.DataFrame(columns=list(head.columns)), t, "events")  # raises the two-ids message
         events = spark.load_events_spark(t.path, spark_mapping(t), stages=config.stage_names,
                                          step=config.step, log=log, duplicates=config.data.duplicates,
-                                         spark=spark.get_spark(config=config))
+                                         spark=session)
         notes.append({"kind": "events", "file": str(t.path), "rows": None})
     elif ev_tables:
         if len(ev_tables) == 1 and ev_tables[0].milestones is None and _plain(ev_tables[0]):

@@ -154,8 +154,9 @@ def _prepare(table: Table, kind: str, log: QualityLog, stages: list[str]) -> tup
     frame = _apply_id(_read(table), table, kind)
     frame, used = _apply_values(frame, table)
     if table.milestones is not None:
+        n_rows = len(frame)
         frame = _wide_to_long(frame, table, log, stages or list(table.milestones))
-        used["shape"] = f"wide: {len(table.milestones)} milestone columns"
+        used["shape"] = f"wide: {n_rows:,} rows x {len(table.milestones)} milestone columns -> {len(frame):,} events"
     return frame, used
 
 

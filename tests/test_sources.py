@@ -284,3 +284,35 @@ def test_config_needs_some_data_and_stages_with_events(tmp_path):
         load_config(write_cfg(tmp_path, {"customers": {"path": "c.csv", "milestones": {"a": "t"}}}))
     cfg = load_config(write_cfg(tmp_path, {"customers": {"path": "c.csv", "id": "rownames"}}))
     assert cfg.stages == () and cfg.data.tables("customers")[0].path == (tmp_path / "c.csv").resolve()
+
+
+def test_a_table_with_a_key_reads_the_same_on_spark_as_on_pandas(tmp_path):
+    pytest.importorskip("pyspark")
+    from journey_analysis import spark as SP
+
+    from shapes import helpdesk_head
+
+    helpdesk_head(tmp_path, 1200)
+    table = {"path": "helpdesk.csv", "id": "ticket", "columns": {"case_id": "ticket", "activity": "stage"}}
+    stages = ["Assign seriousness", "Take in charge ticket", "Resolve ticket", "Closed"]
+    pandas_run = gather(load_config(write_cfg(tmp_path, {"events": table}, stages=stages)))
+    cfg = load_config(write_cfg(tmp_path, {"events": table}, stages=stages, engine="spark",
+                                spark={"spark.master": "local[2]", "spark.sql.shuffle.partitions": "2"}))
+    spark_run = gather(cfg)
+    ours = spark_run.events.toPandas()
+    cols = ["row_id", "customer_id", "timestamp", "stage", "resource"]
+    a = pandas_run.events[cols].sort_values("row_id").reset_index(drop=True)
+    b = ours[cols].sort_values("row_id").reset_index(drop=True)
+    b["timestamp"] = pd.to_datetime(b["timestamp"], utc=True).astype(a["timestamp"].dtype)
+    b["row_id"] = b["row_id"].astype("int64")
+    pd.testing.assert_frame_equal(a.astype({"customer_id": str, "stage": str, "resource": str}),
+                                  b.astype({"customer_id": str, "stage": str, "resource": str}))
+    pq = pandas_run.quality.set_index("check")["rows"].to_dict()
+    sq = spark_run.quality.set_index("check")["rows"].to_dict()
+    assert pq == sq and pq["unknown_stage"] > 0
+    # a source column already called customer_id is refused on Spark too
+    csv(tmp_path, "two.csv", "ticket,customer_id,stage,timestamp\nT1,C1,Closed,2024-01-01T00:00:00Z\n")
+    cfg = load_config(write_cfg(tmp_path, {"events": {"path": "two.csv", "id": "ticket"}}, stages=stages,
+                                engine="spark", spark={"spark.master": "local[2]"}))
+    with pytest.raises(JourneyError, match="already has a column 'customer_id'"):
+        gather(cfg)
