@@ -568,8 +568,9 @@ class Segmentation:
     Method: numeric feature columns (non-numeric descriptor columns are kept for the profiles only) ->
     log1p where chosen -> standardised with the fitted mean and sd (ddof=0) -> k-means per k. For each k:
     ``silhouette`` (Euclidean, on a seeded sample of ``sample_size`` rows when larger), ``calinski_harabasz``
-    (all rows), ``inertia`` (all rows, scaled space), ``seconds`` (wall) and ``cpu_seconds`` (all threads). ``k="auto"`` takes the largest
-    silhouette (ties: smaller k). Segments are numbered by size, 0 = largest.
+    (all rows), ``inertia`` (all rows, scaled space), ``seconds`` (wall) and ``cpu_seconds`` (all threads; the
+    silhouettes of all k come from one pass over the distances, their time shared equally among the k).
+    ``k="auto"`` takes the largest silhouette (ties: smaller k). Segments are numbered by size, 0 = largest.
 
     Attributes after ``fit``: ``labels`` (Series by customer_id, name "segment"), ``k``, ``scores``
     (DataFrame indexed by k), ``centroids`` (cluster centres mapped back to original units: inverse
@@ -689,15 +690,20 @@ class Segmentation:
             model = _kmeans(k, n, self.random_state, n_init, self.large_n, self.batch_size,
                             self.large_algorithm, self.fit_sample_size).fit(X)
             lab = model.labels_
-            if sil_idx is None:
-                sil = silhouette_score(X, lab) if len(np.unique(lab)) > 1 else np.nan
-            else:
-                ls = lab[sil_idx]
-                sil = silhouette_score(X[sil_idx], ls) if len(np.unique(ls)) > 1 else np.nan
             ch = calinski_harabasz_score(X, lab) if len(np.unique(lab)) > 1 else np.nan
-            rows.append((k, float(sil), float(ch), float(model.inertia_), time.perf_counter() - t0,
-                         time.process_time() - c0))
+            rows.append([k, np.nan, float(ch), float(model.inertia_), time.perf_counter() - t0,
+                         time.process_time() - c0])
             models[k] = model
+        # silhouettes of every k from one pass over the pairwise distances of the (sampled) rows;
+        # its time is shared equally among the k's seconds
+        t0, c0 = time.perf_counter(), time.process_time()
+        Xs = X if sil_idx is None else X[sil_idx]
+        labs = [models[k].labels_ if sil_idx is None else models[k].labels_[sil_idx] for k in ks]
+        sils = _silhouettes(Xs, labs)
+        wall, cpu = (time.perf_counter() - t0) / len(ks), (time.process_time() - c0) / len(ks)
+        for row, sil in zip(rows, sils):
+            row[1], row[4], row[5] = float(sil), row[4] + wall, row[5] + cpu
+        rows = [tuple(r) for r in rows]
         scores = pd.DataFrame(rows, columns=["k", "silhouette", "calinski_harabasz", "inertia", "seconds",
                                             "cpu_seconds"])
         best = int(scores.sort_values(["silhouette", "k"], ascending=[False, True], kind="mergesort")["k"].iloc[0]) \
@@ -780,6 +786,45 @@ class Segmentation:
     def __repr__(self) -> str:
         k = getattr(self, "k", None)
         return f"Segmentation(k={k if k is not None else self.k_param!r}, random_state={self.random_state})"
+
+
+def _silhouettes(X: np.ndarray, labelings: list[np.ndarray]) -> list[float]:
+    """``sklearn.metrics.silhouette_score(X, labels)`` for several labelings of the same rows (NaN for a
+    labeling with one cluster), the Euclidean distances computed once in chunks (sklearn's
+    ``pairwise_distances_chunked``) instead of once per labeling; per-cluster sums as a matrix product."""
+    from sklearn.metrics import pairwise_distances_chunked
+
+    n = len(X)
+    enc = []
+    for lab in labelings:
+        _, codes = np.unique(lab, return_inverse=True)
+        freqs = np.bincount(codes)
+        enc.append((codes, freqs, np.eye(len(freqs))[codes]) if 1 < len(freqs) < n else None)
+    live = [e for e in enc if e is not None]
+    if not live:
+        return [float("nan")] * len(labelings)
+
+    def reduce(D, start):
+        out = []
+        rows = np.arange(len(D))
+        for codes, freqs, onehot in live:
+            dist = D @ onehot  # distance sums from each row to each cluster
+            own = codes[start:start + len(D)]
+            intra = dist[rows, own]
+            dist[rows, own] = np.inf
+            out += [intra, (dist / freqs).min(axis=1)]
+        return tuple(out)
+
+    parts = list(zip(*pairwise_distances_chunked(X, reduce_func=reduce, working_memory=256)))
+    res = []
+    for i, (codes, freqs, _) in enumerate(live):
+        intra = np.concatenate(parts[2 * i]) / (freqs - 1).take(codes, mode="clip")
+        inter = np.concatenate(parts[2 * i + 1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = (inter - intra) / np.maximum(intra, inter)
+        res.append(float(np.mean(np.nan_to_num(s))))
+    scores = iter(res)
+    return [next(scores) if e is not None else float("nan") for e in enc]
 
 
 def segment_customers(features: pd.DataFrame, k="auto", k_range=(2, 8), random_state: int = 0, names=None,
