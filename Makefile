@@ -50,6 +50,7 @@ bench: $(STAMP) bench-env ## Run the benchmarks (slow; see benchmarks/README.md)
 	$(BIN)/python benchmarks/bench_sentiment.py
 	$(BIN)/python benchmarks/bench_segment.py
 	$(BIN)/python benchmarks/bench_spark.py --sizes 10 100
+	$(BIN)/python benchmarks/bench_run.py --sizes 100000,800000
 
 clean: ## Remove the virtual environment and caches (keeps data and reports)
 	rm -rf $(VENV) .pytest_cache build *.egg-info

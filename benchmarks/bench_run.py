@@ -1,0 +1,172 @@
+"""Benchmark: a whole `journey run` (the five notebooks and the report) on demo data, per size and per notebook.
+
+The user path measured: ``journey demo-data --customers N`` (seed 0, written once per size into
+--workdir), then ``journey run --config <configs/demo.yaml pointed at that data> --no-progress`` as its
+own process, exactly as a user starts it. While it runs, the process tree (the CLI and each notebook's
+kernel) is sampled every --interval seconds with psutil:
+
+* time per notebook: the runner's own wall times (``run.json`` "seconds"), total = the CLI process
+  from spawn to exit (report and index written);
+* peak memory: the largest sum of RSS over the tree (CLI + kernel), overall and while each notebook's
+  kernel was alive;
+* load: the 1-minute load average (os.getloadavg) sampled during the run, mean and max, overall and per
+  notebook. The machine may be shared: a load above the core count means the times include waiting.
+
+Prints one line per (size, notebook) and the total; writes the same as JSON to
+``<workdir>/bench_run.json``. Sizes are customers: 100,000 customers make about 1.26 M events,
+800,000 about 10 M.
+
+    .venv/bin/python benchmarks/bench_run.py --sizes 100000,800000 [--workdir /tmp/bench_run] [--keep]
+
+psutil (for the sampling) comes with ipykernel, which every run needs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ("01_define_objectives", "02_gather", "03_segment", "04_map", "05_analyze")
+
+
+def journey_cmd() -> list[str]:
+    """The `journey` console script of this interpreter's environment (python -m ... as a fallback)."""
+    exe = Path(sys.executable).with_name("journey")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "journey_analysis.cli"]
+
+
+def demo_data(n: int, workdir: Path) -> Path:
+    out = workdir / f"demo_{n}"
+    if (out / "events.csv.gz").exists() and (out / "feedback.csv.gz").exists():
+        return out
+    tmp = workdir / f".demo_{n}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run(journey_cmd() + ["demo-data", "--out", str(tmp), "--customers", str(n), "--seed", "0"],
+                   check=True, stdout=subprocess.DEVNULL)
+    tmp.replace(out)
+    return out
+
+
+def config_for(data: Path, n: int, workdir: Path) -> Path:
+    """configs/demo.yaml with its data paths pointed at the generated files (nothing else changed)."""
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    for slot in ("events", "customers", "feedback"):
+        cfg["data"][slot] = str(data / f"{slot}.csv.gz")
+    cfg["name"] = f"bench{n}"
+    path = workdir / f"bench_{n}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _tree(proc):
+    import psutil
+
+    try:
+        return [proc] + proc.children(recursive=True)
+    except psutil.Error:
+        return [proc]
+
+
+def run_once(cfg: Path, n: int, workdir: Path, interval: float) -> dict:
+    import psutil
+
+    run_id = f"bench{n}-{time.strftime('%Y%m%dT%H%M%S')}"
+    reports, processed = workdir / "reports", workdir / "processed"
+    cmd = journey_cmd() + ["run", "--config", str(cfg), "--run-id", run_id, "--reports", str(reports),
+                           "--processed", str(processed), "--no-progress"]
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    root = psutil.Process(p.pid)
+    samples = []  # (t, total_rss, load, {kernel_pid: rss})
+    kernels = {}  # pid -> create_time, for the notebook kernels (one per notebook, in order)
+    while p.poll() is None:
+        total, per = 0, {}
+        for proc in _tree(root):
+            try:
+                rss = proc.memory_info().rss
+                total += rss
+                if proc.pid != root.pid and "ipykernel" in " ".join(proc.cmdline()):
+                    kernels.setdefault(proc.pid, proc.create_time())
+                    per[proc.pid] = rss
+            except psutil.Error:
+                continue
+        samples.append((time.perf_counter() - t0, total, os.getloadavg()[0], per))
+        time.sleep(interval)
+    wall = time.perf_counter() - t0
+    out = p.stdout.read()
+    if p.returncode != 0:
+        raise RuntimeError(f"journey run failed ({p.returncode}):\n{out[-3000:]}")
+    run = json.loads((reports / run_id / "run.json").read_text())
+    seconds = run.get("seconds", {})
+    order = [pid for pid, _ in sorted(kernels.items(), key=lambda kv: kv[1])]
+    per_nb = {}
+    for i, stem in enumerate(NOTEBOOKS):
+        pid = order[i] if i < len(order) and len(order) == len(NOTEBOOKS) else None
+        rows = [s for s in samples if pid in s[3]] if pid is not None else []
+        per_nb[stem] = {"seconds": seconds.get(stem),
+                        "peak_mb": max((s[1] for s in rows), default=float("nan")) / 2 ** 20,
+                        "kernel_peak_mb": max((s[3][pid] for s in rows), default=float("nan")) / 2 ** 20,
+                        "load_mean": sum(s[2] for s in rows) / len(rows) if rows else float("nan")}
+    loads = [s[2] for s in samples] or [os.getloadavg()[0]]
+    facts = {}
+    nb02 = reports / run_id / "02_gather.ipynb"
+    if nb02.exists():
+        sys.path.insert(0, str(ROOT))
+        from journey_analysis.runner import read_records
+
+        rec = read_records(nb02)
+        facts = {k: rec.get(k) for k in ("n_events", "n_customers", "n_feedback")}
+    return {"customers": n, **facts, "run_id": run_id, "wall_s": wall, "runner_total_s": seconds.get("total"),
+            "peak_mb": max((s[1] for s in samples), default=0) / 2 ** 20,
+            "load_mean": sum(loads) / len(loads), "load_max": max(loads), "cores": os.cpu_count(),
+            "notebooks": per_nb, "reports": str(reports / run_id), "processed": str(processed / run_id)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="100000,800000", help="customers per run, comma-separated")
+    ap.add_argument("--workdir", default="/tmp/bench_run")
+    ap.add_argument("--interval", type=float, default=0.25, help="seconds between memory/load samples")
+    ap.add_argument("--keep", action="store_true", help="keep the run's report and artifacts")
+    a = ap.parse_args()
+    work = Path(a.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')} {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+          "user path: journey demo-data --customers N, then journey run --config <demo config on that data>; "
+          "peak = largest RSS sum over the CLI and its kernel; load = 1-min load average during the step")
+    print(f"{'customers':>10s} {'events':>11s} {'step':22s} {'seconds':>8s} {'peak_MB':>8s} {'load':>5s}")
+    results = []
+    for n in (int(s) for s in a.sizes.split(",")):
+        t = time.perf_counter()
+        data = demo_data(n, work)
+        print(f"# {n:,} customers: demo data in {data} ({time.perf_counter() - t:.0f} s)", flush=True)
+        res = run_once(config_for(data, n, work), n, work, a.interval)
+        results.append(res)
+        ev = res.get("n_events") or 0
+        for stem, r in res["notebooks"].items():
+            print(f"{n:10,d} {ev:11,d} {stem:22s} {r['seconds'] or float('nan'):8.1f} {r['peak_mb']:8.0f} "
+                  f"{r['load_mean']:5.1f}", flush=True)
+        print(f"{n:10,d} {ev:11,d} {'total (journey run)':22s} {res['wall_s']:8.1f} {res['peak_mb']:8.0f} "
+              f"{res['load_mean']:5.1f}  (load max {res['load_max']:.1f})", flush=True)
+        if not a.keep:
+            shutil.rmtree(res["processed"], ignore_errors=True)
+            shutil.rmtree(res["reports"], ignore_errors=True)
+    if len(results) > 1:
+        lo, hi = results[0], results[-1]
+        f = hi["customers"] / lo["customers"]
+        print(f"# growth x{f:g} customers: time x{hi['wall_s'] / lo['wall_s']:.1f}, "
+              f"peak memory x{hi['peak_mb'] / lo['peak_mb']:.1f}")
+    (work / "bench_run.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
