@@ -42,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
     v = sub.add_parser("validate", help="check the data named in a config and print a data-quality summary",
-                       description="Load and check the events, customers and feedback named in a config. "
+                       description="Load and check the events, customers and feedback named in a config, "
+                                   "with every check a run depends on (KPI metric names, segmentation "
+                                   "features and population). "
                                    "Exit 0 when the data is usable, 1 when it is not (or, with --strict, "
                                    "when doubtful rows were found).")
     v.add_argument("--config", required=True, type=Path, help="run configuration (YAML)")
@@ -102,6 +104,9 @@ def _validate(args) -> int:
     config = load_config(args.config)
     g = gather(config)
     check_kpis(config)
+    from journey_analysis.segment import customer_features
+
+    customer_features(g.events, g.customers, g.feedback, config=config)  # segmentation settings the run uses
     summary = quality_summary(g)
     print(f"Data for '{config.name}' ({config.title or config.journey}):")
     for n in g.sources:

@@ -113,7 +113,10 @@ def _wide_to_long(frame: pd.DataFrame, table: Table, log: QualityLog, order: lis
         reached = kept[s].notna().to_numpy()
         latest = latest.mask(reached, kept[s])
         latest_stage = latest_stage.mask(reached, s)
-    others = [c for c in frame.columns if c not in set(milestones.values()) and c not in ("stage", "timestamp")]
+    # the row's other columns ride along on each of its events (a "stage" or "timestamp" of the row, e.g. the
+    # current status, is kept as row_stage / row_timestamp: the events' own come from the milestones)
+    frame = frame.rename(columns={"stage": "row_stage", "timestamp": "row_timestamp"})
+    others = [c for c in frame.columns if c not in set(milestones.values())]
     n, k = len(frame), len(milestones)
     ns = np.column_stack([kept[s].to_numpy(dtype="datetime64[ns]") for s in milestones])  # UTC, NaT kept
     long = pd.DataFrame({"_row": np.repeat(np.arange(n), k),
@@ -240,10 +243,8 @@ def load_source(kind: str, tables: list[Table], log: QualityLog, config=None, ta
             if config is not None:
                 scales = {config.satisfaction.rating_type: (config.satisfaction.min, config.satisfaction.max)}
             out = G.load_feedback(t.path, None, log=log, encoding=t.encoding, scales=scales, frame=frame)
-            if len(tables) > 1:
-                out["feedback_id"] = out["feedback_id"].astype(str).where(
-                    out["feedback_id"].notna(), None) if "feedback_id" in frame.columns else \
-                    f"F{len(frames) + 1}-" + (out["row_id"] + 1).astype(str)
+            if len(tables) > 1 and "feedback_id" not in frame.columns:  # made ids stay unique in a union
+                out["feedback_id"] = f"F{len(frames) + 1}-" + (out["row_id"] + 1).astype(str)
         notes.append({"kind": kind, "file": str(t.path), "rows": int(len(out)), **used})
         frames.append(out)
     if not frames:

@@ -69,7 +69,7 @@ def test_wide_milestones_become_events_with_durations_as_pandas_computes_them(wi
         assert "accepted" in ev.loc[ev["customer_id"] == cid, "stage"].tolist()
 
     # durations: the time at a stage = next milestone kept on the row - this one, computed directly
-    t = {s: pd.to_datetime(wide[f"{s}_at"].replace("", None), utc=True) for s in MILESTONES}
+    t = {s: pd.to_datetime(wide[f"{s}_at"].replace("", None), utc=True, format="ISO8601") for s in MILESTONES}
     bad = t["finalized"] < t["accepted"]
     t["finalized"] = t["finalized"].mask(bad)
     direct = {}
@@ -316,3 +316,27 @@ def test_a_table_with_a_key_reads_the_same_on_spark_as_on_pandas(tmp_path):
                                 engine="spark", spark={"spark.master": "local[2]"}))
     with pytest.raises(JourneyError, match="already has a column 'customer_id'"):
         gather(cfg)
+
+
+def test_validate_refuses_what_the_run_would_refuse_in_segmentation(tmp_path, capsys):
+    csv(tmp_path, "events.csv", "customer_id,timestamp,stage\nC1,2024-01-01T00:00:00Z,a\nC2,2024-01-02T00:00:00Z,a\n")
+    cfg = write_cfg(tmp_path, {"events": "events.csv"}, stages=["a"], segmentation={"features": ["no_such_feature"]})
+    assert main(["validate", "--config", str(cfg)]) == 1
+    assert "segmentation.features names 'no_such_feature'" in capsys.readouterr().err
+    cfg = write_cfg(tmp_path, {"events": "events.csv"}, stages=["a"], segmentation={"population": "purchasers"})
+    assert main(["validate", "--config", str(cfg)]) == 1
+    assert "no event is at stage 'purchase'" in capsys.readouterr().err
+
+
+def test_several_feedback_sources_union_with_unique_ids(tmp_path):
+    csv(tmp_path, "events.csv", "customer_id,timestamp,stage\nC1,2024-01-01T00:00:00Z,a\nC2,2024-01-02T00:00:00Z,a\n")
+    csv(tmp_path, "survey.csv", "who,score,said\nC1,4,fine\nC2,2,slow\n")
+    csv(tmp_path, "chats.csv", "customer,message,at\nC2,where is my order,2024-01-03T00:00:00Z\n")
+    data = {"events": "events.csv", "feedback": [
+        {"path": "survey.csv", "id": "who", "columns": {"score": "rating", "said": "text"}, "source": "survey",
+         "rating_type": "csat"},
+        {"path": "chats.csv", "id": "customer", "columns": {"message": "text", "at": "timestamp"}, "source": "chat"}]}
+    fb = gather(load_config(write_cfg(tmp_path, data, stages=["a"]))).feedback
+    assert fb["source"].tolist() == ["survey", "survey", "chat"] and fb["feedback_id"].is_unique
+    assert fb["rating"].tolist()[:2] == [4.0, 2.0]
+    assert fb["stage"].tolist() == [None, None, "a"]       # the chat has a time, so it is linked; the survey not
