@@ -842,18 +842,19 @@ def voice_markdown(feedback: pd.DataFrame | None) -> str:
         return NO_FEEDBACK
     if not len(feedback) or "sentiment" not in feedback.columns:
         return "There is no feedback text to score in this data."
+    from journey_analysis.sentiment import language_sentence
+
     scored = feedback[feedback["sentiment_status"] == "scored"]
-    not_en = int((feedback["sentiment_status"] == "not_english").sum())
+    languages = language_sentence(feedback)
     if scored.empty:
-        return f"None of the {len(feedback):,} pieces of feedback had English text to score."
+        return f"None of the {len(feedback):,} pieces of feedback had text we could score. {languages}".strip()
     neg = float((scored["sentiment"] < -0.05).mean())
     by = scored.groupby("stage")["sentiment"].agg(["mean", "count"])
     by = by[by["count"] >= 5]
     worst = (f" The most negative stage is **{by['mean'].idxmin()}** (mean sentiment {by['mean'].min():+.2f} over "
              f"{int(by.loc[by['mean'].idxmin(), 'count']):,} comments)." if len(by) else "")
-    return (f"{len(scored):,} of {len(feedback):,} pieces of feedback were scored "
-            f"({not_en:,} not in English were left unscored); {neg:.0%} read negative (score below -0.05)."
-            + worst)
+    return (f"{len(scored):,} of {len(feedback):,} pieces of feedback were scored; {neg:.0%} read negative "
+            f"(score below -0.05)." + worst + (f" {languages}" if languages else ""))
 
 
 def sentiment_by_stage(feedback: pd.DataFrame, stages, rating_type: str | None = None) -> pd.DataFrame:

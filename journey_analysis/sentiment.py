@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["score", "score_frame", "get_nlp", "fit_from_ratings", "RatingModel", "themes", "quotes",
+__all__ = ["score", "score_frame", "score_feedback", "get_nlp", "fit_from_ratings", "RatingModel",
+           "fit_language_model", "LanguageModel", "VoiceModels", "language_report", "language_sentence",
+           "themes", "quotes",
            "POLARITY_THRESHOLD", "MODEL_VERSION"]
 
 RESOURCES = Path(__file__).resolve().parent / "resources"
@@ -289,11 +291,80 @@ class SentimentComponent:
         return doc
 
 
+# ---------------------------------------------------------------------------------------------
+# Tokenizer: one regular expression, used by the component (as the pipeline's tokenizer) and by the
+# batch scorer (on many texts joined together), so both see the same tokens
+# ---------------------------------------------------------------------------------------------
+_CHUNK = r"[^\s\x00]"      # a character of a whitespace-separated chunk
+_L = r"[^\W\d_]"           # a letter
+_TOKEN_CACHE: dict = {}
+
+
+def _token_re() -> re.Pattern:
+    """The token pattern, built once: URLs; emoticons of the lexicon that fill a whole chunk (":)",
+    "<3", ":-("); the English contractions spaCy splits ("do|n't", "it|'s", "I|'m", "can|not");
+    numbers with inner . , : / ("29.99", "10/10"); runs of letters and digits; "..."; the NUL that
+    separates texts in a batch; any other single character (punctuation, each emoji)."""
+    if "re" not in _TOKEN_CACHE:
+        lex = _read_lexicon(RESOURCES / "vader_lexicon.txt")
+        emo = sorted((k for k in lex if len(k) > 1 and not k[0].isalnum() and not any(c.isspace() for c in k)),
+                     key=lambda k: (-len(k), k))
+        pattern = "|".join([
+            r"(?:https?://|www\.)[^\s\x00<>\"']*[^\s\x00<>\"'.,;:!?)\]}]",
+            rf"(?<!{_CHUNK})(?=[^\w\s])(?i:{'|'.join(map(re.escape, emo))})(?!{_CHUNK})",
+            rf"{_L}+(?=(?i:n['’]t)(?!{_L}))",
+            rf"(?<={_L})(?i:n['’]t)(?!{_L})",
+            rf"(?<={_L})['’](?i:s|m|d|re|ve|ll)(?!{_L})",
+            rf"(?i:can)(?=(?i:not)(?!{_L}))",
+            r"\d+(?:[.,:/]\d+)+",
+            r"[^\W_]+",
+            r"\.{2,}",
+            r"\x00",
+            r"\S",
+        ])
+        _TOKEN_CACHE["re"] = re.compile(pattern)
+    return _TOKEN_CACHE["re"]
+
+
+def tokenize(text: str) -> list[str]:
+    """The tokens of one text (see :func:`_token_re`); whitespace is not a token."""
+    return _token_re().findall(text)
+
+
+class RegexTokenizer:
+    """spaCy tokenizer built on :func:`_token_re`: a Doc whose words are the pattern's tokens, each
+    followed by a space when whitespace follows it in the text (runs of whitespace become one space)."""
+
+    def __init__(self, vocab):
+        self.vocab = vocab
+
+    def __call__(self, text: str):
+        from spacy.tokens import Doc
+
+        words, spaces = [], []
+        n = len(text)
+        for m in _token_re().finditer(text):
+            words.append(m.group())
+            e = m.end()
+            spaces.append(e < n and text[e].isspace())
+        return Doc(self.vocab, words=words, spaces=spaces)
+
+    def pipe(self, texts, batch_size=1000):
+        for t in texts:
+            yield self(t)
+
+    def to_bytes(self, **kw):
+        return b""
+
+    def from_bytes(self, data, **kw):
+        return self
+
+
 _NLP: dict = {}
 
 
 def get_nlp():
-    """The shared pipeline (built once per process): blank English, sentencizer, lookup lemmatizer
+    """The shared pipeline (built once per process): blank English with :class:`RegexTokenizer`, sentencizer, lookup lemmatizer
     (tables from spacy-lookups-data, read from the installed package, nothing downloaded) and
     ``journey_sentiment``."""
     if "nlp" not in _NLP:
@@ -301,6 +372,7 @@ def get_nlp():
 
         _register()
         nlp = spacy.blank("en")
+        nlp.tokenizer = RegexTokenizer(nlp.vocab)
         nlp.add_pipe("sentencizer")
         nlp.add_pipe("lemmatizer", config={"mode": "lookup"})
         nlp.add_pipe("journey_sentiment")
@@ -316,8 +388,7 @@ def get_nlp():
 _F_NEG, _F_UP, _F_DOWN, _F_BOUND, _F_BUT, _F_ALTH, _F_COMP, _F_ENOUGH, _F_EXCL, _F_Q, _F_PHRASE = (
     1 << b for b in range(11))
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # n-gram key: k = k * _MIX + next hash (uint64, wrapping)
-_SEP = " \x00 "                        # joins texts for one tokenizer call; spaces keep tokens apart
-_TOKENIZE_CHARS = 1_000_000            # at most this many characters per tokenizer call
+_TOKENIZE_CHARS = 1_000_000            # at most this many characters per regex call
 
 
 def _ngram_keys(cols: list[np.ndarray]) -> np.ndarray:
@@ -360,32 +431,34 @@ def _tables():
     return _LEX_CACHE["tables"]
 
 
-def _token_arrays(texts: list[str], batch_size: int):
-    """Tokenise texts with the pipeline's tokenizer only, many texts per call (joined by ``_SEP``;
-    tokens are mapped back to their text by character offset, tokens of the separator dropped).
-    Returns (attributes array with columns LOWER, ORTH, IS_UPPER, IS_ALPHA, LENGTH; tokens per text)."""
-    from spacy.attrs import IDX, IS_ALPHA, IS_UPPER, LENGTH, LOWER, ORTH
+def _token_arrays(texts: list[str], batch_size: int = 1000):
+    """Tokenise texts with :func:`_token_re`, all at once (joined by NUL, in pieces of at most
+    ``_TOKENIZE_CHARS`` characters); token attributes are computed once per distinct token.
+    Returns (attributes array with columns LOWER, ORTH, IS_UPPER, IS_ALPHA, LENGTH as spaCy hashes and
+    flags; tokens per text)."""
+    from spacy.strings import get_string_id as h
 
-    tok = get_nlp().tokenizer
+    pat = _token_re()
     lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-    cum = np.concatenate([[0], np.cumsum(lens + len(_SEP))])
-    arrays, counts = [], []
+    cum = np.concatenate([[0], np.cumsum(lens + 1)])
+    toks: list[str] = []
     a, n = 0, len(texts)
     while a < n:
-        b = int(min(a + batch_size, np.searchsorted(cum, cum[a] + _TOKENIZE_CHARS, side="right") - 1))
-        b = max(b, a + 1)
-        doc = tok(_SEP.join(texts[a:b]))
-        arr = doc.to_array([IDX, LOWER, ORTH, IS_UPPER, IS_ALPHA, LENGTH])
-        starts = cum[a:b] - cum[a]
-        idx = arr[:, 0].astype(np.int64)
-        which = np.searchsorted(starts, idx, side="right") - 1
-        keep = idx < starts[which] + lens[a:b][which]
-        arrays.append(arr[keep, 1:])
-        counts.append(np.bincount(which[keep], minlength=b - a))
+        b = int(max(a + 1, np.searchsorted(cum, cum[a] + _TOKENIZE_CHARS, side="right") - 1))
+        b = min(b, n)
+        toks.extend(pat.findall("\x00".join(t.replace("\x00", " ") for t in texts[a:b])))
+        toks.append("\x00")
         a = b
-    if not arrays:
+    if not n:
         return np.zeros((0, 5), dtype=np.uint64), np.zeros(0, dtype=np.int64)
-    return np.concatenate(arrays), np.concatenate(counts)
+    codes, uniq = pd.factorize(pd.Series(toks, dtype=object))
+    ul = uniq.tolist()
+    sep = np.array([t == "\x00" for t in ul])
+    attrs = np.array([(h(t.lower()), h(t), t.isupper(), t.isalpha(), len(t)) for t in ul], dtype=np.uint64)
+    is_sep = sep[codes]
+    doc = np.cumsum(is_sep) - is_sep
+    keep = ~is_sep
+    return attrs[codes[keep]], np.bincount(doc[keep], minlength=n)
 
 
 def _score_arrays(arr: np.ndarray, counts: np.ndarray, p: dict | None = None) -> np.ndarray:
@@ -585,42 +658,55 @@ def _save_disk_cache(path: Path) -> None:
     pd.DataFrame({"key": [k.hex() for k in _CACHE], "sentiment": list(_CACHE.values())}).to_csv(path, index=False)
 
 
-def score_frame(texts, *, cache_path: str | Path | None = None, batch_size: int = 1000) -> pd.DataFrame:
-    """Score texts: a DataFrame with ``sentiment`` (float in [-1, 1], NaN when not scored) and
-    ``sentiment_status`` ("scored", "empty", "not_english"), index aligned with the input.
+LANGUAGE_CHARS = 1_000  # language identification reads the first 1,000 characters of a text
 
-    Input: a str, list or Series of texts (missing allowed). Status comes from
-    :func:`journey_analysis.text.detect_language` ("empty": missing or whitespace; "not_english").
-    Identical texts are scored once; scores are cached in memory by a hash of (model version, text),
-    and in ``cache_path`` (a CSV of key, sentiment) when given, so reruns are cheap. Texts longer than
-    100,000 characters are scored on their first 100,000 characters. The score is the lexicon
-    compound of the whole text (see the module docstring), deterministic, and equals
-    ``get_nlp()(text)._.sentiment``. ``batch_size``: texts per tokenizer call (20 x that many are
-    scored together; memory about 100 bytes per token).
+
+def score_frame(texts, *, languages=None, cache_path: str | Path | None = None, batch_size: int = 1000) -> pd.DataFrame:
+    """Score texts with the English lexicon: a DataFrame with ``sentiment`` (float in [-1, 1], NaN when
+    not scored), ``sentiment_status`` ("scored", "empty", "not_english"), ``language`` and
+    ``language_confidence``, index aligned with the input.
+
+    Input: a str, list or Series of texts (missing allowed); ``languages``: the languages the texts may
+    be in (None: from a sample of the texts). The language of each distinct text comes from
+    :func:`journey_analysis.text.identify_languages` (on its first 1,000 characters); texts identified
+    as English are scored ("empty": missing or whitespace; "not_english": any other language or "und").
+    Identical texts are identified and scored once; scores are cached in memory by a hash of (model
+    version, text), and in ``cache_path`` (a CSV of key, sentiment) when given, so reruns are cheap.
+    Texts longer than 100,000 characters are scored on their first 100,000 characters. The score is
+    the lexicon compound of the whole text (see the module docstring), deterministic, and equals
+    ``get_nlp()(text)._.sentiment``. ``batch_size`` is kept for compatibility (the tokenizer reads up
+    to 1,000,000 characters per call).
     """
-    from journey_analysis.text import _as_strings, _labels
+    from journey_analysis.text import _as_strings, identify_languages
 
     s = _as_series(texts)
     strs, _ = _as_strings(s)  # missing -> "" (labelled "empty")
-    codes, uniq = pd.factorize(np.array(strs, dtype=object))  # identical texts: detected and scored once
-    lang = _labels(uniq.tolist())
-    status_u = np.where(lang == "empty", "empty", np.where(lang == "other", "not_english", "scored"))
+    codes, uniq = pd.factorize(np.array(strs, dtype=object))  # identical texts: identified and scored once
+    u = uniq.tolist()
+    lf = identify_languages([t[:LANGUAGE_CHARS] for t in u], languages)
+    lang = lf["language"].to_numpy(dtype=object)
+    status_u = np.where(lf["language_rule"].to_numpy() == "empty", "empty",
+                        np.where(lang == "en", "scored", "not_english"))
     todo_u = np.flatnonzero(status_u == "scored")
     vals_u = np.full(len(uniq), np.nan)
     if len(todo_u):
         if cache_path is not None:
             _load_disk_cache(Path(cache_path))
-        keys = [_key(uniq[i]) for i in todo_u]
-        todo = [(k, uniq[i]) for k, i in zip(keys, todo_u) if k not in _CACHE]
+        keys = [_key(u[i]) for i in todo_u]
+        todo = [(k, u[i]) for k, i in zip(keys, todo_u) if k not in _CACHE]
         if todo:
             # the document score needs neither sentences nor lemmas (inflections are in the lexicon):
-            # tokenizer only, then the component's rules vectorised over the whole batch
+            # tokens only, then the component's rules vectorised over the whole batch
             vals_new = _score_texts([t[:MAX_CHARS] for _, t in todo], batch_size=batch_size)
             _CACHE.update(zip((k for k, _ in todo), vals_new.tolist()))
             if cache_path is not None:
                 _save_disk_cache(Path(cache_path))
         vals_u[todo_u] = [_CACHE[k] for k in keys]
-    return pd.DataFrame({"sentiment": vals_u[codes], "sentiment_status": status_u[codes]}, index=s.index)
+    out = pd.DataFrame({"sentiment": vals_u[codes], "sentiment_status": status_u[codes],
+                        "language": lang[codes], "language_confidence": lf["language_confidence"].to_numpy()[codes]},
+                       index=s.index)
+    out.attrs["languages"] = lf.attrs.get("languages", {})
+    return out
 
 
 def score(texts, **kw) -> pd.Series:
@@ -760,41 +846,282 @@ def fit_from_ratings(texts, ratings, scale=(1, 5), random_state: int = 0, n_spli
                        random_state=random_state)
 
 
-def score_feedback(feedback: pd.DataFrame | None, rating_type: str = "csat", scale=(1, 5), *,
-                   min_rated: int = 200, random_state: int = 0) -> tuple[pd.DataFrame | None, RatingModel | None]:
-    """Score every feedback text, learning from the organisation's own ratings where that wins.
+#: Below this cross-validated Spearman correlation a language's learned model is not used.
+MIN_LANGUAGE_SPEARMAN = 0.1
+#: Characters of a text the language models read.
+MODEL_CHARS = 2_000
 
-    Every text gets the lexicon score (:func:`score_frame`). When at least ``min_rated`` texts carry
-    a rating of ``rating_type`` (on ``scale``), :func:`fit_from_ratings` learns a domain model from
-    them and reports its cross-validated figures against the lexicon alone; only when it wins
-    (``RatingModel.wins``) does it replace the lexicon score for texts **without** a rating (social
-    posts, chats, reviews of another scale). Rated texts keep the lexicon score: their rating already
-    says how satisfied the customer was, and the text score must stay independent of it.
 
-    Returns (a copy of ``feedback`` with ``sentiment``, ``sentiment_status``, ``sentiment_source``
-    ("lexicon", "learned" or "none"), the fitted model or None when too few ratings). A run without
-    feedback (``feedback=None``) gives ``(None, None)``; feedback without ratings is scored by the
-    lexicon alone.
+def _spacy_words(texts: list[str], lang: str) -> list[str]:
+    """Lower-cased lemmas (spaCy's lookup table for ``lang`` when spacy-lookups-data has one, else the
+    lower-cased token) of ``spacy.blank(lang)``'s tokens, joined by spaces; punctuation kept as tokens
+    so word pairs stop at it. A language spaCy does not know falls back to its multi-language tokenizer."""
+    import spacy
+
+    try:
+        nlp = spacy.blank(lang)
+    except Exception:
+        nlp = spacy.blank("xx")
+    lemma = {}
+    try:
+        from spacy.lookups import load_lookups
+
+        lemma = load_lookups(lang, ["lemma_lookup"]).get_table("lemma_lookup")
+    except Exception:
+        lemma = {}
+    out = []
+    for doc in nlp.tokenizer.pipe(texts, batch_size=1000):
+        words = []
+        for t in doc:
+            if t.is_space:
+                continue
+            low = t.lower_
+            lem = lemma.get(low) if lemma else None
+            words.append(lem.lower() if isinstance(lem, str) else low)
+        out.append(" ".join(words))
+    return out
+
+
+@dataclass
+class LanguageModel:
+    """A sentiment model for one language learned from the organisation's ratings (see
+    :func:`fit_language_model`): ``oof`` = cross-fitted predictions for the rated texts (each from a
+    model that never saw its rating), ``cv_report`` = their agreement with the ratings."""
+    language: str
+    vectorizers: tuple
+    model: object
+    scale: tuple
+    oof: np.ndarray
+    cv_report: dict
+    used: bool
+
+    def predict(self, texts) -> np.ndarray:
+        """Scores in [-1, 1] for texts of this language (from the model fitted on every rated text)."""
+        X = _language_features(self.vectorizers, [str(t)[:MODEL_CHARS] for t in texts], self.language)
+        return np.clip(self.model.predict(X), -1.0, 1.0)
+
+
+def _language_features(vectorizers, texts: list[str], lang: str):
+    from scipy.sparse import hstack
+
+    char_vec, word_vec = vectorizers
+    return hstack([char_vec.transform(texts), word_vec.transform(_spacy_words(texts, lang))]).tocsr()
+
+
+def fit_language_model(texts, ratings, language: str, scale=(1, 5), *, all_texts=None, random_state: int = 0,
+                       n_splits: int = 5, alpha: float = 1.0) -> LanguageModel:
+    """Learn a sentiment model for one language from rated texts, with cross-fitted predictions.
+
+    Features: TF-IDF over character n-grams (2-5 within word boundaries, sublinear tf, min_df=2) and
+    over word uni- and bigrams of ``spacy.blank(language)`` tokens, lemmatised with spaCy's lookup
+    table when spacy-lookups-data ships one (min_df=2); the vocabularies and idf are learned from
+    ``all_texts`` (the language's rated and unrated texts; no rating is used). Model: ridge regression
+    (``alpha``) of the rating mapped linearly from ``scale`` to [-1, 1]; predictions clipped to [-1, 1].
+    Cross-fitting: ``n_splits`` folds (shuffled with ``random_state``); each rated text's ``oof``
+    prediction comes from the model fitted on the other folds. ``cv_report``: Spearman and Pearson
+    correlation of ``oof`` with the ratings, 3-class accuracy (as :func:`fit_from_ratings`), ``n``.
+    ``used``: cross-validated Spearman at least :data:`MIN_LANGUAGE_SPEARMAN`.
+    """
+    from scipy.stats import spearmanr
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold
+
+    t = [str(x)[:MODEL_CHARS] for x in _as_series(texts).tolist()]
+    y = _to_unit(pd.to_numeric(_as_series(ratings), errors="coerce").reset_index(drop=True), scale)
+    pool = t if all_texts is None else [str(x)[:MODEL_CHARS] for x in _as_series(all_texts).tolist()]
+    char_vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True,
+                               lowercase=True, max_features=300_000, dtype=np.float32)
+    word_vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, token_pattern=r"\S+",
+                               lowercase=False, max_features=300_000, dtype=np.float32)
+    char_vec.fit(pool)
+    word_vec.fit(_spacy_words(pool, language))
+    X = _language_features((char_vec, word_vec), t, language)
+    oof = np.zeros(len(y))
+    folds = min(n_splits, max(2, len(y) // 2))
+    for tr, te in KFold(folds, shuffle=True, random_state=random_state).split(y):
+        oof[te] = np.clip(Ridge(alpha=alpha).fit(X[tr], y[tr]).predict(X[te]), -1, 1)
+    model = Ridge(alpha=alpha).fit(X, y)
+    ycls = _class3(y, 1 / 3)
+    rho = float(spearmanr(oof, y).statistic) if np.std(oof) > 0 and np.std(y) > 0 else 0.0
+    rep = {"spearman": rho,
+           "pearson_r": float(np.corrcoef(oof, y)[0, 1]) if np.std(oof) > 0 and np.std(y) > 0 else 0.0,
+           "accuracy_3class": float((_class3(oof, POLARITY_THRESHOLD) == ycls).mean()), "n": int(len(y))}
+    return LanguageModel(language=language, vectorizers=(char_vec, word_vec), model=model, scale=tuple(scale),
+                         oof=oof, cv_report=rep, used=rho >= MIN_LANGUAGE_SPEARMAN)
+
+
+@dataclass
+class VoiceModels:
+    """What :func:`score_feedback` learned: ``english`` (the blended English model, :class:`RatingModel`,
+    or None), ``languages`` (language -> :class:`LanguageModel`) and ``cv_report`` (one row per
+    language that was scored: how, and its accuracy against the ratings)."""
+    english: RatingModel | None
+    languages: dict
+    cv_report: pd.DataFrame
+
+    @property
+    def wins(self) -> bool:
+        """True when some learned model scores texts (English blended model that won, or a language model)."""
+        return bool((self.english is not None and self.english.wins) or any(m.used for m in self.languages.values()))
+
+
+def score_feedback(feedback: pd.DataFrame | None, rating_type: str = "csat", scale=(1, 5), *, languages=None,
+                   min_rated: int = 200, random_state: int = 0) -> tuple[pd.DataFrame | None, VoiceModels | None]:
+    """Score every feedback text in the language it is written in.
+
+    Per row: ``language`` and ``language_confidence`` (:func:`journey_analysis.text.identify_languages`,
+    restricted to ``languages`` when given, else to the languages a sample of the texts shows),
+    ``sentiment`` in [-1, 1], ``sentiment_status`` ("scored", "empty", "not_scored") and
+    ``sentiment_source``:
+
+    - English: the lexicon ("lexicon") for every text. With at least ``min_rated`` rated English texts
+      (``rating`` of ``rating_type`` on ``scale``), :func:`fit_from_ratings` learns a blended model and,
+      only when it wins, scores the English texts **without** a rating ("learned"); rated texts keep the
+      lexicon score, so text and rating stay independent evidence.
+    - Any other language with at least ``min_rated`` rated texts: :func:`fit_language_model` learns from
+      them; rated texts get their cross-fitted out-of-fold prediction ("learned_cv": no text's score
+      comes from its own rating), unrated texts the model fitted on all of them ("learned"). A model
+      whose cross-validated Spearman is below :data:`MIN_LANGUAGE_SPEARMAN` is not used.
+    - A language with neither the lexicon nor a usable model: not scored ("not_scored", source "none"),
+      counted by :func:`language_report`.
+
+    Returns (a copy of ``feedback`` with these columns, :class:`VoiceModels` or None when no model was
+    learned). ``feedback=None`` (a run without feedback) gives ``(None, None)``.
     """
     if feedback is None:
         return None, None
-    out = feedback.drop(columns=["sentiment", "sentiment_status", "sentiment_source"], errors="ignore")
-    scored = score_frame(out["text"].fillna(""))
+    out = feedback.drop(columns=["sentiment", "sentiment_status", "sentiment_source", "language",
+                                 "language_confidence"], errors="ignore")
+    scored = score_frame(out["text"].fillna(""), languages=languages)
     out = out.join(scored)
-    out["sentiment_source"] = np.where(out["sentiment_status"] == "scored", "lexicon", "none")
-    if "rating" not in out.columns or not out["rating"].notna().any():
+    status = out["sentiment_status"].to_numpy(dtype=object).copy()
+    status[status == "not_english"] = "not_scored"
+    out["sentiment_status"] = status
+    out["sentiment_source"] = np.where(status == "scored", "lexicon", "none").astype(object)
+    lang = out["language"].to_numpy(dtype=object)
+    if "rating" in out.columns:
+        kind = (out["rating_type"].astype("string").str.lower().eq(str(rating_type).lower()).fillna(False).to_numpy()
+                if "rating_type" in out.columns else np.ones(len(out), dtype=bool))
+        rating = pd.to_numeric(out["rating"], errors="coerce")
+        lo, hi = scale
+        rated = kind & rating.notna().to_numpy() & (rating.ge(lo) & rating.le(hi)).fillna(False).to_numpy()
+    else:
+        rating = pd.Series(np.nan, index=out.index)
+        rated = np.zeros(len(out), dtype=bool)
+    has_text = out["sentiment_status"].ne("empty").to_numpy()
+    english = None
+    en_rated = rated & (lang == "en") & has_text
+    if en_rated.sum() >= min_rated:
+        english = fit_from_ratings(out.loc[en_rated, "text"], rating[en_rated], scale=scale, random_state=random_state)
+        unrated = ~rated & (lang == "en") & has_text & out["rating"].isna().to_numpy()
+        if english.wins and unrated.any():
+            out.loc[unrated, "sentiment"] = english.predict(out.loc[unrated, "text"]).to_numpy()
+            out.loc[unrated, "sentiment_source"] = "learned"
+    models = {}
+    langs = pd.Series(lang[has_text & rated], dtype=object).value_counts()
+    for code, n_rated in langs.items():
+        if code in ("en", "und") or n_rated < min_rated:
+            continue
+        rows = has_text & (lang == code)
+        r_rows = rows & rated
+        m = fit_language_model(out.loc[r_rows, "text"], rating[r_rows], code, scale=scale,
+                               all_texts=out.loc[rows, "text"], random_state=random_state)
+        models[code] = m
+        if not m.used:
+            continue
+        out.loc[r_rows, "sentiment"] = m.oof
+        out.loc[r_rows, "sentiment_source"] = "learned_cv"
+        u_rows = rows & ~rated
+        if u_rows.any():
+            out.loc[u_rows, "sentiment"] = m.predict(out.loc[u_rows, "text"].tolist())
+            out.loc[u_rows, "sentiment_source"] = "learned"
+        out.loc[rows, "sentiment_status"] = "scored"
+    if english is None and not models:
         return out, None
-    kind = out["rating_type"].astype("string").str.lower() if "rating_type" in out.columns else rating_type
-    rated = (out["rating"].notna() & (kind == rating_type)).to_numpy() & (out["sentiment_status"] == "scored").to_numpy()
-    if rated.sum() < min_rated:
-        return out, None
-    model = fit_from_ratings(out.loc[rated, "text"], out.loc[rated, "rating"], scale=scale,
-                             random_state=random_state)
-    unrated = out["rating"].isna().to_numpy() & (out["sentiment_status"] == "scored").to_numpy()
-    if model.wins and unrated.any():
-        out.loc[unrated, "sentiment"] = model.predict(out.loc[unrated, "text"]).to_numpy()
-        out.loc[unrated, "sentiment_source"] = "learned"
-    return out, model
+    return out, VoiceModels(english=english, languages=models, cv_report=_accuracy_report(out, rating, rated, english, models))
+
+
+def _accuracy_report(out, rating, rated, english, models) -> pd.DataFrame:
+    """Per scored language: how it was scored and how well the scores agree with the ratings."""
+    rows = []
+    if english is not None:
+        rep = english.cv_report
+        rows.append({"language": "en", "model": "lexicon", "n_rated": int(rep.loc["lexicon", "n"]),
+                     "spearman": np.nan, "pearson_r": rep.loc["lexicon", "pearson_r"],
+                     "accuracy_3class": rep.loc["lexicon", "accuracy_3class"], "used": True})
+        rows.append({"language": "en", "model": "blended (cross-validated)", "n_rated": int(rep.loc["blended", "n"]),
+                     "spearman": np.nan, "pearson_r": rep.loc["blended", "pearson_r"],
+                     "accuracy_3class": rep.loc["blended", "accuracy_3class"], "used": bool(english.wins)})
+    for code, m in models.items():
+        rows.append({"language": code, "model": "learned from ratings (cross-fitted)", "n_rated": m.cv_report["n"],
+                     "spearman": m.cv_report["spearman"], "pearson_r": m.cv_report["pearson_r"],
+                     "accuracy_3class": m.cv_report["accuracy_3class"], "used": m.used})
+    return pd.DataFrame(rows).set_index(["language", "model"]).round(3)
+
+
+def language_report(feedback: pd.DataFrame | None) -> pd.DataFrame:
+    """The language mix of scored feedback and what was done with each language: one row per language
+    (most feedback first; "und" = undetermined) with ``feedback_n`` (rows with text), ``share``,
+    ``scored_n``, ``share_scored``, ``how`` ("English lexicon", "English lexicon + learned",
+    "learned from ratings", "not scored") and ``confidence_median``. Empty text is left out."""
+    cols = ["feedback_n", "share", "scored_n", "share_scored", "how", "confidence_median"]
+    if feedback is None or "language" not in feedback.columns:
+        return pd.DataFrame(columns=cols, index=pd.Index([], name="language"))
+    fb = feedback[feedback["sentiment_status"].ne("empty")]
+    if fb.empty:
+        return pd.DataFrame(columns=cols, index=pd.Index([], name="language"))
+    src = fb["sentiment_source"].astype(str)
+    g = fb.assign(_scored=fb["sentiment_status"].eq("scored"), _lex=src.eq("lexicon"),
+                  _learned=src.str.startswith("learned")).groupby("language", dropna=False)
+    out = pd.DataFrame({"feedback_n": g.size(), "scored_n": g["_scored"].sum().astype("int64"),
+                        "confidence_median": g["language_confidence"].median()})
+    lex, learned = g["_lex"].any(), g["_learned"].any()
+    out["how"] = np.where(lex & learned, "English lexicon + learned", np.where(lex, "English lexicon",
+                          np.where(learned, "learned from ratings", "not scored")))
+    out["share"] = out["feedback_n"] / out["feedback_n"].sum()
+    out["share_scored"] = out["scored_n"] / out["feedback_n"]
+    out = out.sort_values(["feedback_n"], ascending=False, kind="stable").rename_axis("language")
+    return out[cols].round(3)
+
+
+_LANGUAGE_NAMES = {"en": "English", "pt": "Portuguese", "de": "German", "fr": "French", "es": "Spanish",
+                   "it": "Italian", "nl": "Dutch", "und": "undetermined"}
+
+
+def language_name(code) -> str:
+    """A language's English name from its ISO 639-1 code (lingua's name for codes outside the short list)."""
+    if code in _LANGUAGE_NAMES:
+        return _LANGUAGE_NAMES[code]
+    try:
+        from journey_analysis.text import _lingua_languages
+
+        return _lingua_languages()[code].name.title()
+    except Exception:
+        return str(code)
+
+
+def language_sentence(feedback: pd.DataFrame | None, min_rated: int = 200) -> str:
+    """What was done about languages, in one or two sentences built from :func:`language_report`: the mix
+    and, per language, how it was scored; languages left unscored with their counts and the reason."""
+    rep = language_report(feedback)
+    if rep.empty:
+        return ""
+    done, left = [], []
+    for code, r in rep.iterrows():
+        name = language_name(code)
+        if r["how"] == "not scored":
+            left.append(f"{name} ({int(r['feedback_n']):,})")
+        else:
+            how = {"English lexicon": "the English lexicon", "English lexicon + learned":
+                   "the English lexicon, and a model learned from the ratings for unrated comments",
+                   "learned from ratings": "a model learned from its own ratings (cross-fitted)"}[r["how"]]
+            done.append(f"{name} {r['share']:.0%} ({int(r['feedback_n']):,} comments, scored with {how})")
+    out = "Languages: " + "; ".join(done) + "." if done else "No language of the feedback could be scored."
+    if left:
+        out += (f" Not scored (no lexicon and fewer than {min_rated} rated comments to learn from): "
+                + ", ".join(left) + ".")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -811,7 +1138,7 @@ def _with_sentiment(feedback: pd.DataFrame, by) -> tuple[pd.DataFrame, list]:
                            fix="load feedback with the project's loader or pass by= an existing column")
     fb = feedback.copy()
     if "sentiment" not in fb.columns:
-        fb[["sentiment", "sentiment_status"]] = score_frame(fb["text"])
+        fb[["sentiment", "sentiment_status"]] = score_frame(fb["text"])[["sentiment", "sentiment_status"]]
     fb["polarity"] = np.where(fb["sentiment"] < -POLARITY_THRESHOLD, "negative",
                               np.where(fb["sentiment"] > POLARITY_THRESHOLD, "positive", None))
     fb = fb[fb["polarity"].notna()]

@@ -1,9 +1,11 @@
-"""Text hygiene for customer feedback: PII redaction and cheap language detection.
+"""Text hygiene for customer feedback: PII redaction and language identification.
 
 Owns :func:`redact` (e-mails, phone numbers, card numbers, IBANs, URLs with secrets and postcodes become
-``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[IBAN]``, ``[URL]``, ``[POSTCODE]``) and :func:`detect_language`
-("en" / "other" / "empty"). Both take one string or a pandas Series and are vectorised with pandas
-string methods; only the rare candidate matches run a small Python check (Luhn, IBAN mod-97, digit counts).
+``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[IBAN]``, ``[URL]``, ``[POSTCODE]``; vectorised with pandas string
+methods, only the rare candidate matches run a small Python check: Luhn, IBAN mod-97, digit counts) and
+:func:`identify_languages` / :func:`detect_language` (ISO 639-1 code and confidence per text, from
+lingua-language-detector restricted to the data's languages, with a stop-word fast path for clear cases;
+lingua and spaCy are imported inside the functions).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import re
 import numpy as np
 import pandas as pd
 
-__all__ = ["redact", "detect_language", "PII_TAGS"]
+__all__ = ["redact", "redact_feedback", "identify_languages", "detect_language", "PII_TAGS", "GUARD_LANGUAGES"]
 
 PII_TAGS = ("[EMAIL]", "[PHONE]", "[CARD]", "[IBAN]", "[URL]", "[POSTCODE]")
 
@@ -145,141 +147,299 @@ def redact(texts):
 
 
 # ----------------------------------------------------------------------------------------------
-# Language detection
+# Language identification (lingua-language-detector, restricted, with a stop-word fast path)
 # ----------------------------------------------------------------------------------------------
-_EN = set("""a about above after again against all am an and any are aren't as at be because been before being
-below between both but by can can't cannot could couldn't did didn't do does doesn't doing don't down during each
-few for from further had hadn't has hasn't have haven't having he her here hers herself him himself his how i i'm
-i've if in into is isn't it it's its itself just let's me more most my myself no nor not now of off on once only or
-other our ours out over own same she should shouldn't so some such than that the their theirs them then there
-these they they're this those through to too under until up very was wasn't we we're were weren't what when where
-which while who whom why will with won't would wouldn't you you're your yours yourself yet still never ever
-again really got get gets thanks thank please ok okay yes yeah lol omg wow love great good bad best worst terrible
-awful excellent amazing service staff help helpful thing things time waiting wait hold called call phone still
-never came fixed broken slow fast easy hard price money refund order delivery product customer nothing everything
-back went told said asked would could should much many well even also did done give gave take took make made
-come came go going gone see saw look like know think want need one two three five star plus top new old day week
-month year people man today tomorrow yesterday us em ha haha hahaha fun car show weather via quick really sure
-right left first last next way work works working use used using buy bought sold pay paid free call im die""".split())
-_OTHER = {
-    "fr": set("""le la les un une des du de et est sont pas ne je tu il elle nous vous ils elles que qui quoi dans
-sur avec pour par ce cette ces mon ma mes ton ta son sa leur très tres mais ou où donc car été être avoir fait
-plus bien merci bonjour service client toujours jamais rien aucun après avant chez au aux c'est n'est j'ai
-qu'il pourquoi comment aussi encore déjà""".split()),
-    "de": set("""der die das den dem des ein eine einer einem einen und ist sind nicht kein keine ich du er sie es
-wir ihr mit für auf aus bei nach von zu zum zur im sehr aber oder auch noch schon immer nie nichts war waren
-wurde haben hat habe sein wie was warum danke bitte gut schlecht kundenservice leider""".split()),
-    "es": set("""el la los las un una unos unas y es son no que de del en con por para muy pero o también ya
-siempre nunca nada fue ser estar está están tengo tiene hay gracias hola servicio cliente bueno malo mi mis su
-sus lo le les me se como cuando porque aún todavía""".split()),
-    "it": set("""il lo la i gli le un una uno e è sono non che di del della dei in con per molto ma o anche già
-sempre mai niente nulla stato essere avere ho ha grazie ciao servizio cliente buono cattivo mio mia suo sua come
-quando perché ancora questo questa""".split()),
-    "nl": set("""de het een en is zijn niet geen ik jij je hij zij wij we jullie met voor op uit bij naar van te
-zeer erg heel maar of ook nog al altijd nooit niets was waren werd hebben heeft heb wat waarom dank bedankt
-alstublieft goed slecht klantenservice helaas dit dat deze die""".split()),
-    "pt": set("""o a os as um uma e é são não que de do da dos das em com por para muito mas ou também já
-sempre nunca nada foi ser estar está tenho tem obrigado obrigada olá serviço cliente bom mau meu minha""".split()),
-}
-_ALL_LANGS = ["en"] + list(_OTHER)
-_WORD_LANG_BITS: dict[str, int] = {}
-for _bit, _lang in enumerate(_ALL_LANGS):
-    for _w in (_EN if _lang == "en" else {w for w in _OTHER[_lang] if len(w) > 1 or w in "éèàòùà"}):
-        _WORD_LANG_BITS[_w] = _WORD_LANG_BITS.get(_w, 0) | (1 << _bit)
-_NON_ASCII_LETTER = re.compile(r"[À-ÖØ-öø-ÿßœŒ]")
-
-
-_WORD_OR_SEP = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?|\x00")
+#: Languages whose spaCy stop-word lists back the fast path and guard it: a text showing stop words of
+#: one of them that is not a candidate goes to lingua with that language added to the candidates.
+GUARD_LANGUAGES = ("en", "de", "fr", "es", "it", "pt", "nl", "sv", "da", "nb", "pl", "tr", "ro", "ca", "fi",
+                   "hu", "cs", "id")
+SAMPLE_SIZE = 100          # distinct texts of the data that lingua reads with all its languages
+SAMPLE_MIN_LETTERS = 15    # only texts this long go into the sample (shorter ones mislead lingua)
+SAMPLE_MIN_SHARE = 0.05    # a language is a candidate when this share of the sample (and 2+ texts) shows it
+FAST_MIN_HITS = 2          # fast path: this many stop words exclusive to one candidate...
+FAST_DOMINANCE = 3         # ... and this many times the exclusive stop words of all other languages
+SHORT_LETTERS = 10         # texts with fewer letters that lingua cannot tell take the main language
+MIN_CONFIDENCE = 0.5       # lingua path: below this (prior-weighted) confidence the language is "und"
+GUARD_PRIOR = 0.01         # prior weight of a guard language the sample did not show
+_WORD_OR_NUL = re.compile(r"[^\W\d_]+|\x00")
 _LETTER = re.compile(r"[^\W\d_]")
-_ASCII_LETTER = re.compile(r"[a-z]")
-_NON_ASCII_LETTER_ANY = re.compile(r"[^\W\d_\x00-\x7f]")  # a letter outside ASCII
-_LANG_CHUNK = 20_000  # texts whose words are extracted in one regex pass (bounds memory)
+_ACCENTED = re.compile(r"[À-ÖØ-öø-ɏ]")
+_LATIN_LETTER = re.compile(r"[A-Za-zÀ-ÖØ-öø-ɏ]")
+_LANG_CACHE: dict = {}
 
 
-# fast path for texts whose letters are all ASCII: every other character separates words, so
-# translate it to a space and split (apostrophes fixed first so the pieces equal the regex's words)
-_ASCII_SEP = str.maketrans({chr(c): " " for c in range(128) if not ("a" <= chr(c) <= "z" or chr(c) in "'\x00")})
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
-_LOOSE_APOSTROPHE = re.compile(r"(?<![a-z])'|'(?![a-z])")       # not between two letters
-_SECOND_APOSTROPHE = re.compile(r"(?<![a-z])([a-z]++'[a-z]++)'")  # "a'b'c" -> words "a'b", "c"
+def _lingua_languages() -> dict:
+    """ISO 639-1 code (lower case) -> lingua Language, for every language lingua ships."""
+    if "codes" not in _LANG_CACHE:
+        from lingua import Language
+
+        _LANG_CACHE["codes"] = {lang.iso_code_639_1.name.lower(): lang for lang in Language.all()}
+    return _LANG_CACHE["codes"]
 
 
+def _detector(codes: tuple[str, ...], low_accuracy: bool = False):
+    """A lingua detector for these languages (all of lingua's when ``codes`` is empty), built once."""
+    key = ("det", codes, low_accuracy)
+    if key not in _LANG_CACHE:
+        from lingua import LanguageDetectorBuilder
 
-def redact_feedback(feedback, column: str = "text"):
-    """A copy of a feedback frame with ``column`` passed through :func:`redact`; None (a run without
-    feedback) gives None."""
-    if feedback is None:
-        return None
-    return feedback.assign(**{column: redact(feedback[column])})
-
-
-def _words_ascii(big: str) -> list[str]:
-    """The regex words of NUL-separated lower-cased texts without non-ASCII letters, and the NULs."""
-    if not big.isascii():
-        big = _NON_ASCII.sub(" ", big)
-    big = big.translate(_ASCII_SEP)
-    if "'" in big:
-        big = _LOOSE_APOSTROPHE.sub(" ", big)
-        if "'" in big:
-            big = _SECOND_APOSTROPHE.sub(r"\1 ", big)
-    return big.split()
+        langs = _lingua_languages()
+        b = (LanguageDetectorBuilder.from_languages(*[langs[c] for c in codes]) if codes
+             else LanguageDetectorBuilder.from_all_languages())
+        _LANG_CACHE[key] = (b.with_low_accuracy_mode() if low_accuracy else b).build()
+    return _LANG_CACHE[key]
 
 
-def _language_hits(strs: list[str], ascii_letters: np.ndarray | None = None) -> np.ndarray:
-    """Stop-word hits per text and language (rows: texts, columns: ``_ALL_LANGS``) for lower-cased
-    texts: the texts are joined by NUL (a non-word character, so words never cross texts; NULs inside
-    texts are blanked first) and cut into words in one pass (regex, or translate + split when
-    ``ascii_letters`` says a text's letters are all ASCII); each word maps to its language bits by a dict."""
+def _stop_bits(codes: tuple[str, ...]) -> dict[str, int]:
+    """Lower-cased stop word -> bit mask of the languages in ``codes`` (spaCy's lists) that have it."""
+    key = ("stop", codes)
+    if key not in _LANG_CACHE:
+        from spacy.util import get_lang_class
+
+        bits: dict[str, int] = {}
+        for b, code in enumerate(codes):
+            try:
+                words = get_lang_class(code).Defaults.stop_words
+            except Exception:  # a language spaCy does not know: no fast path for it
+                words = ()
+            for w in words:
+                for part in _WORD_OR_NUL.findall(w.lower()):
+                    bits[part] = bits.get(part, 0) | (1 << b)
+        _LANG_CACHE[key] = bits
+    return _LANG_CACHE[key]
+
+
+def _word_stats(low: list[str], codes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """For lower-cased texts: (per text and language of ``codes``, how many of its words are stop words of
+    that language only, among ``codes``; letters per text). Texts joined by NUL, cut into words
+    (``[^\\W\\d_]+``) in one regex pass, one hash lookup per distinct word."""
+    n = len(low)
+    hits = np.zeros((n, len(codes)), dtype=np.int64)
+    if not n:
+        return hits, np.zeros(0, dtype=np.int64)
+    bits = _stop_bits(codes)
+    big = "\x00".join(t.replace("\x00", " ") for t in low)
+    words = _WORD_OR_NUL.findall(big)
+    codes_w, uniq = pd.factorize(pd.Series(words, dtype=object))
+    ub = np.array([bits.get(w, 0) for w in uniq], dtype=np.int64)
+    ulen = np.array([len(w) for w in uniq], dtype=np.int64)
+    is_sep = np.asarray(uniq == "\x00")
+    ub[is_sep], ulen[is_sep] = -1, 0
+    wb = ub[codes_w]
+    doc = np.cumsum(wb == -1)
+    letters = np.bincount(doc, weights=ulen[codes_w], minlength=n).astype(np.int64)
+    single = (wb > 0) & ((wb & (wb - 1)) == 0)  # exactly one language has the word
+    wb, doc = wb[single], doc[single]
+    for b in range(len(codes)):
+        on = wb == (1 << b)
+        hits[:, b] = np.bincount(doc[on], minlength=n)
+    return hits, letters
+
+
+def _clear(hits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(column of the language with most exclusive stop words, whether it is clear: at least
+    ``FAST_MIN_HITS`` of them and ``FAST_DOMINANCE`` times those of all other languages together)."""
+    if not hits.shape[1]:
+        return np.zeros(len(hits), dtype=np.int64), np.zeros(len(hits), dtype=bool)
+    top = hits.argmax(axis=1)
+    th = hits[np.arange(len(hits)), top]
+    return top, (th >= FAST_MIN_HITS) & (th >= FAST_DOMINANCE * (hits.sum(axis=1) - th))
+
+
+def _sample_mix(strs: list[str], letters: np.ndarray, hits: np.ndarray, codes: tuple[str, ...], size: int,
+                random_state: int) -> dict[str, float]:
+    """The languages of the data, with their shares (largest first): texts whose stop words show a
+    language (clearly, :func:`_clear`, or at least one exclusive stop word more than of any other
+    language) count for it; of the others, a seeded sample of up to ``size`` texts with
+    at least ``SAMPLE_MIN_LETTERS`` letters is read by lingua with all its languages (low-accuracy
+    mode), each detection standing for its share of those texts (the sample is skipped when they are
+    fewer than ``SAMPLE_MIN_SHARE`` of the texts). A language counts with at least that share and 2
+    texts; when none does, the largest one; English when there is no text with letters."""
     n = len(strs)
-    hits = np.zeros((n, len(_ALL_LANGS)), dtype=np.int64)
-    lookup = dict(_WORD_LANG_BITS)
-    lookup["\x00"] = -1  # the separator
-    get = lookup.get
-    fast = np.zeros(n, dtype=bool) if ascii_letters is None else ascii_letters
-    for group in (np.flatnonzero(fast), np.flatnonzero(~fast)):
-        for a in range(0, len(group), _LANG_CHUNK):
-            rows = group[a:a + _LANG_CHUNK]
-            part = [strs[i] for i in rows]
-            big = " \x00 ".join(part)
-            if big.count("\x00") != len(part) - 1:
-                big = " \x00 ".join(t.replace("\x00", " ") for t in part)
-            words = _words_ascii(big) if fast[rows[0]] else _WORD_OR_SEP.findall(big)
-            bits = np.array([get(w, 0) for w in words], dtype=np.int64)
-            doc = rows[np.cumsum(bits == -1)]
-            found = bits > 0
-            bits, doc = bits[found], doc[found]
-            for b in range(len(_ALL_LANGS)):
-                on = ((bits >> b) & 1).astype(bool)
-                hits[:, b] += np.bincount(doc[on], minlength=n)
-    return hits
+    if not n:
+        return {"en": 1.0}
+    top, clear = _clear(hits)
+    # clear texts count for their language; texts with some stop words of one language more than of any
+    # other, for that one; lingua reads a sample of the rest (no stop word of any listed language)
+    best = hits[np.arange(n), top]
+    second = np.sort(hits, axis=1)[:, -2] if hits.shape[1] > 1 else np.zeros(n, dtype=np.int64)
+    shown = clear | ((best >= 1) & (best > second))
+    counts = pd.Series(np.array(codes, dtype=object)[top[shown]], dtype=object).value_counts().astype(float)
+    pool = np.flatnonzero(~shown & (letters >= SAMPLE_MIN_LETTERS))
+    if len(pool) >= max(1, SAMPLE_MIN_SHARE * n):
+        rng = np.random.default_rng(random_state)
+        pick = np.sort(rng.choice(pool, min(size, len(pool)), replace=False))
+        found = _detector((), low_accuracy=True).detect_languages_in_parallel_of([strs[i] for i in pick])
+        det = pd.Series([f.iso_code_639_1.name.lower() if f is not None else None for f in found], dtype=object)
+        counts = counts.add(det.value_counts() * (len(pool) / len(pick)), fill_value=0.0)
+    if not len(counts):
+        counts = pd.Series({"en": 0.0})
+    share = (counts / n).sort_values(ascending=False, kind="stable")
+    keep = counts[share.index][(share >= SAMPLE_MIN_SHARE) & (counts[share.index] >= (2 if n >= 40 else 1))]
+    if not len(keep):
+        keep = counts[share.index].iloc[:1]
+    if "en" not in keep.index:  # English (the lexicon's language) is always a candidate
+        keep["en"] = 0.0
+    prior = (keep + 1.0) / (keep.sum() + len(keep))  # Laplace-smoothed shares
+    return {k: float(v) for k, v in prior.items()}
 
 
-def detect_language(texts) -> pd.Series:
-    """Tell English comments from others, cheaply: "en", "other" or "empty" per text.
+def _lingua_posterior(texts: list[str], pool: list[str], prior: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(language, confidence) per text from lingua restricted to ``pool``: lingua's confidence values
+    times the prior weights (``prior``, :data:`GUARD_PRIOR` for languages not in it), renormalised
+    (the prior alone when lingua gives nothing); "und" below :data:`MIN_CONFIDENCE`. One language:
+    that language, confidence 1, without asking lingua."""
+    if len(pool) == 1:
+        return np.full(len(texts), pool[0], dtype=object), np.ones(len(texts))
+    weights = np.array([prior.get(c, GUARD_PRIOR) for c in pool])
+    values = _detector(tuple(sorted(pool))).compute_language_confidence_values_in_parallel(texts)
+    col = {c: j for j, c in enumerate(pool)}
+    lens = [len(v) for v in values]
+    cols = [col[v.language.iso_code_639_1.name.lower()] for vals in values for v in vals]
+    vals = [v.value for vals in values for v in vals]
+    m = np.zeros((len(texts), len(pool)))
+    if cols:
+        m[np.repeat(np.arange(len(texts)), lens), np.array(cols)] = vals
+    post = m * weights
+    tot = post.sum(axis=1, keepdims=True)
+    post = np.where(tot > 0, post / np.where(tot > 0, tot, 1.0), weights / weights.sum())
+    best = post.argmax(axis=1)
+    pc = post[np.arange(len(texts)), best]
+    return np.where(pc >= MIN_CONFIDENCE, np.array(pool, dtype=object)[best], "und"), pc
 
-    Input: a str, list or Series of texts. Output: a Series (index of the input Series) of
-    "en" / "other" / "empty".
 
-    Definition: "empty" when the text is missing or only whitespace. Otherwise the lower-cased words
-    (runs of letters, optionally with one inner apostrophe: ``[^\\W\\d_]+(?:'[^\\W\\d_]+)?``) are looked
-    up in small stop-word lists (English plus French, German, Spanish, Italian, Dutch,
-    Portuguese; the English list also holds common feedback words such as "great", "service").
-    A text is "other" when some other language has more hits than English, or when hits tie (also
-    0-0) and the text has at least one Latin letter with an accent (é, ü, ñ, ß...) or its letters are
-    mostly non-Latin scripts. Everything else, including texts without letters (":)", "10/10", emoji),
-    is "en" and gets scored.
+def identify_languages(texts, languages=None, *, sample_size: int = SAMPLE_SIZE, random_state: int = 0) -> pd.DataFrame:
+    """The language of every text: ISO 639-1 code, confidence and the rule that decided it.
 
-    Cost: one regex pass over all texts joined together and one hash lookup for all words; the accent
-    and script checks run only on texts with letters outside ASCII.
+    Input: a str, list or Series of texts; ``languages``: the codes the data may hold (from the config),
+    or None to take them from a sample of the data. Output: a DataFrame (index of the input) with
+    ``language`` (e.g. "en", "pt"; "und" when undetermined; missing for empty text),
+    ``language_confidence`` (0-1) and ``language_rule``; ``.attrs["languages"]`` holds the candidate
+    languages with their prior weights.
+
+    Rules, per distinct text (identical texts are identified once):
+
+    - ``empty``: missing or only whitespace -> language missing, confidence NaN.
+    - Candidates: ``languages`` when given, else the data's mix (:func:`_sample_mix`: stop words, then
+      lingua with all its 75 languages on a seeded sample of up to 100 distinct texts of 15+ letters
+      that show no stop word; languages of at least 5% of the texts, and English always). Their prior
+      weights are the Laplace-smoothed shares (equal when configured).
+    - ``fast`` (clear cases): at least 2 words that are stop words (spaCy's lists) of one candidate
+      only (among the candidates and the guard languages, :data:`GUARD_LANGUAGES`), and at least 3
+      times as many as the words that are stop words of one other language only -> that candidate,
+      confidence 1.
+    - ``no_letters`` (emoji, digits, ":)"): the candidate with the largest prior, confidence = its prior.
+    - ``lingua``: everything else goes to lingua restricted to the candidates, plus the guard languages
+      whose exclusive stop words outnumber the candidates' in the text, or plus every guard language
+      for a text with accented letters and no candidate stop word (for these two, lingua alone decides:
+      equal weights); texts whose letters are
+      mostly not Latin add lingua's languages of every script (low-accuracy mode). Lingua's confidence
+      values are multiplied by the prior weights and renormalised: for short or mixed texts, where
+      lingua's values are close, the data's main language wins. The language is the largest; below 0.5
+      it is "und" (undetermined). With one candidate and no guard language in sight, every text with
+      letters is that candidate (confidence 1).
+    - ``short``: a text of fewer than 10 letters ("ok", "no", "great!") that lingua leaves "und" takes
+      the candidate with the largest weight, confidence = that weight.
     """
-    if isinstance(texts, str) or texts is None:
-        s = pd.Series([texts], dtype=object)
-    elif isinstance(texts, pd.Series):
-        s = texts
+    s = _as_series_text(texts)
+    strs, _ = _as_strings(s)
+    codes_t, uniq = pd.factorize(pd.Series(strs, dtype=object))
+    u = uniq.tolist()
+    n = len(u)
+    lang = np.full(n, None, dtype=object)
+    conf = np.full(n, np.nan)
+    rule = np.full(n, "empty", dtype=object)
+    known = _lingua_languages()
+    configured = list(dict.fromkeys(str(c).lower() for c in languages)) if languages else []
+    bad = [c for c in configured if c not in known]
+    if bad:
+        from journey_analysis.errors import JourneyError
+        raise JourneyError(f"unknown language code(s) {bad}", expected="ISO 639-1 codes lingua knows "
+                           "(en, pt, de, fr, es...)", fix="correct the languages list")
+    codes = tuple(GUARD_LANGUAGES) + tuple(c for c in configured if c not in GUARD_LANGUAGES)
+    hits, letters = _word_stats([t.lower() for t in u], codes)
+    empty = np.fromiter((not t.strip() for t in u), dtype=bool, count=n)
+    if configured:
+        prior = {c: 1.0 / len(configured) for c in configured}
     else:
-        s = pd.Series(list(texts), dtype=object)
-    out, _ = _detect(s)
-    return pd.Series(out, index=s.index, dtype=object, name="language")
+        prior = _sample_mix(u, letters, hits, codes, sample_size, random_state)
+    cand = list(prior)
+    main = cand[0]
+    nol = np.flatnonzero(~empty & (letters == 0))
+    lang[nol], conf[nol], rule[nol] = main, prior[main], "no_letters"
+    text_rows = np.flatnonzero(~empty & (letters > 0))
+    th = hits[text_rows]
+    top, clear = _clear(th)
+    col_lang = np.array(codes, dtype=object)
+    is_cand = np.isin(col_lang, cand)
+    fast = clear & is_cand[top]
+    fr = text_rows[fast]
+    lang[fr], conf[fr], rule[fr] = col_lang[top[fast]], 1.0, "fast"
+    rest = text_rows[~fast]
+    if len(rest):
+        rh = th[~fast]
+        sub = [u[i] for i in rest]
+        non_latin = np.zeros(len(rest), dtype=bool)
+        wide = np.flatnonzero([not t.isascii() for t in sub])
+        if len(wide):
+            ws = pd.Series([sub[i] for i in wide], dtype=object)
+            non_latin[wide] = ws.str.count(_LATIN_LETTER).to_numpy() < 0.5 * letters[rest][wide]
+        # a text that shows another language (1+ of its exclusive stop words, 2+ in a text of fewer than
+        # SHORT_LETTERS letters, more than of any candidate)
+        # goes to lingua with those languages added; a text with accented letters and no stop word of a
+        # candidate, with every guard language added; the others with the candidates only
+        other_cols = np.flatnonzero(~is_cand)
+        strong = np.zeros(len(rest), dtype=bool)
+        gtop = np.zeros(len(rest), dtype=np.int64)
+        cmax = rh[:, np.flatnonzero(is_cand)].max(axis=1) if is_cand.any() else np.zeros(len(rest), dtype=np.int64)
+        if len(other_cols):
+            gtop = other_cols[rh[:, other_cols].argmax(axis=1)]
+            gbest = rh[np.arange(len(rh)), gtop]
+            strong = ((gbest >= 2) | ((gbest >= 1) & (letters[rest] >= SHORT_LETTERS))) & (gbest > cmax) & ~non_latin
+        accented = np.zeros(len(rest), dtype=bool)
+        if len(wide):
+            accented[wide] = ws.str.contains(_ACCENTED).to_numpy(dtype=bool)
+        accented &= (cmax == 0) & ~strong & ~non_latin
+        every = cand + [g for g in codes if g not in cand]
+        flat = {c: 1.0 for c in every}  # a text that showed another language: lingua alone decides
+        groups = [(np.flatnonzero(~strong & ~non_latin & ~accented), cand, prior),
+                  (np.flatnonzero(accented), every, flat)]
+        for j in np.unique(gtop[strong]) if strong.any() else []:  # one small detector per shown language
+            groups.append((np.flatnonzero(strong & (gtop == j)), cand + [codes[j]], flat))
+        for group, pool, weights in groups:
+            if len(group):
+                lang[rest[group]], conf[rest[group]] = _lingua_posterior([sub[i] for i in group], pool, weights)
+                rule[rest[group]] = "lingua"
+        # short texts ("ok", "no", "great!") that lingua cannot tell: the data's main language
+        short = rest[(letters[rest] < SHORT_LETTERS) & (lang[rest] == "und")]
+        lang[short], conf[short], rule[short] = main, prior[main], "short"
+        other = np.flatnonzero(non_latin)
+        if len(other):
+            found = _detector((), low_accuracy=True).compute_language_confidence_values_in_parallel(
+                [sub[i] for i in other])
+            top_v = [vals[0] if vals else None for vals in found]
+            lang[rest[other]] = [v.language.iso_code_639_1.name.lower() if v is not None and v.value >= MIN_CONFIDENCE
+                                 else "und" for v in top_v]
+            conf[rest[other]] = [v.value if v is not None else 0.0 for v in top_v]
+            rule[rest[other]] = "lingua_all"
+    out = pd.DataFrame({"language": lang[codes_t], "language_confidence": conf[codes_t],
+                        "language_rule": rule[codes_t]}, index=s.index)
+    out.attrs["languages"] = dict(prior)
+    return out
+
+
+def detect_language(texts, languages=None, **kw) -> pd.Series:
+    """The ISO 639-1 code of each text ("und" undetermined, missing for empty text); see
+    :func:`identify_languages` for the rules."""
+    return identify_languages(texts, languages, **kw)["language"]
+
+
+def _as_series_text(texts) -> pd.Series:
+    if isinstance(texts, pd.Series):
+        return texts
+    if isinstance(texts, str) or texts is None:
+        return pd.Series([texts], dtype=object)
+    return pd.Series(list(texts), dtype=object)
 
 
 def _as_strings(s: pd.Series) -> tuple[list[str], np.ndarray]:
@@ -290,29 +450,11 @@ def _as_strings(s: pd.Series) -> tuple[list[str], np.ndarray]:
     return strs, missing
 
 
-def _detect(s: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """detect_language's labels as an array, and the texts as Python str ("" where missing)."""
-    strs, missing = _as_strings(s)
-    return _labels(strs, missing), strs
+def redact_feedback(feedback, column: str = "text"):
+    """A copy of a feedback frame with ``column`` passed through :func:`redact`; None (a run without
+    feedback) gives None."""
+    if feedback is None:
+        return None
+    return feedback.assign(**{column: redact(feedback[column])})
 
 
-def _labels(strs: list[str], missing: np.ndarray | None = None) -> np.ndarray:
-    """detect_language's labels for Python strings (``missing``: rows that were missing)."""
-    empty = (False if missing is None else missing) | np.fromiter((not t.strip() for t in strs), dtype=bool, count=len(strs))
-    low = [t.lower() for t in strs]
-    # only texts with letters outside ASCII can have accents or other scripts (emoji alone cannot)
-    wide = np.fromiter((not t.isascii() and _NON_ASCII_LETTER_ANY.search(t) is not None for t in low),
-                       dtype=bool, count=len(low))
-    hits = _language_hits(low, ~wide)
-    en = hits[:, 0]
-    other = hits[:, 1:].max(axis=1) if len(_ALL_LANGS) > 1 else np.zeros_like(en)
-    accented = np.zeros(len(strs), dtype=bool)
-    non_latin = np.zeros(len(strs), dtype=bool)
-    rows = np.flatnonzero(wide)
-    if len(rows):
-        sub = pd.Series([low[i] for i in rows], dtype=object)
-        accented[rows] = sub.str.contains(_NON_ASCII_LETTER).to_numpy(dtype=bool)
-        n_letters = sub.str.count(_LETTER).to_numpy()
-        non_latin[rows] = (n_letters > 0) & (sub.str.count(_ASCII_LETTER).to_numpy() < 0.5 * n_letters)
-    is_other = (other > en) | ((other == en) & (accented | non_latin)) | (non_latin & (en < 2))
-    return np.where(empty, "empty", np.where(is_other, "other", "en"))

@@ -41,7 +41,7 @@ def test_runtime_dependencies_have_lower_bounds_and_no_pins():
 def test_import_is_light():
     """`import journey_analysis` must not pull in the heavy libraries."""
     code = ("import sys, journey_analysis, journey_analysis.config, journey_analysis.gather; "
-            "heavy = [m for m in ('sklearn', 'spacy', 'matplotlib', 'seaborn', 'papermill', 'pandera', 'pyspark') "
+            "heavy = [m for m in ('sklearn', 'spacy', 'matplotlib', 'seaborn', 'papermill', 'pandera', 'pyspark', 'lingua') "
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

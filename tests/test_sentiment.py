@@ -13,7 +13,11 @@ import pytest
 from journey_analysis import sentiment as S
 from journey_analysis.errors import JourneyError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sentiment"
+_ROOT = Path(__file__).resolve().parents[1]
+# ../shared/data beside the project (a git worktree one level deeper finds it two levels up)
+SHARED = next((p for p in (_ROOT.parent / "shared" / "data", _ROOT.parents[1] / "shared" / "data") if p.is_dir()),
+              _ROOT.parent / "shared" / "data")
+DATA = SHARED / "sentiment"
 
 
 def test_component_sets_doc_and_sentence_scores():
@@ -54,7 +58,7 @@ def test_intensifiers_caps_exclamation():
 def test_score_frame_status_index_and_cache(tmp_path):
     idx = [10, 3, 7, 99, 5, 42]
     texts = pd.Series(["great service!!", "", None, "Le service client est très mauvais", "great service!!",
-                       "word " * 40000], index=idx)
+                       "This is a long comment about the line. " * 3000], index=idx)
     f = S.score_frame(texts, cache_path=tmp_path / "cache.csv")
     assert list(f.index) == idx
     assert f["sentiment_status"].tolist() == ["scored", "empty", "empty", "not_english", "scored", "scored"]
@@ -160,7 +164,7 @@ def test_quotes_redacted_deduplicated_short():
     assert (q["quote"].str.len() <= 200).all()
     assert "f9" not in set(q.feedback_id)  # not English: not scored, not quoted
     long = pd.DataFrame({"stage": ["x"], "feedback_id": ["1"],
-                         "text": ["Terrible wait. " * 30]})
+                         "text": ["The wait was terrible. " * 30]})
     lq = S.quotes(long)
     assert len(lq.quote.iloc[0]) <= 200 and lq.quote.iloc[0].endswith(".")
 
@@ -259,8 +263,9 @@ def test_score_feedback_uses_learned_model_only_for_unrated_text_and_only_when_i
     from journey_analysis.sentiment import score_feedback
 
     fb = make_demo(1500, seed=0).feedback
-    out, model = score_feedback(fb, "csat", (1, 5), min_rated=200)
-    assert model is not None and model.wins
+    out, models = score_feedback(fb, "csat", (1, 5), min_rated=200)
+    assert models is not None and models.wins
+    model = models.english
     assert model.cv_report.loc["blended", "pearson_r"] > model.cv_report.loc["lexicon", "pearson_r"]
     rated = out["rating"].notna() & (out["sentiment_status"] == "scored")
     assert (out.loc[rated, "sentiment_source"] == "lexicon").all()          # ratings stay independent
