@@ -253,7 +253,15 @@ def _draft_feedback(path: Path, out: Path, lines: list[str], ids: set) -> tuple[
     if "customer_id" in frame.columns and key != "customer_id":
         renames["customer_id"] = "source_customer_id"
     scale = None
-    if rating is not None:
+    if rating is not None and "rating_type" in frame.columns:  # the file names its scales: the most common one
+        from journey_analysis.config import RATING_SCALES
+
+        kinds = frame.loc[frame[rating].astype(str).str.strip() != "", "rating_type"].astype(str).str.strip().str.lower()
+        kinds = kinds[kinds.isin(list(RATING_SCALES))].value_counts()
+        if len(kinds):
+            lo, hi = RATING_SCALES[kinds.index[0]]
+            scale = (kinds.index[0], float(lo), float(hi))
+    if rating is not None and scale is None:
         r = pd.to_numeric(frame[rating].replace("", None), errors="coerce").dropna()
         if len(r):
             lo, hi = float(r.min()), float(r.max())

@@ -101,3 +101,15 @@ def test_init_usage_and_refusals(tmp_path, capsys):
     (tmp_path / "no_times.csv").write_text("a,b\n1,2\n3,4\n")
     assert main(["init", "--events", str(tmp_path / "no_times.csv"), "--out", str(tmp_path / "y.yaml")]) == 1
     assert "No column of the events file holds date-times" in capsys.readouterr().err
+
+
+def test_init_takes_the_scale_the_feedback_file_names(tmp_path):
+    from journey_analysis.datasets import write_demo
+
+    paths = write_demo(tmp_path / "demo", n_customers=200, seed=0)
+    _, cfg = _init(tmp_path, "--events", str(paths["events"]), "--customers", str(paths["customers"]),
+                   "--feedback", str(paths["feedback"]))
+    assert cfg["satisfaction"] == {"rating_type": "csat", "min": 1, "max": 5}       # the most common rating_type
+    assert cfg["outcome"] == "churned" and cfg["outcome_good"] is False
+    assert [s["name"] for s in cfg["stages"]] == ["awareness", "consideration", "purchase", "onboarding", "usage",
+                                                  "support", "renewal"]
