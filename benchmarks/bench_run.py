@@ -9,6 +9,8 @@ kernel) is sampled every --interval seconds with psutil:
   from spawn to exit (report and index written);
 * peak memory: the largest sum of RSS over the tree (CLI + kernel), overall and while each notebook's
   kernel was alive;
+* CPU seconds (user + system) of each process at its last sample, per notebook (its kernel) and in
+  total (the tree): on a shared machine they move far less with the load than wall times do;
 * load: the 1-minute load average (os.getloadavg) sampled during the run, mean and max, overall and per
   notebook. The machine may be shared: a load above the core count means the times include waiting.
 
@@ -88,11 +90,14 @@ def run_once(cfg: Path, n: int, workdir: Path, interval: float) -> dict:
     root = psutil.Process(p.pid)
     samples = []  # (t, total_rss, load, {kernel_pid: rss})
     kernels = {}  # pid -> create_time, for the notebook kernels (one per notebook, in order)
+    cpu = {}  # pid -> CPU seconds (user + system) at its last sample: load-robust, unlike wall time
     while p.poll() is None:
         total, per = 0, {}
         for proc in _tree(root):
             try:
                 rss = proc.memory_info().rss
+                c = proc.cpu_times()
+                cpu[proc.pid] = c.user + c.system
                 total += rss
                 if proc.pid != root.pid and "ipykernel" in " ".join(proc.cmdline()):
                     kernels.setdefault(proc.pid, proc.create_time())
@@ -115,6 +120,7 @@ def run_once(cfg: Path, n: int, workdir: Path, interval: float) -> dict:
         per_nb[stem] = {"seconds": seconds.get(stem),
                         "peak_mb": max((s[1] for s in rows), default=float("nan")) / 2 ** 20,
                         "kernel_peak_mb": max((s[3][pid] for s in rows), default=float("nan")) / 2 ** 20,
+                        "cpu_s": cpu.get(pid, float("nan")),
                         "load_mean": sum(s[2] for s in rows) / len(rows) if rows else float("nan")}
     loads = [s[2] for s in samples] or [os.getloadavg()[0]]
     facts = {}
@@ -126,7 +132,7 @@ def run_once(cfg: Path, n: int, workdir: Path, interval: float) -> dict:
         rec = read_records(nb02)
         facts = {k: rec.get(k) for k in ("n_events", "n_customers", "n_feedback")}
     return {"customers": n, **facts, "run_id": run_id, "wall_s": wall, "runner_total_s": seconds.get("total"),
-            "peak_mb": max((s[1] for s in samples), default=0) / 2 ** 20,
+            "peak_mb": max((s[1] for s in samples), default=0) / 2 ** 20, "cpu_s": sum(cpu.values()),
             "load_mean": sum(loads) / len(loads), "load_max": max(loads), "cores": os.cpu_count(),
             "notebooks": per_nb, "reports": str(reports / run_id), "processed": str(processed / run_id)}
 
@@ -143,7 +149,7 @@ def main():
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
           "user path: journey demo-data --customers N, then journey run --config <demo config on that data>; "
           "peak = largest RSS sum over the CLI and its kernel; load = 1-min load average during the step")
-    print(f"{'customers':>10s} {'events':>11s} {'step':22s} {'seconds':>8s} {'peak_MB':>8s} {'load':>5s}")
+    print(f"{'customers':>10s} {'events':>11s} {'step':22s} {'seconds':>8s} {'cpu_s':>8s} {'peak_MB':>8s} {'load':>5s}")
     results = []
     for n in (int(s) for s in a.sizes.split(",")):
         t = time.perf_counter()
@@ -153,9 +159,9 @@ def main():
         results.append(res)
         ev = res.get("n_events") or 0
         for stem, r in res["notebooks"].items():
-            print(f"{n:10,d} {ev:11,d} {stem:22s} {r['seconds'] or float('nan'):8.1f} {r['peak_mb']:8.0f} "
+            print(f"{n:10,d} {ev:11,d} {stem:22s} {r['seconds'] or float('nan'):8.1f} {r['cpu_s']:8.1f} {r['peak_mb']:8.0f} "
                   f"{r['load_mean']:5.1f}", flush=True)
-        print(f"{n:10,d} {ev:11,d} {'total (journey run)':22s} {res['wall_s']:8.1f} {res['peak_mb']:8.0f} "
+        print(f"{n:10,d} {ev:11,d} {'total (journey run)':22s} {res['wall_s']:8.1f} {res['cpu_s']:8.1f} {res['peak_mb']:8.0f} "
               f"{res['load_mean']:5.1f}  (load max {res['load_max']:.1f})", flush=True)
         if not a.keep:
             shutil.rmtree(res["processed"], ignore_errors=True)
