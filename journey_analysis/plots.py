@@ -175,13 +175,16 @@ def journey_map_canvas(journey_map: pd.DataFrame, segment: str = ALL, pain_point
     with min-max whiskers on a log scale, the expected maximum as a red dash), satisfaction (mean with 95%
     CI against the target), the emotion curve (mean sentiment with its 95% band), pain points and the
     moment of truth, one short quote. ``data`` may be passed to draw a prepared
-    :func:`journey_map_canvas_data` frame.
+    :func:`journey_map_canvas_data` frame. None (nothing to draw; ``show_figure`` shows nothing) when no
+    customer reached any stage, as in a run without events.
     """
     import matplotlib
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
 
     d = journey_map_canvas_data(journey_map, segment, pain_points, drivers) if data is None else data
+    if d.empty or not (d["customers"].fillna(0) > 0).any():
+        return None      # no customer reached a stage (e.g. a customers-only run): an empty wall would mislead
     n = len(d)
     x = np.arange(n)
     dpi = 110

@@ -162,3 +162,9 @@ def test_heatmap_colours_only_significant_cells_on_a_meaningful_scale():
     assert lo == -hi                                                       # centred on zero
     assert int(np.ma.count(im.get_array())) == int(d["differs"].sum())    # only significant cells coloured
     plt.close(fig)
+
+
+def test_no_canvas_when_no_customer_reached_a_stage():
+    empty = _hard_case().assign(customers=0)
+    assert plots.journey_map_canvas(None, data=empty) is None
+    assert plots.journey_map_canvas(None, data=_hard_case().iloc[:0]) is None
