@@ -227,6 +227,14 @@ def local_path(path: str) -> str:
         return p.name
 
 
+_PATHS_IN_TEXT = re.compile(r"(?<![\w.~:/])(/[^\s'\"`,;:()<>]+/[^\s'\"`,;:()<>]*[^\s'\"`,;:()<>.])")
+
+
+def local_paths_in(text: str) -> str:
+    """``text`` with every absolute local path in it shown as by :func:`local_path` (for messages)."""
+    return _PATHS_IN_TEXT.sub(lambda m: local_path(m.group(1)), str(text))
+
+
 # --------------------------------------------------------------------------------------------------
 # column names
 # --------------------------------------------------------------------------------------------------

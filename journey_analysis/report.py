@@ -669,8 +669,12 @@ def write_index(reports_dir) -> Path:
 
     reports_dir = Path(reports_dir)
     runs = list_runs(reports_dir)
+    from journey_analysis.formatting import local_paths_in
+
     failed = sorted(_run_metas(reports_dir / "failed", "failure.json"),
                     key=lambda r: r.get("failed_at", ""), reverse=True)
+    for f in failed:   # a message may name the machine's files: shown inside the project (or by name)
+        f["message"] = local_paths_in(f.get("message", ""))
     labels = [label for _, label in HEADLINES]
     trends = config_trends(runs)
     for t in trends:

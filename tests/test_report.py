@@ -110,3 +110,17 @@ def test_kpi_messages_in_the_unit_of_the_threshold(metric, value, expected):
     jm = pd.DataFrame({"segment": ["All customers"], "stage": ["s"], metric: [value]})
     k = report.check_kpis([{"stage": "s", "metric": metric, "max": 1.0, "label": "post"}], jm, None)
     assert expected in k.iloc[0]["message"] and "e+" not in k.iloc[0]["message"]
+
+
+def test_failed_runs_on_the_index_name_no_absolute_path(tmp_path):
+    from journey_analysis.config import PROJECT_ROOT
+
+    f = tmp_path / "failed" / "bad"
+    f.mkdir(parents=True)
+    msg = (f"02_gather cell 5: JourneyError: file {PROJECT_ROOT}/data/raw/demo/events.csv.gz, column "
+           f"timestamp; see /srv/other/place/run.log.")
+    (f / "failure.json").write_text(json.dumps({"run_id": "bad", "failed_at": "2024-01-01T00:00:00+00:00",
+                                                "message": msg, "notebook": "02_gather.ipynb"}))
+    page = report.write_index(tmp_path).read_text()
+    assert str(PROJECT_ROOT) not in page and "/srv/other" not in page
+    assert "data/raw/demo/events.csv.gz, column timestamp; see run.log." in page
