@@ -37,15 +37,26 @@ def _fmt_h(hours: float) -> str:
     return f"{hours * 60:.0f} min"
 
 
-def _outcome_words(outcome) -> tuple[str, str]:
-    """("churning", "customers who churned") for outcome "churned"; generic words otherwise."""
-    o = str(outcome or "the outcome").replace("_", " ")
-    if o.endswith("ed") and " " not in o:
+def _outcome_words(outcome) -> tuple[str, str, str]:
+    """Words for an outcome column: (what the odds are of, who has it, what they did), e.g. ("churning",
+    "customers who churned", "churned") for churned; ("churn", "customers who churned", "churned") for churn;
+    ("being late", "customers who were late", "were late") for is_late; ("late delivery", "customers with late
+    delivery", "had late delivery") for late_delivery."""
+    o = str(outcome or "the outcome").replace("_", " ").strip()
+    low = o.lower()
+    if low.endswith("ed") and " " not in o:
         stem = o[:-2]
         if stem.endswith("nn") or stem.endswith("ll") and not o.endswith("lled"):
             stem = stem[:-1]
-        return stem + "ing", f"customers who {o}"
-    return f"the bad outcome ({o})", f"customers with the bad outcome ({o})"
+        return stem + "ing", f"customers who {o}", o
+    if low in ("churn", "attrition", "cancel", "cancellation"):
+        return low, "customers who churned" if low == "churn" else "customers who cancelled", \
+            "churned" if low == "churn" else "cancelled"
+    for pre, be in (("is ", "were "), ("has ", "had "), ("was ", "were ")):
+        if low.startswith(pre):
+            rest = o[len(pre):]
+            return ("being " if pre != "has " else "having ") + rest, f"customers who {be}{rest}", be + rest
+    return o, f"customers with {o}", f"had {o}"
 
 
 def _title(stage: str) -> str:
@@ -61,12 +72,16 @@ def pain_points(journey_map: pd.DataFrame, config, segment: str = ALL, weights: 
     Components, each scaled to 0-1 (missing evidence counts 0 and is named in ``not_measured``):
     ``negative_sentiment`` = sentiment_share_negative; ``below_target`` = max(0, target - satisfaction_mean)
     / (scale max - scale min), with the journey's mean satisfaction as target when the config has none;
-    ``over_time`` = clip(dwell_median / expected_max_duration - 1, 0, 1) (twice the expectation scores 1);
-    ``drop_off``; ``rework`` = rework_share; ``volume`` = share_customers.
+    ``over_time`` = clip(stage_time_median / expected_max_duration - 1, 0, 1) (time in the stage per visit;
+    twice the expectation scores 1); ``drop_off`` (journeys that stopped here before any terminal stage and
+    stayed inactive longer than the gap); ``rework`` = rework_share (came back after leaving);
+    ``volume`` = share_customers.
     ``pain_score`` = sum(weight x component) with :data:`PAIN_WEIGHTS` (or ``weights``); ``contrib_<c>``
-    holds each term. Stages no customer reached are left out. Output sorted by score: segment, stage, rank,
-    pain_score, components, contributions, reasons (words and numbers, largest first), evidence_n,
-    low_confidence, not_measured.
+    holds each term. Stages no customer reached are left out. ``evidence_n`` = the observations behind the
+    largest contribution (comments, ratings, visits or customers), ``confidence`` = :func:`confidence_from_n`,
+    ``thin_evidence`` when evidence_n < 30: such a stage ranks after every well-evidenced one. Output sorted
+    by (thin_evidence, score): segment, stage, rank, pain_score, components, contributions, reasons (words and
+    numbers, largest first), evidence_n, thin_evidence, confidence, customers, low_confidence, not_measured.
     """
     w = {**PAIN_WEIGHTS, **(weights or {})}
     m = map_segment(journey_map, segment)
@@ -98,10 +113,12 @@ def pain_points(journey_map: pd.DataFrame, config, segment: str = ALL, weights: 
             "contrib_below_target": f"{scale} {r['satisfaction_mean']:.2f} against target {target[i]:.1f}"
             f"{'' if pd.notna(r['target_satisfaction']) else ' (journey mean)'} (n={int(r['satisfaction_n'])})"
             if r["satisfaction_n"] > 0 else None,
-            "contrib_over_time": f"median time here {_fmt_h(r['dwell_median_h'])} against {_fmt_h(r['expected_max_duration_h'])} "
-            f"expected ({r['dwell_share_over_expected']:.0%} over)" if pd.notna(r["duration_ratio"]) else None,
-            "contrib_drop_off": f"{r['drop_off']:.0%} go no further" if pd.notna(r["drop_off"]) else None,
-            "contrib_rework": f"{r['rework_share']:.0%} came back two or more times" if pd.notna(r["rework_share"]) else None,
+            "contrib_over_time": f"median time in the stage {_fmt_h(r['stage_time_median_h'])} per visit against "
+            f"{_fmt_h(r['expected_max_duration_h'])} expected ({r['stage_time_share_over_expected']:.0%} of "
+            f"{int(r['stage_time_n'])} visits over)" if pd.notna(r["duration_ratio"]) else None,
+            "contrib_drop_off": f"{r['drop_off']:.0%} stopped here before the journey's end and stayed away"
+            if pd.notna(r["drop_off"]) else None,
+            "contrib_rework": f"{r['rework_share']:.0%} came back to it after leaving" if pd.notna(r["rework_share"]) else None,
             "contrib_volume": f"reached by {r['share_customers']:.0%} of customers ({int(r['customers'])})",
         }
         for k in c.sort_values(ascending=False).index:
@@ -109,11 +126,22 @@ def pain_points(journey_map: pd.DataFrame, config, segment: str = ALL, weights: 
                 parts.append(texts[k])
         reasons.append("; ".join(parts))
     out["reasons"] = reasons
-    out["evidence_n"] = m["feedback_n"].astype(int)
+    # the observations behind the largest contribution
+    n_of = {"contrib_negative_sentiment": m["sentiment_n"], "contrib_below_target": m["satisfaction_n"],
+            "contrib_over_time": m["stage_time_n"], "contrib_drop_off": m["customers"],
+            "contrib_rework": m["customers"], "contrib_volume": m["customers"]}
+    main = contrib.idxmax(axis=1)
+    ev_n = pd.Series(0, index=m.index)
+    for k, col in n_of.items():  # six components
+        ev_n = ev_n.where(main != k, col.fillna(0))
+    out["evidence_n"] = ev_n.astype(int)
+    out["thin_evidence"] = out["evidence_n"] < MIN_N
+    out["confidence"] = confidence_from_n(out["evidence_n"])
     out["customers"] = m["customers"].astype(int)
     out["low_confidence"] = m["low_confidence"]
     out["not_measured"] = not_measured
-    out = out.sort_values(["pain_score", "stage"], ascending=[False, True], kind="stable").reset_index(drop=True)
+    out = out.sort_values(["thin_evidence", "pain_score", "stage"], ascending=[True, False, True],
+                          kind="stable").reset_index(drop=True)
     out.insert(2, "rank", np.arange(1, len(out) + 1))
     return out
 
@@ -169,32 +197,33 @@ def _logit_ridge(Z: np.ndarray, y: np.ndarray, C: float = 1.0, tol: float = 1e-8
     return w if full else w[1:]
 
 
+def _logit_ridge_w(Z: np.ndarray, y: np.ndarray, C: float = 1.0) -> np.ndarray:
+    """:func:`_logit_ridge` with the intercept: [intercept, coefficients...]."""
+    return _logit_ridge(Z, y, C, full=True)
+
+
 #: Measures of the customer's experience at a stage that :func:`experience_score` combines.
 EXPERIENCE_MEASURES = ("rating", "sentiment")
 
 
 def customer_stage_features(events: pd.DataFrame, feedback: pd.DataFrame | None, config,
                             step: str = "stage", outcome_stages=()) -> pd.DataFrame:
-    """Per customer (rows) and stage: ``<stage>|sentiment``, ``<stage>|rating``, ``<stage>|experience``, ``<stage>|dwell_log_h``, ``<stage>|reached``.
+    """Per customer (rows) and stage: ``<stage>|sentiment``, ``<stage>|rating``, ``<stage>|experience``, ``<stage>|time_log_h``, ``<stage>|reached``.
 
     sentiment / rating = mean over the customer's feedback at the stage (rating only on the declared
-    scale); experience = :func:`experience_score` of those two; dwell_log_h = log1p(median dwell hours of
-    the customer's events at the stage), leaving out dwell times whose next step is one of
-    ``outcome_stages`` (the time until the outcome decision is calendar, not experience); reached = 1 if
-    the customer has an event there. NaN where the customer has no such evidence (see
-    :func:`moments_of_truth` for the rule).
+    scale); experience = :func:`experience_score` of those two; time_log_h = log1p(hours the customer spent
+    in the stage, summed over the visits that ended, i.e. were followed by another stage:
+    :func:`journey_analysis.steps.customer_stage_time`'s closed_time_s; a visit cut off by the end of the
+    customer's data counts as no evidence, since its length is the calendar, not the experience, and so
+    does a visit followed by one of ``outcome_stages``, the stage the config says the outcome is decided at:
+    the time until the decision is its calendar); reached = 1 if the customer has an event there. NaN where
+    the customer has no such evidence (see :func:`moments_of_truth` for the rule). Both engines (the
+    per-event work runs where the events are).
     """
-    from journey_analysis.spark import is_spark_frame
+    from journey_analysis import steps
 
-    if is_spark_frame(events):  # per-event dwell stays on Spark; one row per customer and stage comes back
-        from journey_analysis.spark import customer_stage_dwell
-
-        median_s = customer_stage_dwell(events, step, outcome_stages).set_index(["customer_id", step])["dwell_median_s"]
-    else:
-        ev = _event_dwell(events, step)
-        ev.loc[ev["next_step"].isin(list(outcome_stages)).to_numpy(), "dwell_s"] = np.nan
-        median_s = ev.groupby(["customer_id", step], sort=False)["dwell_s"].median()
-    beh = pd.DataFrame({"reached": 1.0, "dwell_log_h": np.log1p(median_s / 3600.0)})
+    t = steps.customer_stage_time(events, step, exclude_next=list(outcome_stages)).set_index(["customer_id", step])
+    beh = pd.DataFrame({"reached": 1.0, "time_log_h": np.log1p(t["closed_time_s"].astype(float) / 3600.0)})
     wide = [beh.unstack(step)]
     if feedback is not None and len(feedback) and "customer_id" in feedback.columns and step in feedback.columns:
         fb = feedback[feedback["customer_id"].notna() & feedback[step].notna()].copy()
@@ -240,6 +269,177 @@ def experience_score(X: pd.DataFrame) -> pd.DataFrame:
     return score
 
 
+
+def customer_touch_features(events: pd.DataFrame, step: str = "stage") -> pd.DataFrame:
+    """Per customer: 1.0 when the customer had a touchpoint at a stage (``<stage>|touchpoint:<name>``) or
+    used a channel anywhere (``|channel:<name>``), 0.0 otherwise (both engines: counts come from
+    :func:`journey_analysis.steps.count_by`)."""
+    from journey_analysis.steps import count_by
+
+    parts = []
+    if "touchpoint" in events.columns:
+        c = count_by(events, ["customer_id", step, "touchpoint"], name="k")
+        c = c[c["touchpoint"].notna() & c[step].notna()]
+        parts.append(pd.DataFrame({"customer_id": c["customer_id"].astype(str),
+                                   "feature": c[step].astype(str) + "|touchpoint:" + c["touchpoint"].astype(str)}))
+    if "channel" in events.columns:
+        c = count_by(events, ["customer_id", "channel"], name="k")
+        c = c[c["channel"].notna()]
+        parts.append(pd.DataFrame({"customer_id": c["customer_id"].astype(str),
+                                   "feature": "|channel:" + c["channel"].astype(str)}))
+    if not parts:
+        return pd.DataFrame()
+    long = pd.concat(parts, ignore_index=True).drop_duplicates()
+    wide = pd.crosstab(long["customer_id"], long["feature"]).clip(upper=1).astype(float)
+    wide.columns.name = None
+    return wide[sorted(wide.columns)]
+
+
+#: A column named like this is an identifier, never a driver or a segmentation feature.
+ID_NAME = r"(^|[_\s])(id|uuid|guid|key|code_id)$|^(rownames|index|row_?num(ber)?|unnamed:? ?0)$"
+#: A single feature whose AUC for the outcome is at least this (or at most 1 - this) is leakage.
+LEAKAGE_AUC = 0.95
+#: Two candidates whose correlation is at least this in absolute value are one effect.
+COLLINEAR_R = 0.9
+#: Candidates with fewer observations (or, for a yes/no feature, fewer in its smaller group) are not tested.
+MIN_TESTED = 10
+_YES = {"yes", "y", "true", "1", "t"}
+_NO = {"no", "n", "false", "0", "f"}
+
+
+def id_like(values: pd.Series, name) -> str:
+    """Why a customer column is an identifier rather than a trait ("" when it is not): named like an id
+    (:data:`ID_NAME`, or camelCase ending in Id/ID such as customerID); whole numbers that are a row number
+    (unique and consecutive); text nearly unique per customer (over half as many distinct values as
+    customers, more than 40 customers, not numbers)."""
+    import re
+
+    name = str(name)
+    if re.search(ID_NAME, name, re.I) or re.search(r"[a-z](Id|ID)$", name):
+        return "id-like (named like an identifier)"
+    v = values.dropna()
+    if not pd.api.types.is_numeric_dtype(v):
+        v = v[v.astype(str).str.strip() != ""]  # blanks are missing
+    n, nun = len(v), int(v.nunique())
+    if n <= 40:
+        return ""
+    num = pd.to_numeric(v.astype(str).str.strip(), errors="coerce") if not pd.api.types.is_numeric_dtype(v) \
+        else v.astype(float)
+    if num.notna().mean() >= 0.95:
+        w = num.dropna()
+        if nun == n and np.allclose(w % 1, 0) and w.max() - w.min() + 1 == len(w):
+            return "id-like (a row number: whole numbers, unique and consecutive)"
+        return ""
+    if nun > 0.5 * n:
+        return f"id-like (text nearly unique per customer: {nun} values for {n} customers)"
+    return ""
+
+
+def _plain(name: str) -> str:
+    return str(name).replace("_", " ").strip()
+
+
+def attribute_features(customers: pd.DataFrame, exclude=(), min_n: int = MIN_TESTED):
+    """Customer attributes as candidate drivers: (features indexed by customer_id, meta, left_out).
+
+    Numeric and true/false columns enter as they are; a yes/no column as 1 for yes; a text column as one
+    0/1 column per level with at least ``min_n`` customers, the most frequent level being the reference.
+    Left out, with the reason: ``customer_id`` and ``exclude`` (the outcome, declared outcome-derived
+    columns), id-like columns (:func:`id_like`), constant columns and columns with
+    fewer than ``min_n`` values. ``meta``: feature -> dict(kind, stage, measure, label, binary, source).
+    """
+    cust = customers.copy()
+    cust.index = cust["customer_id"].astype(str)
+    cust = cust[~cust.index.duplicated(keep="last")]
+    feats, meta, left = {}, {}, []
+    for col in cust.columns:  # columns (tens), each vectorised
+        if col == "customer_id":
+            continue
+        s = cust[col]
+        if col in exclude:
+            left.append((col, "the outcome or a column declared as derived from it"))
+            continue
+        why = id_like(s, col)
+        if why:
+            left.append((col, why))
+            continue
+        n = int(s.notna().sum())
+        nun = int(s.nunique(dropna=True))
+        if n < min_n:
+            left.append((col, f"too few observations ({n})"))
+            continue
+        if nun <= 1:
+            left.append((col, "constant"))
+            continue
+        low = s.dropna().astype(str).str.strip().str.lower()
+        if pd.api.types.is_bool_dtype(s) or (nun == 2 and set(low.unique()) <= _YES | _NO):
+            yes = low.isin(_YES).astype(float).reindex(s.index)
+            key = f"|{col}"
+            feats[key] = yes
+            meta[key] = {"kind": "attribute", "stage": None, "measure": str(col), "label": _plain(col),
+                         "binary": True, "source": col}
+            continue
+        num = pd.to_numeric(s, errors="coerce") if not pd.api.types.is_numeric_dtype(s) else s.astype(float)
+        if num.notna().sum() == n:  # every value is a number
+            key = f"|{col}"
+            feats[key] = num.astype(float)
+            meta[key] = {"kind": "attribute", "stage": None, "measure": str(col), "label": _plain(col),
+                         "binary": nun == 2, "source": col}
+            continue
+        vc = s.astype(str).where(s.notna()).value_counts()
+        levels = [v for v in vc.index[1:] if vc[v] >= min_n]
+        small = [v for v in vc.index[1:] if vc[v] < min_n]
+        if not levels:
+            left.append((col, f"no level besides {vc.index[0]!r} has {min_n} customers"))
+            continue
+        for v in levels:
+            key = f"|{col}={v}"
+            feats[key] = (s.astype(str) == v).astype(float).where(s.notna())
+            meta[key] = {"kind": "attribute", "stage": None, "measure": f"{col}={v}",
+                         "label": f"{_plain(col)}: {v}", "binary": True, "source": col,
+                         "reference": f"{_plain(col)}: {vc.index[0]}" + (" (and rare levels)" if small else "")}
+    return pd.DataFrame(feats, index=cust.index), meta, left
+
+
+def _auc(x: np.ndarray, y: np.ndarray) -> float:
+    """Area under the ROC curve of one feature for the outcome (ties share ranks); NaN rows skipped."""
+    from scipy.stats import rankdata
+
+    ok = ~np.isnan(x)
+    x, y = x[ok], y[ok]
+    n1 = y.sum()
+    n0 = len(y) - n1
+    if n1 == 0 or n0 == 0:
+        return 0.5
+    r = rankdata(x)
+    return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def confidence_from_interval(effect, ci_low, ci_high, evidence_n) -> np.ndarray:
+    """Confidence of a finding from its 95% interval: 2 Phi(|effect| / se) - 1 with se = (ci_high - ci_low)
+    / (2 x 1.96), i.e. one minus the two-sided p-value (0.95 when the interval just excludes 0). A finding
+    on fewer than :data:`MIN_N` observations (thin evidence) is capped at 0.5."""
+    from scipy.stats import norm
+
+    e, lo, hi = (np.asarray(v, dtype=float) for v in (effect, ci_low, ci_high))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = (hi - lo) / (2 * 1.959964)
+        c = 2 * norm.cdf(np.abs(e) / se) - 1
+    c = np.nan_to_num(c, nan=0.0)
+    return np.where(np.asarray(evidence_n, dtype=float) < MIN_N, np.minimum(c, 0.5), c)
+
+
+def confidence_from_n(n) -> np.ndarray:
+    """Confidence of a finding that rests on ``n`` observations without an interval of its own: one minus
+    the half-width of the widest 95% interval a share can have at n, relative to 0.5: 1 - 1.96 / sqrt(n)
+    (0.64 at n = 30, 0.80 at 100, 0.94 at 1,000), floored at 0 and capped at 0.5 below :data:`MIN_N`."""
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.clip(1 - 1.959964 / np.sqrt(n), 0, 1)
+    c = np.nan_to_num(c, nan=0.0)
+    return np.where(n < MIN_N, np.minimum(c, 0.5), c)
+
+
 def _issue_flags(X: pd.DataFrame, config, stage: str, measure: str) -> tuple[pd.Series | None, str]:
     col = f"{stage}|{measure}"
     if col not in X.columns:
@@ -264,7 +464,7 @@ def _issue_flags(X: pd.DataFrame, config, stage: str, measure: str) -> tuple[pd.
         poor = pd.concat([f.fillna(False).astype(bool) for f in parts], axis=1).any(axis=1)
         text = " or ".join(t for t, f in ((r_text, rating), ("commented negatively", sent)) if f is not None)
         return poor.where(known), text
-    if measure == "dwell_log_h":
+    if measure == "time_log_h":
         try:
             exp_h = config.stage(stage).expected_max_duration_h
         except KeyError:
@@ -272,53 +472,61 @@ def _issue_flags(X: pd.DataFrame, config, stage: str, measure: str) -> tuple[pd.
         hours = np.expm1(x)
         if exp_h is None:
             exp_h = float(hours.quantile(0.75))
-            return (hours > exp_h).where(x.notna()), f"spent over {_fmt_h(exp_h)} there (top quarter)"
+            return (hours > exp_h).where(x.notna()), f"spent over {_fmt_h(exp_h)} there (the top quarter)"
         return (hours > exp_h).where(x.notna()), f"spent over {_fmt_h(exp_h)} there (the expectation)"
     return None, ""
 
 
-def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, customers: pd.DataFrame, config,
-                     random_state: int = 0, n_boot: int = 200, step: str | None = None,
+def moments_of_truth(events: pd.DataFrame | None, feedback: pd.DataFrame | None, customers: pd.DataFrame, config,
+                     random_state: int = 0, n_boot: int = 0, step: str | None = None,
                      exclude_stages=None, C: float = 1.0, min_n: int = MIN_N,
-                     experience: str = "combined") -> pd.DataFrame:
-    """Driver analysis: which stage's experience changes the configured outcome most.
+                     experience: str = "combined", attributes: bool = True, touchpoints: bool = True) -> pd.DataFrame:
+    """Driver analysis: what changes the configured outcome, among everything that could matter.
 
     Outcome: ``customers[config.outcome]``; ``bad`` = 1 when it is not ``config.outcome_good`` (churned).
     Customers with a missing outcome (prospects) are excluded and counted (``attrs["n_excluded_missing_outcome"]``).
 
-    Features (:func:`customer_stage_features`), per stage: the **experience score** (``experience=
-    "combined"``, the default: mean of the customer's available z-scored rating and sentiment at the stage,
-    see :func:`experience_score`; ``"separate"`` puts mean rating and mean sentiment in the model as two
-    features instead, which splits their shared effect because they are collinear), log1p dwell hours and
-    reached (0/1). **Missing-experience rule**: a customer without that evidence
-    (did not reach the stage or gave no feedback there) gets the mean of the customers who have it, so the
-    standardised value is 0 and the coefficient measures differences among customers with evidence; the
-    ``reached`` indicator stays in the model as a control. Features with fewer than ``min_n`` observed
-    customers or no variance are dropped.
+    **Candidates** (one model): per stage (:func:`customer_stage_features`, when there are events) the
+    experience score (``experience="combined"``: mean of the customer's z-scored rating and sentiment, see
+    :func:`experience_score`; ``"separate"``: rating and sentiment as two features), the time in the stage
+    (log1p hours over the customer's visits) and reached (0/1, a *control*: customers who left early cannot
+    reach later stages); touchpoints per stage and channels (had it: 0/1, :func:`customer_touch_features`);
+    customer attributes (:func:`attribute_features`: numeric, yes/no and one 0/1 column per level).
+    **Missing-experience rule**: a customer without the evidence gets the mean of those who have it
+    (standardised 0), so the coefficient compares customers with evidence; the reached control stays in.
 
-    **Reverse causality rule**: the stage where the outcome is realised (by default the last configured
-    stage, e.g. renewal, whose experience is the decision itself) and any stage whose reach separates the
-    outcome almost perfectly (bad-outcome rate among those reaching it below 2% or above 98% while the base
-    rate is between 5% and 95%) are excluded; ``exclude_stages`` overrides the default. ``reached``
-    indicators are controls, not drivers: customers who left early cannot reach later stages.
+    **Left out, with the reason** (``attrs["candidates"]``, as a table :func:`candidates_table`: every candidate, ``tested`` or not and why):
+    fewer than :data:`MIN_TESTED` observations (a yes/no feature: in its smaller group) or no variance;
+    the outcome stage's own measures when the config names one (``outcome_stage:``; ``exclude_stages``
+    overrides) and any stage whose reach separates the outcome (bad rate among those reaching it below 2%
+    or above 98% while the base rate is between 5% and 95%); **leakage**: a single feature whose AUC for
+    the outcome is at least :data:`LEAKAGE_AUC` (or at most 1 - it); **collinear** pairs (|r| >=
+    :data:`COLLINEAR_R`): the one more correlated with the outcome stays and carries both (``collinear_with``
+    names the others, the sentence says so). No stage is assumed to be where the outcome is decided unless
+    the config says so: the time before a terminal stage is a candidate like any other.
 
-    Model: features standardised (mean 0, sd 1), L2 logistic regression (``C``), fitted on all customers
-    with an outcome; ``n_boot`` bootstrap resamples of customers (seeded by ``random_state``) give the
-    2.5 and 97.5 percentiles. ``effect`` = change in log-odds of the bad outcome per +1 sd of the feature;
-    ``odds_ratio`` = exp(effect), with its interval on the same scale (``odds_ratio_ci_low`` /
-    ``odds_ratio_ci_high`` = exp of ``ci_low`` / ``ci_high``). ``significant`` when the interval excludes 0
-    (the odds ratio's interval excludes 1).
+    Model: features standardised (mean 0, sd 1), L2 logistic regression (``C``) on all customers with an
+    outcome; 95% intervals from the inverse Hessian of the fit (Wald), or, with ``n_boot`` > 0, the 2.5 and
+    97.5 percentiles of ``n_boot`` bootstrap refits (seeded by ``random_state``). ``effect`` = change in
+    log-odds of the bad outcome per +1 sd; ``odds_ratio`` = exp(effect), with its interval on the same scale
+    (``odds_ratio_ci_low`` / ``odds_ratio_ci_high`` = exp of ``ci_low`` / ``ci_high``); ``significant`` when
+    the interval excludes 0 (the odds ratio's excludes 1). ``evidence_n`` = customers with the evidence (a yes/no feature: the smaller of its two
+    groups); ``thin_evidence`` when below :data:`MIN_N`; ``confidence`` = :func:`confidence_from_interval`.
 
-    Output, one row per feature, experience drivers first ranked by |effect| (``rank``; controls have
-    none): stage, measure, role ("driver" | "control"), effect, ci_low, ci_high, odds_ratio,
-    odds_ratio_ci_low, odds_ratio_ci_high, significant,
-    sign (+1 raises the bad outcome), worse_raises_bad (True when a worse experience raises the bad
-    outcome), n_observed, issue, share_bad_with_issue, share_good_with_issue, sentence.
+    Output, one row per tested feature, drivers ranked (``rank``: stage experience and time first, the
+    moments of truth; then customer attributes; then touchpoints and channels; within each, well-evidenced
+    first, then significant, then |effect|; controls have none): rank, kind ("experience", "time", "touchpoint", "channel",
+    "attribute", "control"), driver (plain words), stage (None for attributes and channels), measure, role
+    ("driver" | "control"), effect, ci_low, ci_high, odds_ratio, odds_ratio_ci_low, odds_ratio_ci_high,
+    significant, sign, worse_raises_bad
+    (experience: a worse one raises the bad outcome; time: a longer one does; others: having it / more of
+    it does), n_observed, evidence_n, thin_evidence, confidence, issue, share_bad_with_issue,
+    share_good_with_issue, n_bad_with_evidence, n_good_with_evidence, rate_with_issue, rate_without_issue
+    (bad-outcome rate of customers with the issue / of the others), collinear_with, sentence.
 
-    Without an outcome (no ``outcome:`` in the config, or no customers file) the analysis cannot be done:
-    the result is an empty frame with these columns and ``attrs["reason"]``, the sentence saying why
-    (:func:`journey_analysis.report.findings` reports it). A customers table lacking the named outcome
-    column is an error.
+    Without an outcome (no ``outcome:`` or no customers file) the result is an empty frame with
+    ``attrs["reason"]``. A customers table lacking the named outcome column is an error. ``events=None``
+    (a customers-only run) tests the attributes alone.
     """
     step = step or getattr(config, "step", "stage") or "stage"
     if not config.outcome:
@@ -330,6 +538,9 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
     if config.outcome not in customers.columns:
         raise JourneyError(f"The customers table has no outcome column {config.outcome!r}.", column=config.outcome,
                            fix="Add the column to the customers file, or change `outcome:` in the config.")
+    if experience not in ("combined", "separate"):
+        raise JourneyError(f"experience must be 'combined' or 'separate', not {experience!r}.",
+                           expected="'combined' or 'separate'")
     y_all = outcome_is_bad(customers[config.outcome], config.outcome_good)
     y_all.index = customers["customer_id"].astype(str)
     y_all = y_all[~y_all.index.duplicated(keep="last")]
@@ -338,150 +549,339 @@ def moments_of_truth(events: pd.DataFrame, feedback: pd.DataFrame | None, custom
     if y.nunique() < 2:
         raise JourneyError(f"The outcome {config.outcome!r} has one value only among customers with an outcome.",
                            column=config.outcome, expected="both good and bad outcomes")
-    default_excl = config.stage_names[-1:] if exclude_stages is None else list(exclude_stages)
-    if experience not in ("combined", "separate"):
-        raise JourneyError(f"experience must be 'combined' or 'separate', not {experience!r}.",
-                           expected="'combined' or 'separate'")
-    F = customer_stage_features(events, feedback, config, step, outcome_stages=default_excl).reindex(y.index)
-    left_out = ("rating", "sentiment") if experience == "combined" else ("experience",)
-    X = F[[c for c in F.columns if c.split("|", 1)[1] not in left_out]]
-    base = float(y.mean())
-    excluded = {}
-    for s in default_excl:
-        excluded[s] = "the outcome is realised at this stage (its experience is the decision itself)"
-    reach_cols = [c for c in X.columns if c.endswith("|reached")]
+    yy = y.to_numpy(dtype=float)
+    base = float(yy.mean())
+    outcome_stage = getattr(config, "outcome_stage", None)
+    default_excl = ([outcome_stage] if outcome_stage else []) if exclude_stages is None else list(exclude_stages)
+    meta: dict = {}
+    frames = []
+    cand = []  # (feature, kind, stage, label, status, reason)
+    F = pd.DataFrame(index=y.index)
+    T = pd.DataFrame(index=y.index)
+    from journey_analysis.spark import is_spark_frame
+
+    if events is not None and not is_spark_frame(events) and len(events) == 0:
+        events = None  # a customers-only run: attributes alone
+    if events is not None:
+        F = customer_stage_features(events, feedback, config, step, outcome_stages=default_excl).reindex(y.index)
+        left_out = ("rating", "sentiment") if experience == "combined" else ("experience",)
+        S = F[[c for c in F.columns if c.split("|", 1)[1] not in left_out]]
+        for c in S.columns:
+            s_, m_ = c.split("|", 1)
+            kind = {"reached": "control", "time_log_h": "time"}.get(m_, "experience")
+            meta[c] = {"kind": kind, "stage": s_, "measure": m_, "binary": m_ == "reached",
+                       "label": f"{_title(s_)}: {_MEASURE_WORDS.get(m_, m_)}"}
+        frames.append(S)
+        T = customer_touch_features(events, step) if touchpoints else pd.DataFrame()
+        if len(T.columns):
+            T = T.reindex(y.index).fillna(0.0)
+            for c in T.columns:
+                s_, m_ = c.split("|", 1)
+                what, name = m_.split(":", 1)
+                meta[c] = {"kind": what, "stage": s_ or None, "measure": m_, "binary": True,
+                           "label": f"{name} (touchpoint at {_title(s_)})" if what == "touchpoint" else f"{name} channel"}
+    if attributes:
+        excl_cols = {config.outcome, *getattr(getattr(config, "segmentation", None), "exclude", ())}
+        A, ameta, aleft = attribute_features(customers, exclude=excl_cols)
+        cand += [("|" + c, "attribute", None, _plain(c), "left out", r) for c, r in aleft if c != config.outcome]
+        if len(A.columns):
+            frames.append(A.reindex(y.index))
+            meta.update(ameta)
+    X = pd.concat(frames, axis=1) if frames else pd.DataFrame(index=y.index)
+    excluded = {s: "the outcome is decided at this stage (its own measures are the decision itself)"
+                for s in default_excl}
     if 0.05 < base < 0.95:
-        for c in reach_cols:
-            s = c.split("|")[0]
+        for c in [c for c in X.columns if c.endswith("|reached")]:
+            s_ = c.split("|")[0]
             r = X[c].fillna(0) > 0
-            if r.sum() >= min_n and s not in excluded:
+            if r.sum() >= min_n and s_ not in excluded:
                 rate = float(y[r].mean())
                 if rate < 0.02 or rate > 0.98:
-                    excluded[s] = f"reaching it separates the outcome ({rate:.0%} bad among those who reach it)"
-    keep = [c for c in X.columns if c.split("|")[0] not in excluded]
-    X = X[keep]
-    X[[c for c in X.columns if c.endswith("|reached")]] = X[[c for c in X.columns if c.endswith("|reached")]].fillna(0.0)
-    n_obs = X.notna().sum()
-    X = X.loc[:, (n_obs >= min_n) & (X.std() > 0)]
-    n_obs = n_obs[X.columns]
-    X = X.fillna(X.mean())
-    X = X.loc[:, X.std() > 0]
-    n_obs = n_obs[X.columns]
-    mu, sd = X.mean(), X.std(ddof=0)
-    Z = ((X - mu) / sd).to_numpy(dtype=float)
-    yy = y.to_numpy(dtype=float)
-
-
-    import contextlib
-
-    try:  # small matrices: one BLAS thread is much faster than many competing ones
-        from threadpoolctl import threadpool_limits
-        limit = threadpool_limits(1)
-    except Exception:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        limit = contextlib.nullcontext()
-    with limit:
-        full = _logit_ridge(Z, yy, C, full=True)
-        coef = full[1:]
-        rng = np.random.default_rng(random_state)
-        n = len(yy)
-        boots = []
-        for _ in range(int(n_boot)):  # resamples (not customers): each is one vectorised fit
-            idx = rng.integers(0, n, n)
-            if yy[idx].min() == yy[idx].max():
+                    excluded[s_] = f"reaching it separates the outcome ({rate:.0%} bad among those who reach it)"
+    status = {}
+    XT = pd.concat([X, T], axis=1)
+    for c in XT.columns:  # candidates (tens to a few hundred), each a vectorised check
+        mt = meta[c]
+        if mt["stage"] in excluded:
+            status[c] = excluded[mt["stage"]]
+            continue
+        x = XT[c].to_numpy(dtype=float)
+        if mt["kind"] == "control":
+            x = np.nan_to_num(x)
+            X[c] = x
+        obs = ~np.isnan(x)
+        n_obs = int(obs.sum())
+        if n_obs < MIN_TESTED or np.nanstd(x) == 0:
+            status[c] = "constant" if n_obs >= MIN_TESTED else f"too few observations ({n_obs})"
+            continue
+        if mt["binary"]:
+            k = int((x[obs] > 0).sum())
+            if min(k, n_obs - k) < MIN_TESTED:
+                status[c] = f"too few observations in one group ({min(k, n_obs - k)})"
                 continue
-            # the resample as counts of its distinct customers (about 63% of them), started from the
-            # full fit: the same optimum as fitting Z[idx] from zeros, in fewer rows and Newton steps
-            counts = np.bincount(idx, minlength=n)
-            rows = np.flatnonzero(counts)
-            boots.append(_logit_ridge(Z[rows], yy[rows], C, weight=counts[rows].astype(float), start=full))
-    B = np.array(boots) if boots else np.full((1, len(coef)), np.nan)
-    lo_, hi_ = np.nanpercentile(B, 2.5, axis=0), np.nanpercentile(B, 97.5, axis=0)
-    out = pd.DataFrame({"feature": X.columns, "effect": coef, "ci_low": lo_, "ci_high": hi_, "n_observed": n_obs.to_numpy()})
-    out["stage"] = out["feature"].str.split("|").str[0]
-    out["measure"] = out["feature"].str.split("|").str[1]
-    out["role"] = np.where(out["measure"] == "reached", "control", "driver")
+        if mt["kind"] != "control":
+            auc = _auc(x, yy)
+            if max(auc, 1 - auc) >= LEAKAGE_AUC:
+                status[c] = f"leakage: alone it predicts the outcome almost perfectly (AUC {max(auc, 1 - auc):.2f})"
+                continue
+        status[c] = "tested"
+    keep = [c for c in X.columns if status[c] == "tested"]
+    touch_keep = [c for c in T.columns if status[c] == "tested"]
+    X = X[keep]
+    n_obs = X.notna().sum()
+    X = X.fillna(X.mean())
+    mu, sd = X.mean(), X.std(ddof=0)
+    Zf = ((X - mu) / sd.replace(0, np.nan)).fillna(0.0)
+    # collinear candidates: keep the one most correlated with the outcome, the others join it
+    collinear = {c: [] for c in keep}
+    if len(keep) > 1:
+        R = np.corrcoef(Zf.to_numpy(dtype=float).T)
+        ry = np.abs(np.nan_to_num([np.corrcoef(Zf[c], yy)[0, 1] for c in keep]))
+        controls = [i for i, c in enumerate(keep) if meta[c]["kind"] == "control"]
+        order = controls + [i for i in np.argsort(-ry, kind="stable") if i not in controls]
+        kept: list[int] = []
+        for i in order:  # candidates, not customers
+            hit = next((j for j in kept if abs(R[i, j]) >= COLLINEAR_R), None)
+            if hit is None:
+                kept.append(i)
+            else:
+                status[keep[i]] = (f"collinear with {meta[keep[hit]]['label']} (r = {R[i, hit]:.2f}): one effect, "
+                                   "reported there")
+                collinear[keep[hit]].append(f"{meta[keep[i]]['label']} (r = {R[i, hit]:.2f})")
+        keep = [keep[i] for i in sorted(kept)]
+    for c, st in status.items():
+        mt = meta[c]
+        cand.append((c, mt["kind"], mt["stage"], mt["label"], "tested" if st == "tested" else "left out",
+                     "" if st == "tested" else st))
+    candidates = pd.DataFrame(cand, columns=["feature", "kind", "stage", "driver", "status", "reason"])
+    candidates["model"] = np.where(candidates["kind"].isin(["touchpoint", "channel"]),
+                                   "had it against not (2x2 odds ratio)", "one standardised logistic model")
+    if not keep and not touch_keep:
+        out = _no_drivers("No candidate driver could be tested (see attrs['candidates'] for why each was left out).")
+        out.attrs["candidates"] = _records(candidates)
+        return out
+    Z = Zf[keep].to_numpy(dtype=float)
+    n_obs = n_obs[keep]
+    coef, se = _fit_intervals(Z, yy, C) if keep else (np.zeros(0), np.zeros(0))
+    lo_, hi_ = coef - 1.959964 * se, coef + 1.959964 * se
+    n_used = 0
+    if n_boot and n_boot > 0 and keep:
+        import contextlib
+
+        try:  # small matrices: one BLAS thread is much faster than many competing ones
+            from threadpoolctl import threadpool_limits
+            limit = threadpool_limits(1)
+        except Exception:  # pragma: no cover - threadpoolctl ships with scikit-learn
+            limit = contextlib.nullcontext()
+        with limit:
+            full = _logit_ridge(Z, yy, C, full=True)
+            rng = np.random.default_rng(random_state)
+            n = len(yy)
+            boots = []
+            for _ in range(int(n_boot)):  # resamples (not customers): each is one vectorised fit
+                idx = rng.integers(0, n, n)
+                if yy[idx].min() == yy[idx].max():
+                    continue
+                # the resample as counts of its distinct customers, started from the full fit: the same
+                # optimum as fitting Z[idx] from zeros, in fewer rows and Newton steps
+                counts = np.bincount(idx, minlength=n)
+                rows = np.flatnonzero(counts)
+                boots.append(_logit_ridge(Z[rows], yy[rows], C, weight=counts[rows].astype(float), start=full))
+        if boots:
+            B = np.array(boots)
+            lo_, hi_ = np.percentile(B, 2.5, axis=0), np.percentile(B, 97.5, axis=0)
+            n_used = len(boots)
+    # touchpoints and channels, below the stage: had it against not, each on its own (a 2x2 odds ratio with
+    # the Haldane correction and its Wald interval); many of them go together, so they are not in the model
+    tw = T[touch_keep].to_numpy(dtype=float) > 0 if touch_keep else np.zeros((len(yy), 0), dtype=bool)
+    a_ = (tw & (yy == 1)[:, None]).sum(0) + 0.5
+    b_ = (tw & (yy == 0)[:, None]).sum(0) + 0.5
+    c_ = (~tw & (yy == 1)[:, None]).sum(0) + 0.5
+    d_ = (~tw & (yy == 0)[:, None]).sum(0) + 0.5
+    t_eff = np.log(a_ * d_ / (b_ * c_))
+    t_se = np.sqrt(1 / a_ + 1 / b_ + 1 / c_ + 1 / d_)
+    keep_all = keep + touch_keep
+    coef = np.concatenate([coef, t_eff])
+    lo_ = np.concatenate([lo_, t_eff - 1.959964 * t_se])
+    hi_ = np.concatenate([hi_, t_eff + 1.959964 * t_se])
+    collinear.update({c: [] for c in touch_keep})
+    n_obs = pd.concat([n_obs, pd.Series(len(yy), index=touch_keep)])
+    Xraw = pd.concat(frames + [T], axis=1)
+    keep = keep_all
+    out = pd.DataFrame({"feature": keep, "effect": coef, "ci_low": lo_, "ci_high": hi_,
+                        "n_observed": n_obs.to_numpy().astype(int)})
+    out["kind"] = [meta[c]["kind"] for c in keep]
+    out["driver"] = [meta[c]["label"] for c in keep]
+    out["stage"] = [meta[c]["stage"] for c in keep]
+    out["measure"] = [meta[c]["measure"] for c in keep]
+    out["role"] = np.where(out["kind"] == "control", "control", "driver")
     out["odds_ratio"] = np.exp(out["effect"])
     out["odds_ratio_ci_low"], out["odds_ratio_ci_high"] = np.exp(out["ci_low"]), np.exp(out["ci_high"])
     out["significant"] = (out["ci_low"] > 0) | (out["ci_high"] < 0)
     out["sign"] = np.sign(out["effect"]).astype(int)
-    better_is_higher = out["measure"].isin(["sentiment", "rating", "experience"])
-    out["worse_raises_bad"] = np.where(better_is_higher, out["effect"] < 0, out["effect"] > 0)
+    out["worse_raises_bad"] = np.where(out["kind"] == "experience", out["effect"] < 0, out["effect"] > 0)
     out.loc[out["role"] == "control", "worse_raises_bad"] = False
+    out["collinear_with"] = ["; ".join(collinear[c]) for c in keep]
 
-    # evidence in shares: bad-outcome vs good-outcome customers with the issue (among those with evidence)
-    bad = y.to_numpy() == 1
-    issue, sb, sg, nb, ng = [], [], [], [], []
-    for _, r in out.iterrows():  # one row per feature (tens), each a vectorised mean
-        flags, text = _issue_flags(F, config, r["stage"], r["measure"])
+    # evidence in shares and rates: customers with the issue (a level, a touchpoint, poor experience...)
+    bad = yy == 1
+    issue, sb, sg, nb, ng, rw, rwo, ev_n = [], [], [], [], [], [], [], []
+    for c, eff in zip(keep, out["effect"]):  # one row per feature (tens), each a vectorised mean
+        mt = meta[c]
+        x = Xraw[c]
+        if mt["kind"] in ("experience", "time"):
+            flags, text = _issue_flags(F, config, mt["stage"], mt["measure"])
+        elif mt["kind"] == "control":
+            flags, text = (x.fillna(0) > 0).astype(float), "reached it"
+        elif mt["binary"]:
+            flags = (x > 0).astype(float).where(x.notna())
+            name = mt["measure"].split(":", 1)[-1]
+            text = (f"had {name}" if mt["kind"] == "touchpoint" else f"used the {name} channel"
+                    if mt["kind"] == "channel" else mt["label"])
+        else:
+            q75, q25 = x.quantile(0.75), x.quantile(0.25)
+            if eff >= 0:
+                flags, text = (x > q75).astype(float).where(x.notna()), f"{mt['label']} above {q75:,.4g}"
+                if not (x > q75).any():
+                    flags, text = (x >= q75).astype(float).where(x.notna()), f"{mt['label']} {q75:,.4g} or more"
+            else:
+                flags, text = (x < q25).astype(float).where(x.notna()), f"{mt['label']} below {q25:,.4g}"
+                if not (x < q25).any():
+                    flags, text = (x <= q25).astype(float).where(x.notna()), f"{mt['label']} {q25:,.4g} or less"
         issue.append(text)
+        nobs = int(x.notna().sum()) if mt["kind"] != "control" else len(x)
         if flags is None:
-            sb.append(np.nan); sg.append(np.nan); nb.append(0); ng.append(0)
+            sb.append(np.nan); sg.append(np.nan); nb.append(0); ng.append(0); rw.append(np.nan); rwo.append(np.nan)
+            ev_n.append(nobs)
             continue
         f = flags.to_numpy(dtype=float)
         has = ~np.isnan(f)
         nb.append(int((has & bad).sum())); ng.append(int((has & ~bad).sum()))
         sb.append(np.nanmean(f[has & bad]) if (has & bad).any() else np.nan)
         sg.append(np.nanmean(f[has & ~bad]) if (has & ~bad).any() else np.nan)
+        w, wo = has & (f == 1), has & (f == 0)
+        rw.append(float(yy[w].mean()) if w.any() else np.nan)
+        rwo.append(float(yy[wo].mean()) if wo.any() else np.nan)
+        ev_n.append(int(min(w.sum(), wo.sum())) if mt["binary"] else nobs)
     out["issue"], out["share_bad_with_issue"], out["share_good_with_issue"] = issue, sb, sg
     out["n_bad_with_evidence"], out["n_good_with_evidence"] = nb, ng
+    out["rate_with_issue"], out["rate_without_issue"] = rw, rwo
+    out["evidence_n"] = np.asarray(ev_n, dtype=int)
+    out["thin_evidence"] = out["evidence_n"] < MIN_N
+    out["confidence"] = confidence_from_interval(out["effect"], out["ci_low"], out["ci_high"], out["evidence_n"])
     out = out.drop(columns="feature")
     drivers = out[out["role"] == "driver"].copy()
     drivers["abs_effect"] = drivers["effect"].abs()
-    drivers = drivers.sort_values(["significant", "abs_effect"], ascending=[False, False], kind="stable")
+    # moments of truth (a stage's experience or time) first, then who the customers are (attributes), then
+    # what happened below the stage (touchpoints, channels: compared directly); within each group the
+    # well-evidenced first, then the significant, then by |effect|
+    drivers["_group"] = drivers["kind"].map({"experience": 0, "time": 0, "attribute": 1}).fillna(2)
+    drivers = drivers.sort_values(["_group", "thin_evidence", "significant", "abs_effect"],
+                                  ascending=[True, True, False, False], kind="stable").drop(columns="_group")
     drivers["rank"] = np.arange(1, len(drivers) + 1)
     controls = out[out["role"] == "control"].assign(rank=np.nan)
     res = pd.concat([drivers.drop(columns="abs_effect"), controls], ignore_index=True)
     res["sentence"] = [_driver_sentence(r, config.outcome) for _, r in res.iterrows()]
-    cols = ["rank", "stage", "measure", "role", "effect", "ci_low", "ci_high", "odds_ratio", "odds_ratio_ci_low",
-            "odds_ratio_ci_high", "significant", "sign",
-            "worse_raises_bad", "n_observed", "issue", "share_bad_with_issue", "share_good_with_issue",
-            "n_bad_with_evidence", "n_good_with_evidence", "sentence"]
-    res = res[cols]
+    res = res[DRIVER_COLUMNS]
     res.attrs.update({
         "outcome": config.outcome, "n_customers": int(len(y)), "n_bad": int(bad.sum()), "base_rate_bad": base,
-        "n_excluded_missing_outcome": n_missing, "excluded_stages": excluded, "n_boot": len(boots),
+        "n_excluded_missing_outcome": n_missing, "excluded_stages": excluded, "n_boot": n_used,
+        "interval": "bootstrap" if n_used else "wald",
         "missing_rule": "impute the mean of customers with evidence (standardised 0) + reached indicator as control",
-        "experience": experience,
+        "experience": experience, "candidates": _records(candidates),
     })
     return res
 
 
-DRIVER_COLUMNS = ["rank", "stage", "measure", "role", "effect", "ci_low", "ci_high", "odds_ratio", "odds_ratio_ci_low",
-                  "odds_ratio_ci_high", "significant",
-                  "sign", "worse_raises_bad", "n_observed", "issue", "share_bad_with_issue", "share_good_with_issue",
-                  "n_bad_with_evidence", "n_good_with_evidence", "sentence"]
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """A small table as JSON-safe records (the drivers' attrs travel with the parquet artifact)."""
+    return [{k: (None if (not isinstance(v, str) and pd.isna(v)) else v) for k, v in r.items()}
+            for r in frame.astype(object).to_dict("records")]
+
+
+def candidates_table(drivers: pd.DataFrame) -> pd.DataFrame:
+    """Every candidate driver of :func:`moments_of_truth` (``drivers.attrs["candidates"]``) as a table:
+    feature, kind, stage, driver, status ("tested" | "left out"), reason, model."""
+    return pd.DataFrame(drivers.attrs.get("candidates") or [],
+                        columns=["feature", "kind", "stage", "driver", "status", "reason", "model"])
+
+
+def _fit_intervals(Z: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients of :func:`_logit_ridge` and their standard errors from the inverse Hessian of the
+    penalised log-likelihood at the solution (Wald)."""
+    w = _logit_ridge_w(Z, y, C)
+    n, k = Z.shape
+    A = np.hstack([np.ones((n, 1)), Z])
+    p = 1.0 / (1.0 + np.exp(-np.clip(A @ w, -30, 30)))
+    pen = np.full(k + 1, 1.0 / C)
+    pen[0] = 0.0
+    H = (A * (p * (1 - p))[:, None]).T @ A + np.diag(pen + 1e-9)
+    se = np.sqrt(np.clip(np.diag(np.linalg.pinv(H)), 0, None))[1:]
+    return w[1:], se
+
+
+DRIVER_COLUMNS = ["rank", "kind", "driver", "stage", "measure", "role", "effect", "ci_low", "ci_high", "odds_ratio",
+                  "odds_ratio_ci_low", "odds_ratio_ci_high", "significant", "sign", "worse_raises_bad", "n_observed", "evidence_n", "thin_evidence", "confidence",
+                  "issue", "share_bad_with_issue", "share_good_with_issue", "n_bad_with_evidence",
+                  "n_good_with_evidence", "rate_with_issue", "rate_without_issue", "collinear_with", "sentence"]
 
 
 def _no_drivers(reason: str) -> pd.DataFrame:
     """The empty result of :func:`moments_of_truth` when there is no outcome to explain, with the reason."""
-    out = pd.DataFrame({c: pd.Series(dtype=bool if c in ("significant", "worse_raises_bad") else
-                                      object if c in ("stage", "measure", "role", "issue", "sentence") else float)
+    out = pd.DataFrame({c: pd.Series(dtype=bool if c in ("significant", "worse_raises_bad", "thin_evidence") else
+                                      object if c in ("kind", "driver", "stage", "measure", "role", "issue",
+                                                      "collinear_with", "sentence") else float)
                         for c in DRIVER_COLUMNS})
     out.attrs["reason"] = reason
     return out
 
 
 _MEASURE_WORDS = {"sentiment": "sentiment", "rating": "rating", "experience": "experience score",
-                  "dwell_log_h": "time spent", "reached": "reaching it"}
+                  "time_log_h": "time in the stage", "reached": "reaching it"}
 
 
 def _driver_sentence(r, outcome) -> str:
-    stage = _title(r["stage"])
-    what = _MEASURE_WORDS.get(r["measure"], r["measure"])
-    outcome_word, who = _outcome_words(outcome)
+    ow = _outcome_words(outcome)
+    outcome_word, who, past = ow[0], ow[1], ow[2]
     ci = f"95% CI {np.exp(r['ci_low']):.2f}-{np.exp(r['ci_high']):.2f}"
-    head = (f"{stage} ({what}): one standard deviation more goes with {r['odds_ratio']:.2f}x the odds of "
-            f"{outcome_word} ({ci})")
-    if r["role"] == "control":
-        return head + "; a control, not a driver (reaching a stage depends on staying)."
-    if not r["significant"]:
-        return head + "; not distinguishable from no effect."
-    tail = ""
-    if pd.notna(r["share_bad_with_issue"]) and pd.notna(r["share_good_with_issue"]):
-        tail = (f"; {r['share_bad_with_issue']:.0%} of {who} {r['issue']}, against "
-                f"{r['share_good_with_issue']:.0%} of the others")
-    verb = "a worse experience here raises" if r["worse_raises_bad"] else "a worse experience here lowers"
-    return f"{head}: {verb} {outcome_word}{tail}."
+    thin = (f" Thin evidence: {int(r['evidence_n'])} observations." if r.get("thin_evidence") else "")
+    also = f" It stands for {r['collinear_with']} too (collinear)." if r.get("collinear_with") else ""
+    rates = ""
+    if pd.notna(r.get("rate_with_issue")) and pd.notna(r.get("rate_without_issue")):
+        rates = f"{r['rate_with_issue']:.0%} {past} against {r['rate_without_issue']:.0%} of the others"
+    if r["kind"] in ("experience", "time", "control"):
+        stage = _title(r["stage"])
+        what = _MEASURE_WORDS.get(r["measure"], r["measure"])
+        head = (f"{stage} ({what}): one standard deviation more goes with {r['odds_ratio']:.2f}x the odds of "
+                f"{outcome_word} ({ci})")
+        if r["role"] == "control":
+            return head + "; a control, not a driver (reaching a stage depends on staying)."
+        if not r["significant"]:
+            return head + "; not distinguishable from no effect." + thin + also
+        tail = ""
+        if pd.notna(r["share_bad_with_issue"]) and pd.notna(r["share_good_with_issue"]):
+            tail = (f"; {r['share_bad_with_issue']:.0%} of {who} {r['issue']}, against "
+                    f"{r['share_good_with_issue']:.0%} of the others")
+        if r["kind"] == "time":
+            verb = "a longer time here raises" if r["worse_raises_bad"] else "a longer time here lowers"
+        else:
+            verb = "a worse experience here raises" if r["worse_raises_bad"] else "a worse experience here lowers"
+        return f"{head}: {verb} {outcome_word}{tail}." + thin + also
+    label = r["driver"]
+    if r["kind"] in ("touchpoint", "channel"):
+        verdict = "" if r["significant"] else "; not distinguishable from no effect"
+        return (f"{label[:1].upper() + label[1:]}: {rates} (odds ratio {r['odds_ratio']:.2f}, {ci}; compared "
+                f"directly, not in the model){verdict}." + thin)
+    per = "per standard deviation " if r["kind"] == "attribute" and not _is_binary_row(r) else ""
+    head = f"{label[:1].upper() + label[1:]}: " + (f"customers with {r['issue']}: {rates}; " if per and rates else
+                                                    (rates + "; " if rates else ""))
+    odds = f"the odds of {outcome_word} are {r['odds_ratio']:.2f}x {per}with the other drivers held equal ({ci})"
+    verdict = "" if r["significant"] else "; not distinguishable from no effect"
+    return head + odds + verdict + "." + thin + also
+
+
+def _is_binary_row(r) -> bool:
+    return "=" in str(r["measure"]) or r["issue"] == r["driver"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -490,26 +890,30 @@ def _driver_sentence(r, outcome) -> str:
 def expectation_gaps(journey_map: pd.DataFrame, config, segment: str = ALL) -> pd.DataFrame:
     """Expected (config, assumed) versus actual (data) per stage, for duration and satisfaction.
 
-    duration: actual = dwell_median_h, expected = expected_max_duration_h, gap_h = actual - expected,
-    ratio = actual / expected, share_over = share of dwell times above the expectation; ``flagged`` when
+    duration: actual = stage_time_median_h (time in the stage per visit), expected = expected_max_duration_h,
+    gap_h = actual - expected, ratio = actual / expected, share_over = share of visits above the expectation; ``flagged`` when
     the median exceeds the expectation. satisfaction: actual = satisfaction_mean (CI), expected =
     target_satisfaction, gap = actual - target; ``flagged`` when the mean is below target, ``significant``
     when the whole 95% CI is below it. ``severity`` (for sorting): ratio - 1 for duration, (target - mean)
-    / (target - scale min) for satisfaction. Output: segment, stage, kind, expected, actual, gap, ratio,
-    share_over, n, ci_low, ci_high, flagged, significant, low_confidence, expectation_source, evidence.
+    / (target - scale min) for satisfaction. ``evidence_n`` = n; ``confidence`` from the interval: for
+    satisfaction 2 Phi(|gap| / se) - 1 with se from the mean's 95% CI; for duration the same for the share of
+    visits over the expectation against one half (se = sqrt(0.25 / n)); capped at 0.5 when n < 30
+    (``thin_evidence``). Output: segment, stage, kind, expected, actual, gap, ratio, share_over, n, ci_low,
+    ci_high, flagged, significant, severity, evidence, low_confidence, evidence_n, thin_evidence, confidence,
+    expectation_source.
     """
     m = map_segment(journey_map, segment)
-    d = m[m["expected_max_duration_h"].notna() & (m["dwell_n"] > 0)]
+    d = m[m["expected_max_duration_h"].notna() & (m["stage_time_n"] > 0)]
     dur = pd.DataFrame({
         "segment": segment, "stage": d["stage"], "kind": "duration", "expected": d["expected_max_duration_h"],
-        "actual": d["dwell_median_h"], "gap": d["duration_gap_h"], "ratio": d["duration_ratio"],
-        "share_over": d["dwell_share_over_expected"], "n": d["dwell_n"], "ci_low": np.nan, "ci_high": np.nan})
+        "actual": d["stage_time_median_h"], "gap": d["duration_gap_h"], "ratio": d["duration_ratio"],
+        "share_over": d["stage_time_share_over_expected"], "n": d["stage_time_n"], "ci_low": np.nan, "ci_high": np.nan})
     dur["flagged"] = dur["actual"] > dur["expected"]
     dur["significant"] = dur["flagged"] & (dur["share_over"] > 0.5) & (dur["n"] >= MIN_N)
     dur["severity"] = dur["ratio"] - 1
     dur["evidence"] = [
-        f"{_title(s)}: median time {_fmt_h(a)} against an expected maximum of {_fmt_h(e)} "
-        f"({r:.1f}x; {so:.0%} of {int(n)} waits over it)" for s, a, e, r, so, n in
+        f"{_title(s)}: median time in the stage {_fmt_h(a)} per visit against an expected maximum of {_fmt_h(e)} "
+        f"({r:.1f}x; {so:.0%} of {int(n)} visits over it)" for s, a, e, r, so, n in
         zip(dur["stage"], dur["actual"], dur["expected"], dur["ratio"], dur["share_over"], dur["n"])]
     s = m[m["target_satisfaction"].notna() & (m["satisfaction_n"] > 0)]
     lo = config.satisfaction.min
@@ -527,6 +931,16 @@ def expectation_gaps(journey_map: pd.DataFrame, config, segment: str = ALL) -> p
         for st, a, cl, ch, n, e in zip(sat["stage"], sat["actual"], sat["ci_low"], sat["ci_high"], sat["n"], sat["expected"])]
     out = pd.concat([x for x in (dur, sat) if len(x)], ignore_index=True) if len(dur) or len(sat) else dur
     out["low_confidence"] = out["n"] < MIN_N
+    out["evidence_n"] = out["n"].fillna(0).astype(int)
+    out["thin_evidence"] = out["low_confidence"]
+    from scipy.stats import norm
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z_dur = np.abs(out["share_over"] - 0.5) / np.sqrt(0.25 / out["n"])
+        z_sat = np.abs(out["gap"]) / ((out["ci_high"] - out["ci_low"]) / (2 * 1.959964))
+    conf = np.where(out["kind"] == "duration", 2 * norm.cdf(z_dur) - 1, 2 * norm.cdf(z_sat) - 1)
+    conf = np.nan_to_num(conf, nan=0.0)
+    out["confidence"] = np.where(out["thin_evidence"], np.minimum(conf, 0.5), conf)
     out["expectation_source"] = "config"
     out = out.sort_values(["flagged", "severity"], ascending=[False, False], kind="stable").reset_index(drop=True)
     return out
@@ -540,57 +954,109 @@ IMPACT_WEIGHTS = {"pain": 0.4, "driver": 0.4, "gap": 0.2}
 
 
 def _objective_phrase(objective: str) -> str:
+    """The lead-in tying a recommendation to the objective: "To reduce churn" when the objective starts
+    with a verb ("Reduce churn"), "For fewer late deliveries" otherwise ("Fewer late deliveries")."""
     o = str(objective).strip().rstrip(".")
-    return "To " + (o[:1].lower() + o[1:]) if o else "To improve the journey"
+    if not o:
+        return "To improve the journey"
+    first = o.split()[0].lower()
+    o = o[:1].lower() + o[1:] if not (len(first) > 1 and o.split()[0].isupper()) else o
+    return ("To " if first in _VERBS else "For ") + o
+
+
+#: Objective words read as a verb ("Reduce churn" -> "To reduce churn").
+_VERBS = {"reduce", "increase", "improve", "cut", "raise", "lower", "keep", "make", "get", "speed", "grow",
+          "retain", "stop", "prevent", "avoid", "boost", "decrease", "shorten", "halve", "double", "win", "help",
+          "deliver", "resolve", "close", "convert", "fix", "minimise", "minimize", "maximise", "maximize",
+          "understand", "find", "eliminate", "simplify", "limit"}
+
+#: Words for an action at a stage ({stage} is filled in).
+_ACTIONS = {"cut the wait": "cut the time customers spend at {stage}", "fix the experience": "fix the experience at {stage}",
+            "stop the drop-off": "stop the drop-off at {stage}", "fix it first time": "get {stage} right the first time",
+            "look closer at": "look closer at {stage}", "review the experience": "review the experience at {stage}",
+            "fix the touchpoint": "fix the {touchpoint} touchpoint at {stage}", "target": "act for customers with {label}"}
+#: A measure whose issue is shared by at least this share of customers barely varies: no effect can show.
+BARELY_VARIES = 0.85
 
 
 def recommendations(pain_points: pd.DataFrame, drivers: pd.DataFrame | None, gaps: pd.DataFrame | None,
-                    journey_map: pd.DataFrame, config, segment: str = ALL, top: int | None = None) -> pd.DataFrame:
+                    journey_map: pd.DataFrame | None, config, segment: str = ALL, top: int | None = None) -> pd.DataFrame:
     """A prioritised list of actions, each a plain sentence with its evidence, tied to ``config.objective``.
 
-    One candidate per stage with a problem: the stage's significant experience drivers (``drivers`` from
-    :func:`moments_of_truth`, worse experience raising the bad outcome), its flagged expectation gaps and
-    its pain score. ``impact`` = 0.4 x pain_score / largest pain score + 0.4 x |driver effect| / largest
-    |effect| + 0.2 x min(gap severity, 1) (:data:`IMPACT_WEIGHTS`); ``reach`` = share_customers; ``confidence`` = 1.0 when the evidence has n >= 30
-    and is significant (driver CI excluding 0 or gap CI below target / most waits over), 0.6 when only
-    n >= 30, 0.3 when low confidence. ``priority`` = impact x reach x confidence. The action word follows
-    the main issue: time -> "cut the wait", rating / sentiment -> "fix the experience", drop-off ->
-    "stop the drop-off", rework -> "fix it first time", volume alone -> "look closer at". Output sorted by priority: rank, stage, action, priority, impact, reach,
-    confidence, evidence, themes, sentence.
+    Candidates: each stage with a significant driver (``drivers`` from :func:`moments_of_truth`: the
+    experience, time or a touchpoint there, worse / longer / having it raising the bad outcome), a flagged
+    expectation gap or one of the three largest pain scores (a touchpoint, compared directly, only adds
+    detail "inside the stage" of a stage with a lever); and each significant customer-attribute driver
+    that raises the bad outcome in the model and in the plain rates ("act for customers with ..."). **Significance discipline**:
+    ``lever`` is True only when the action rests on a significant driver, and the sentence calls it a lever
+    for the outcome; otherwise it is an experience fix and says so, and says why the data cannot show an
+    effect when the stage's measure barely varies (at least :data:`BARELY_VARIES` of the customers with
+    evidence have the issue) or what the driver's interval was.
+
+    ``impact`` = 0.4 x pain_score / largest pain score + 0.4 x |driver effect| / largest |effect| + 0.2 x
+    min(gap severity, 1) (:data:`IMPACT_WEIGHTS`); ``reach`` = share_customers (for an attribute: the share
+    of customers with it); ``evidence_n`` = the observations behind the finding it rests on (the driver's,
+    else the gap's, else the pain point's); ``confidence`` = that finding's confidence (a driver's or
+    satisfaction gap's from its interval, a duration gap's or pain point's from its n; halved for an
+    experience fix); ``thin_evidence`` when evidence_n < 30 (confidence then at most 0.5, and ranked after
+    every well-evidenced recommendation). ``priority`` = impact x reach x confidence. Output sorted by
+    (thin_evidence, priority): rank, segment, stage, action, lever, priority, impact, reach, confidence,
+    evidence_n, thin_evidence, evidence, themes, sentence.
     """
-    m = map_segment(journey_map, segment).set_index("stage")
-    pp = pain_points.set_index("stage") if len(pain_points) else pd.DataFrame(columns=["pain_score"])
+    m = map_segment(journey_map, segment).set_index("stage") if journey_map is not None else pd.DataFrame()
+    pp = pain_points.set_index("stage") if pain_points is not None and len(pain_points) else \
+        pd.DataFrame(columns=["pain_score", "reasons", "evidence_n", "confidence"])
     max_pain = float(pp["pain_score"].max()) if len(pp) else 0.0
-    drv = pd.DataFrame()
-    if drivers is not None and len(drivers):
-        drv = drivers[(drivers["role"] == "driver") & drivers["significant"] & drivers["worse_raises_bad"]].copy()
-    max_eff = float(drivers.loc[drivers["role"] == "driver", "effect"].abs().max()) if drivers is not None and len(drivers) else 0.0
+    D = drivers if drivers is not None and len(drivers) else pd.DataFrame(columns=DRIVER_COLUMNS)
+    if "kind" not in D.columns:  # an older drivers table: stage experience only
+        D = D.assign(kind="experience", driver=D["stage"], evidence_n=D.get("n_observed", 0), thin_evidence=False,
+                     confidence=0.95, rate_with_issue=np.nan, rate_without_issue=np.nan)
+    drv_all = D[D["role"] == "driver"]
+    sig = drv_all[drv_all["significant"].astype(bool) & drv_all["worse_raises_bad"].astype(bool)]
+    model = drv_all[drv_all["kind"].isin(["experience", "time", "attribute"])]
+    max_eff = float(model["effect"].abs().max()) if len(model) else 0.0
     gp = gaps[gaps["flagged"]] if gaps is not None and len(gaps) else pd.DataFrame(columns=["stage"])
-    stages = list(dict.fromkeys(list(drv["stage"]) if len(drv) else [])) + \
-        [s for s in pp.index[:3] if pp.loc[s, "pain_score"] > 0] + list(gp["stage"])
+    # a touchpoint (compared directly, not in the model) adds detail inside a stage with a lever, never a
+    # lever on its own
+    stage_sig = sig[sig["stage"].notna() & sig["kind"].isin(["experience", "time", "touchpoint"])]
+    stage_sig = stage_sig[stage_sig["stage"].isin(stage_sig.loc[stage_sig["kind"] != "touchpoint", "stage"])]
+    stages = list(dict.fromkeys(stage_sig["stage"])) + [s for s in pp.index[:3] if pp.loc[s, "pain_score"] > 0] \
+        + list(gp["stage"])
     stages = [s for s in dict.fromkeys(stages) if s in m.index]
-    outcome_word, who = _outcome_words(config.outcome)
+    outcome_word, who, past = _outcome_words(config.outcome)
+    lead = _objective_phrase(config.objective)
     rows = []
     for s in stages:  # one candidate per stage (a handful)
         r = m.loc[s]
-        d = drv[drv["stage"] == s].sort_values("effect", key=np.abs, ascending=False) if len(drv) else drv
+        d = stage_sig[stage_sig["stage"] == s].assign(_below=lambda x: x["kind"] == "touchpoint",
+                                                      _abs=lambda x: -x["effect"].abs())
+        d = d.sort_values(["_below", "_abs"], kind="stable")
+        inside = d[d["kind"] == "touchpoint"]
         g = gp[gp["stage"] == s]
         pain = float(pp.loc[s, "pain_score"]) if s in pp.index else 0.0
         eff = float(abs(d["effect"].iloc[0])) if len(d) else 0.0
         sev = float(min(g["severity"].max(), 1.0)) if len(g) else 0.0
         impact = (IMPACT_WEIGHTS["pain"] * (pain / max_pain if max_pain else 0.0)
                   + IMPACT_WEIGHTS["driver"] * (eff / max_eff if max_eff else 0.0) + IMPACT_WEIGHTS["gap"] * max(sev, 0.0))
-        evidence, action = [], None
-        if len(d):
+        evidence, action, touch = [], None, None
+        lever = len(d) > 0
+        if lever:
             top_d = d.iloc[0]
-            action = {"dwell_log_h": "cut the wait", "rating": "fix the experience", "sentiment": "fix the experience",
-                      "experience": "fix the experience"}.get(
-                top_d["measure"], "fix the experience")
-            if pd.notna(top_d["share_bad_with_issue"]):
-                evidence.append(f"{top_d['share_bad_with_issue']:.0%} of {who} {top_d['issue']}, "
-                                f"against {top_d['share_good_with_issue']:.0%} of the others")
-            evidence.append(f"the odds of {outcome_word} are x{np.exp(-abs(top_d['effect'])):.2f} per sd better "
-                            f"{_MEASURE_WORDS.get(top_d['measure'], top_d['measure'])} (95% CI excludes 1)")
+            if top_d["kind"] == "touchpoint":
+                action, touch = "fix the touchpoint", top_d["measure"].split(":", 1)[1]
+            else:
+                action = "cut the wait" if top_d["kind"] == "time" else "fix the experience"
+            if pd.notna(top_d["rate_with_issue"]) and pd.notna(top_d["rate_without_issue"]):
+                evidence.append(f"{top_d['rate_with_issue']:.0%} of customers who {top_d['issue']} {past}, against "
+                                f"{top_d['rate_without_issue']:.0%} of the others")
+            per = "for those who had it" if top_d["kind"] == "touchpoint" else "per sd"
+            evidence.append(f"the odds of {outcome_word} are x{np.exp(abs(top_d['effect'])):.2f} {per} "
+                            f"({top_d['driver']}; 95% CI excludes 1)")
+            if top_d["kind"] != "touchpoint" and len(inside):
+                t_ = inside.iloc[0]
+                evidence.insert(1, f"inside the stage, {t_['rate_with_issue']:.0%} of customers who {t_['issue']} "
+                                   f"{past}, against {t_['rate_without_issue']:.0%} of the others")
+            ev_n, conf = int(top_d["evidence_n"]), float(top_d["confidence"])
         for _, gr in g.iterrows():
             evidence.append(gr["evidence"].split(": ", 1)[-1])
             if action is None:
@@ -605,23 +1071,78 @@ def recommendations(pain_points: pd.DataFrame, drivers: pd.DataFrame | None, gap
                           # many customers pass through, nothing measured is wrong there (yet)
                           "contrib_volume": "look closer at"}.get(main, "fix the experience")
         action = action or "review the experience"
-        sig = (len(d) > 0) or bool(g["significant"].any() if len(g) else False)
-        n_ok = int(r["customers"]) >= MIN_N and not (bool(r["low_confidence"]) and not sig)
-        confidence = 1.0 if (sig and n_ok) else (0.6 if n_ok else 0.3)
+        if not lever:
+            if len(g):
+                gr = g.iloc[0]
+                ev_n, conf = int(gr["evidence_n"]), float(gr["confidence"])
+            elif s in pp.index:
+                ev_n, conf = int(pp.loc[s, "evidence_n"]), float(pp.loc[s, "confidence"])
+            else:
+                ev_n, conf = int(r["customers"]), float(confidence_from_n(r["customers"]))
+            conf = conf / 2
+        thin = ev_n < MIN_N
+        conf = min(conf, 0.5) if thin else conf
         reach = float(r["share_customers"]) if pd.notna(r["share_customers"]) else 0.0
         themes = r.get("themes_negative") if isinstance(r.get("themes_negative"), str) else ""
-        sentence = f"{_objective_phrase(config.objective)}: {action} at {_title(s)}; " + "; ".join(evidence[:3]) + "."
+        what = _ACTIONS[action].format(stage=_title(s), touchpoint=touch, label="")
+        if lever:
+            sentence = f"{lead}: {what}, a lever for {outcome_word}: " + "; ".join(evidence[:3]) + "."
+        else:
+            sentence = (f"{lead}: {what}; " + "; ".join(evidence[:3]) + ". "
+                        + _not_a_lever(drv_all, s, outcome_word))
         if themes:
             sentence += f" Customers mention: {', '.join(t.split(' (')[0] for t in themes.split('; ')[:3])}."
-        rows.append({"stage": s, "action": action, "impact": impact, "reach": reach, "confidence": confidence,
-                     "priority": impact * reach * confidence, "evidence": "; ".join(evidence), "themes": themes,
+        if thin:
+            sentence += f" Thin evidence ({ev_n} observations)."
+        rows.append({"stage": s, "action": action, "lever": lever, "impact": impact, "reach": reach,
+                     "confidence": conf, "evidence_n": ev_n, "thin_evidence": thin,
+                     "priority": impact * reach * conf, "evidence": "; ".join(evidence), "themes": themes,
                      "sentence": sentence})
-    out = pd.DataFrame(rows, columns=["stage", "action", "impact", "reach", "confidence", "priority", "evidence",
-                                      "themes", "sentence"])
-    out = out.sort_values("priority", ascending=False, kind="stable").reset_index(drop=True)
+    # customer attributes and channels that raise the bad outcome: act for those customers
+    agree = sig["rate_with_issue"] > sig["rate_without_issue"]  # the plain rates point the same way
+    for _, d in sig[(sig["kind"] == "attribute") & agree].iterrows():  # significant drivers (a handful)
+        impact = IMPACT_WEIGHTS["driver"] * (abs(d["effect"]) / max_eff if max_eff else 0.0)
+        has = d["n_bad_with_evidence"] + d["n_good_with_evidence"]
+        reach = float((d["share_bad_with_issue"] * d["n_bad_with_evidence"] + d["share_good_with_issue"]
+                       * d["n_good_with_evidence"]) / has) if has else 0.0
+        ev_n, conf = int(d["evidence_n"]), float(d["confidence"])
+        thin = ev_n < MIN_N
+        conf = min(conf, 0.5) if thin else conf
+        ev = (f"{d['rate_with_issue']:.0%} of customers with {d['issue']} {past}, against "
+              f"{d['rate_without_issue']:.0%} of the others" if pd.notna(d["rate_with_issue"]) else d["sentence"])
+        ev += f"; the odds of {outcome_word} are x{np.exp(abs(d['effect'])):.2f} (95% CI excludes 1)"
+        sentence = f"{lead}: act for customers with {d['issue']}, a lever for {outcome_word}: {ev}."
+        if d.get("collinear_with"):
+            sentence += f" ({d['driver']} stands for {d['collinear_with']} too.)"
+        rows.append({"stage": None, "action": "target", "lever": True, "impact": impact, "reach": reach,
+                     "confidence": conf, "evidence_n": ev_n, "thin_evidence": thin, "priority": impact * reach * conf,
+                     "evidence": ev, "themes": "", "sentence": sentence})
+    cols = ["stage", "action", "lever", "impact", "reach", "confidence", "evidence_n", "thin_evidence", "priority",
+            "evidence", "themes", "sentence"]
+    out = pd.DataFrame(rows, columns=cols)
+    out = out.sort_values(["thin_evidence", "priority"], ascending=[True, False], kind="stable").reset_index(drop=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     out.insert(1, "segment", segment)
     return out.head(top) if top else out
+
+
+def _not_a_lever(drivers: pd.DataFrame, stage: str, outcome_word: str) -> str:
+    """Why an action at ``stage`` is an experience fix rather than a proven lever for the outcome."""
+    d = drivers[(drivers["stage"] == stage) & drivers["kind"].isin(["experience", "time"])] if len(drivers) else drivers
+    if not len(d):
+        return f"An experience fix: nothing measured here was tested against {outcome_word}."
+    d = d.sort_values("effect", key=np.abs, ascending=False).iloc[0]
+    n_b, n_g = d["n_bad_with_evidence"], d["n_good_with_evidence"]
+    share = ((d["share_bad_with_issue"] * n_b + d["share_good_with_issue"] * n_g) / (n_b + n_g)
+             if (n_b + n_g) and pd.notna(d["share_bad_with_issue"]) and pd.notna(d["share_good_with_issue"]) else np.nan)
+    if pd.notna(share) and share >= BARELY_VARIES:
+        return (f"An experience fix, not a proven lever for {outcome_word}: nearly everyone here {d['issue']} "
+                f"({share:.0%}), so the data cannot show whether it changes {outcome_word}.")
+    if d["significant"]:
+        return (f"An experience fix, not a lever for {outcome_word}: a worse {_MEASURE_WORDS.get(d['measure'], d['measure'])} "
+                f"here does not raise it (odds x{d['odds_ratio']:.2f}, 95% CI {np.exp(d['ci_low']):.2f}-{np.exp(d['ci_high']):.2f}).")
+    return (f"An experience fix, not a proven lever for {outcome_word}: its driver is not significant "
+            f"(odds x{d['odds_ratio']:.2f} per sd, 95% CI {np.exp(d['ci_low']):.2f}-{np.exp(d['ci_high']):.2f}).")
 
 
 # ------------------------------------------------------------------------------------------------

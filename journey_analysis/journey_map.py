@@ -10,19 +10,27 @@ Behaviour numbers come from one place, :func:`journey_analysis.steps.step_stats`
 customers and once ``by="segment"``), so the map and the step statistics cannot disagree:
 
 - order of events: (customer_id, timestamp, row_id); without ``row_id`` the frame's positional order.
-- ``customers``, ``share_customers``, ``events``, ``rework_customers``, ``ends_here``, ``dwell_*`` and
-  ``service_*`` (n, min, max, mean, median, p90, std in seconds): steps' columns and definitions (dwell =
-  next event's timestamp - this one within a customer; the customer's last event has none). The map adds
-  ``rework_share`` = rework_customers / customers and the ``_h`` copies (seconds / 3600).
-- drop-off (see :func:`build_map`): steps' ``in_progress`` / ``drop_off`` (renamed ``in_progress_here`` /
-  ``drop_off_customers``), with completion at the last configured stage; ``drop_off`` is a share with a
+- ``customers``, ``share_customers``, ``events``, ``ends_here``, ``dwell_*`` and ``service_*`` (n, min,
+  max, mean, median, p90, std in seconds): steps' columns and definitions (dwell = next event's timestamp
+  - this one within a customer, pm4py's directly-follows time; the customer's last event has none);
+  ``several_events_customers`` = steps' ``rework_customers`` (two or more events at the stage).
+- **time in the stage** (``stage_time_*``, n, min, max, mean, median, p90, std, from
+  :func:`journey_analysis.steps.stage_visits`): per customer *visit* (consecutive events at the stage),
+  from its first event to the first event of the next stage (or the journey's last event). This is the
+  duration the expectations, gaps and KPIs use; ``visits``; ``rework_customers`` = customers who came back
+  to the stage after leaving it (two or more visits), ``rework_share`` = rework_customers / customers.
+  The ``_h`` copies are seconds / 3600.
+- journey ends (see :func:`build_map`): ``completed`` (journeys that reached a terminal stage, counted
+  where they end), ``in_progress_here`` and ``drop_off_customers``; ``drop_off`` is a share with a
   Wilson 95% interval.
 - ``satisfaction_*``: ratings of ``config.satisfaction.rating_type`` only (the one declared scale):
   mean, sd, n, 95% CI = mean +- t(0.975, n-1) * sd / sqrt(n).
 - ``sentiment_*``: feedback ``sentiment`` in [-1, 1]: mean, n, CI as above; ``sentiment_share_negative``
   = share of scored feedback with sentiment < :data:`NEGATIVE_BELOW` (Wilson 95% interval).
-- ``duration_gap_h`` = dwell_median_h - expected_max_duration_h; ``duration_ratio`` = their ratio;
-  ``dwell_share_over_expected`` = share of dwell times above the expectation.
+- ``duration_gap_h`` = stage_time_median_h - expected_max_duration_h; ``duration_ratio`` = their ratio;
+  ``stage_time_share_over_expected`` = share of visits longer than the expectation
+  (``dwell_share_over_expected``: the same for the per-event dwell).
+- ``needs_review`` / ``review_reasons``: the rows a person should look at (see :func:`_review`).
 - ``satisfaction_gap`` = satisfaction_mean - target_satisfaction (negative = below target).
 """
 from __future__ import annotations
@@ -44,7 +52,8 @@ POSITIVE_ABOVE = 0.05
 TOP_LEVELS = 3
 _STATS = ("n", "min", "max", "mean", "median", "p90", "std")
 #: steps.step_stats column -> map column, where the names differ.
-_STEP_RENAMES = {"in_progress": "in_progress_here", "drop_off": "drop_off_customers"}
+_STEP_RENAMES = {"in_progress": "in_progress_here", "drop_off": "drop_off_customers",
+                 "rework_customers": "several_events_customers"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -86,6 +95,13 @@ def segment_labels(segments, customer_ids=None) -> pd.Series | None:
                            column="segment_name", fix="Rename the segment.")
     s.name = "segment"
     return s
+
+
+def journey_ends(config) -> list[str]:
+    """The stages where a journey is complete: those marked ``terminal: true`` in the config; when no
+    stage is marked, the last configured stage (the journey's natural end)."""
+    ends = list(getattr(config, "terminal_stages", []) or [])
+    return ends or list(config.stage_names[-1:])  # no stages at all: a customers-only run
 
 
 def map_segment(journey_map: pd.DataFrame, segment: str = ALL) -> pd.DataFrame:
@@ -183,17 +199,22 @@ def _share_text(ev, keys: list[str], col: str) -> pd.DataFrame:
 
 
 def _behaviour(events: pd.DataFrame, ev_seg: pd.DataFrame | None, step: str, gap_s: float | None,
-               as_of) -> pd.DataFrame:
-    """Behaviour per (segment, stage) from :func:`journey_analysis.steps.step_stats` (all customers, then
-    ``by="segment"`` on ``ev_seg``, the events of segmented customers with a ``segment`` column), steps'
-    columns renamed to the map's (:data:`_STEP_RENAMES`), plus the touchpoint / channel shares (map-only)."""
+               as_of, terminal=(), expected_s: dict | None = None) -> pd.DataFrame:
+    """Behaviour per (segment, stage) from :func:`journey_analysis.steps.step_stats` and
+    :func:`journey_analysis.steps.stage_visits` (all customers, then ``by="segment"`` on ``ev_seg``, the
+    events of segmented customers with a ``segment`` column), steps' columns renamed to the map's
+    (:data:`_STEP_RENAMES`), plus the touchpoint / channel shares (map-only)."""
     from journey_analysis import steps
 
-    kw = {"step": step, "inactivity_gap_s": gap_s, "as_of": as_of}
+    kw = {"step": step, "inactivity_gap_s": gap_s, "as_of": as_of, "terminal": list(terminal)}
     parts = [steps.step_stats(events, **kw).assign(segment=ALL)]
+    vparts = [steps.stage_visits(events, step, expected_s=expected_s).assign(segment=ALL)]
     if ev_seg is not None:
         parts.append(steps.step_stats(ev_seg, by="segment", **kw))
+        vparts.append(steps.stage_visits(ev_seg, step, by="segment", expected_s=expected_s))
     out = pd.concat(parts, ignore_index=True).rename(columns=_STEP_RENAMES)
+    visits = pd.concat(vparts, ignore_index=True).drop(columns="visit_customers")
+    out = out.merge(visits.rename(columns={"revisit_customers": "rework_customers"}), on=["segment", step], how="left")
     for col in ("touchpoint", "channel"):
         if col in events.columns:
             mix = [_share_text(events, [step], col).reset_index().assign(segment=ALL)]
@@ -361,25 +382,28 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
     ones, with ``configured`` False). Feedback without a customer only counts for "All customers".
 
     Behaviour (reach, rework, dwell, service, ends) is :func:`journey_analysis.steps.step_stats` for all
-    customers and ``by="segment"``, so it equals the step statistics exactly. **Drop-off rule**: a customer
-    whose last event is at a stage ends there (``ends_here``); of those, the ones whose last event is
-    within ``inactivity_gap_h`` hours (default ``config.session_gap_h``; None: nobody) of the extract's end
-    (``as_of``, default the latest timestamp in ``events``, the same for every segment) may still go on:
-    ``in_progress_here``, not a drop-off (steps' ``in_progress``). ``drop_off_customers`` = ends_here -
-    in_progress_here (steps' ``drop_off``), except at the last configured stage, where ending is completion
-    (``completed`` = ends_here - in_progress_here, ``drop_off_customers`` = 0); ``drop_off`` =
-    drop_off_customers / customers with a Wilson 95% interval.
+    customers and ``by="segment"``, so it equals the step statistics exactly. **Journey ends**: a customer
+    whose last event is at a stage ends there (``ends_here``). A journey that reached a terminal stage
+    (:func:`journey_ends`: ``terminal: true`` in the config, else the last configured stage) is
+    ``completed``, never a drop-off. Of the others, those whose last event is within ``inactivity_gap_h``
+    hours (default ``config.session_gap_h``; None: nobody) of the extract's end (``as_of``, default the
+    latest timestamp in ``events``, the same for every segment) may still go on: ``in_progress_here``.
+    The rest stopped before any terminal stage and have been inactive longer than the gap:
+    ``drop_off_customers``; ``drop_off`` = drop_off_customers / customers with a Wilson 95% interval.
+    ``terminal`` marks the terminal stages.
 
     Output columns (see the module docstring for the definitions): segment, stage, stage_order, configured,
-    segment_customers, customers, share_customers, events, rework_customers, rework_share, ends_here,
-    in_progress_here, completed, drop_off, drop_off_ci_low/high, dwell_{n,min,max,mean,median,p90,std}_s
-    and ``_h``, service_* likewise, touchpoints/channels (text), top_channel(+_share), feedback_n,
+    segment_customers, customers, share_customers, events, several_events_customers, visits,
+    rework_customers, rework_share, ends_here, completed, in_progress_here, drop_off_customers, drop_off,
+    drop_off_ci_low/high, terminal, stage_time_{n,min,max,mean,median,p90,std}_s and ``_h``,
+    stage_time_share_over_expected, dwell_{n,min,max,mean,median,p90,std}_s and ``_h``, service_* likewise, touchpoints/channels (text), top_channel(+_share), feedback_n,
     satisfaction_{mean,sd,n,ci_low,ci_high}, satisfaction_scale, sentiment_{mean,sd,n,ci_low,ci_high,
     share_negative,share_negative_ci_low/high,share_positive}, themes_negative, themes_positive, quotes
     (list of redacted strings), quote (the first), expectation, deliverables, expected_max_duration_h,
     target_satisfaction, expectation_source ("config" = assumed, not measured), duration_gap_h,
     duration_ratio, dwell_share_over_expected, satisfaction_gap, satisfaction_below_target (CI entirely
-    below target), low_confidence (bool), low_confidence_reasons, missing (text).
+    below target), low_confidence (bool), low_confidence_reasons, missing (text), needs_review,
+    review_reasons.
     """
     from journey_analysis import steps
 
@@ -405,11 +429,14 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
             ev_seg = _segment_events(events, labels[~labels.isin(small)])
     gap_h = inactivity_gap_h if inactivity_gap_h is not None else getattr(config, "session_gap_h", None)
     as_of = facts["last"] if as_of is None else as_of
-    beh = _behaviour(events, ev_seg, step, None if gap_h is None else float(gap_h) * 3600.0, as_of)
+    configured = list(config.stage_names)
+    terminal = journey_ends(config)
+    sf = config.stages_frame().set_index("stage")
+    exp_s = (pd.to_numeric(sf["expected_max_duration_h"], errors="coerce") * 3600.0).dropna().to_dict()
+    beh = _behaviour(events, ev_seg, step, None if gap_h is None else float(gap_h) * 3600.0, as_of, terminal, exp_s)
     beh = beh.rename(columns={step: "stage"})
 
     # full grid: every segment x every stage (configured first, then unconfigured by reach)
-    configured = list(config.stage_names)
     beh_all = beh[beh["segment"] == ALL]
     extra = [s for s in beh_all.sort_values(["customers", "stage"], ascending=[False, True])["stage"]
              if s not in configured]
@@ -419,20 +446,18 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
     grid["configured"] = grid["stage"].isin(configured)
     m = grid.merge(beh, on=["segment", "stage"], how="left")
     m["segment_customers"] = m["segment"].map(seg_total).astype("int64")
-    for c in ("customers", "events", "rework_customers", "ends_here", "in_progress_here", "drop_off_customers",
-              "dwell_n", "service_n"):
+    for c in ("customers", "events", "rework_customers", "several_events_customers", "visits", "ends_here",
+              "completed", "in_progress_here", "drop_off_customers", "dwell_n", "stage_time_n", "service_n"):
         m[c] = m[c].fillna(0).astype("int64") if c in m.columns else 0
     for c in _STATS[1:]:
         if f"service_{c}_s" not in m.columns:  # no end_timestamp / duration_s in the events
             m[f"service_{c}_s"] = np.nan
     m["share_customers"] = m["share_customers"].fillna(0.0)
     m["rework_share"] = m["rework_customers"] / m["customers"].replace(0, np.nan)
-    is_last = m["stage"] == (configured[-1] if configured else None)  # no stages: a customers-only run
-    m["completed"] = np.where(is_last, m["ends_here"] - m["in_progress_here"], 0).astype("int64")
-    m["drop_off_customers"] = np.where(is_last, 0, m["drop_off_customers"]).astype("int64")
+    m["terminal"] = m["stage"].isin(terminal)
     m["drop_off"] = m["drop_off_customers"] / m["customers"].replace(0, np.nan)
     m["drop_off_ci_low"], m["drop_off_ci_high"] = wilson(m["drop_off_customers"], m["customers"])
-    for pre in ("dwell", "service"):
+    for pre in ("dwell", "stage_time", "service"):
         for st in ("min", "max", "mean", "median", "p90", "std"):
             m[f"{pre}_{st}_h"] = m[f"{pre}_{st}_s"] / 3600.0
 
@@ -480,7 +505,6 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
     m[f"{rating_type.lower()}_mean"] = m["satisfaction_mean"]  # alias named after the scale (KPIs use it)
 
     # expectations from the config (assumed, not measured)
-    sf = config.stages_frame().set_index("stage")
     m["expectation"] = m["stage"].map(sf["expectation"]).where(m["configured"], None)
     m["deliverables"] = m["stage"].map(sf["deliverables"].map(lambda d: "; ".join(d) if d else "")).where(m["configured"], None)
     m["expected_max_duration_h"] = pd.to_numeric(m["stage"].map(sf["expected_max_duration_h"]), errors="coerce")
@@ -488,8 +512,8 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
     m["expectation_source"] = np.where(m["configured"], "config", "none")
 
     # gaps
-    m["duration_gap_h"] = m["dwell_median_h"] - m["expected_max_duration_h"]
-    m["duration_ratio"] = m["dwell_median_h"] / m["expected_max_duration_h"]
+    m["duration_gap_h"] = m["stage_time_median_h"] - m["expected_max_duration_h"]
+    m["duration_ratio"] = m["stage_time_median_h"] / m["expected_max_duration_h"]
     over = _share_over(events, step, sf["expected_max_duration_h"], labels)
     m = m.merge(over, on=["segment", "stage"], how="left")
     m["satisfaction_gap"] = m["satisfaction_mean"] - m["target_satisfaction"]
@@ -497,6 +521,7 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
 
     # evidence flags and what is missing
     m = _flags(m, "channel" in events.columns, fb, rating_type)
+    m = _review(m)
     m = m.sort_values(["segment", "stage_order"], key=lambda s: s.map({n: i for i, n in enumerate(seg_names)})
                       if s.name == "segment" else s, kind="stable").reset_index(drop=True)
     lead = ["segment", "stage", "stage_order", "configured", "segment_customers", "customers", "share_customers"]
@@ -527,7 +552,8 @@ def _share_over(events: pd.DataFrame, step: str, expected_h: pd.Series, labels: 
 def _flags(m: pd.DataFrame, has_channel: bool, fb, rating_type: str) -> pd.DataFrame:
     has_service = bool(m["service_n"].sum() > 0)
     checks = {  # evidence name -> n column
-        "customers": "customers", "dwell": "dwell_n", "satisfaction": "satisfaction_n", "sentiment": "sentiment_n",
+        "customers": "customers", "stage time": "stage_time_n", "satisfaction": "satisfaction_n",
+        "sentiment": "sentiment_n",
     }
     reasons = pd.Series([[] for _ in range(len(m))], index=m.index)
     for name, col in checks.items():
@@ -561,4 +587,38 @@ def _flags(m: pd.DataFrame, has_channel: bool, fb, rating_type: str) -> pd.DataF
     add(m["configured"] & m["expected_max_duration_h"].isna(), "no expected duration in the config")
     add(m["configured"] & m["target_satisfaction"].isna(), "no target satisfaction in the config")
     m["missing"] = missing.map("; ".join)
+    return m
+
+
+#: An unconfigured stage reached by at least this share of a segment's customers is worth a look.
+REVIEW_UNCONFIGURED_SHARE = 0.05
+
+
+def _review(m: pd.DataFrame) -> pd.DataFrame:
+    """``needs_review`` and ``review_reasons``: the rows a person should look at before trusting the
+    map, not every row with something missing. A row is flagged when (1) a stage seen in the data but
+    not in the config is reached by at least :data:`REVIEW_UNCONFIGURED_SHARE` of the segment; (2) a
+    configured stage is reached by no customer (All customers only); (3) a gap is shown on thin
+    evidence: stage time over its expectation with fewer than :data:`MIN_N` visits, or satisfaction
+    below target with fewer than :data:`MIN_N` ratings; (4) a configured stage reached by at least
+    :data:`MIN_N` customers has no stage time at all. What a whole data set lacks (no channel column,
+    no feedback) is said once in ``missing`` and in the report, not as a reason on every row."""
+    reasons = pd.Series([[] for _ in range(len(m))], index=m.index)
+
+    def add(mask, texts):
+        for i in np.flatnonzero(np.asarray(mask, dtype=bool)):
+            t = texts if isinstance(texts, str) else texts.iat[i]
+            reasons.iat[i] = reasons.iat[i] + [t]
+
+    add(~m["configured"] & (m["share_customers"] >= REVIEW_UNCONFIGURED_SHARE),
+        "stage not in the config, reached by " + (100 * m["share_customers"]).round().astype(int).astype(str)
+        + "% of customers")
+    add(m["configured"] & (m["customers"] == 0) & (m["segment"] == ALL), "configured stage no customer reached")
+    add((m["duration_ratio"] > 1) & (m["stage_time_n"] < MIN_N),
+        "over its expected time on " + m["stage_time_n"].astype(str) + " visits only")
+    add((m["satisfaction_gap"] < 0) & (m["satisfaction_n"] > 0) & (m["satisfaction_n"] < MIN_N),
+        "below target on " + m["satisfaction_n"].astype(str) + " ratings only")
+    add(m["configured"] & (m["customers"] >= MIN_N) & (m["stage_time_n"] == 0), "no stage time")
+    m["review_reasons"] = reasons.map("; ".join)
+    m["needs_review"] = reasons.map(bool)
     return m

@@ -535,7 +535,8 @@ def drivers_chart_data(drivers: pd.DataFrame, top: int = 12) -> pd.DataFrame:
     worse_raises_bad, rank.
     """
     d = drivers[drivers["role"] == "driver"].sort_values("rank").head(top).copy()
-    d["label"] = d["stage"].astype(str) + ": " + d["measure"].replace({"dwell_log_h": "time spent"}).astype(str)
+    d["label"] = (d["driver"].astype(str) if "driver" in d.columns else
+                  d["stage"].astype(str) + ": " + d["measure"].replace({"dwell_log_h": "time spent"}).astype(str))
     return d[["rank", "label", "stage", "measure", "effect", "ci_low", "ci_high", "odds_ratio", "significant",
               "worse_raises_bad"]].reset_index(drop=True)
 

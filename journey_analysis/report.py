@@ -961,7 +961,8 @@ def map_markdown(journey_map: pd.DataFrame, segment: str = OVERALL) -> str:
     if "duration_ratio" in m.columns and m["duration_ratio"].notna().any():
         d = m.loc[m["duration_ratio"].idxmax()]
         verdict = "over" if d["duration_ratio"] > 1 else "within"
-        parts.append(f"The wait furthest from its expectation is at **{d['stage']}**: median {_h(d['dwell_median_h'])} "
+        took = d["stage_time_median_h"] if "stage_time_median_h" in d.index else d["dwell_median_h"]
+        parts.append(f"The time in a stage furthest from its expectation is at **{d['stage']}**: median {_h(took)} per visit "
                      f"against an expected maximum of {_h(d['expected_max_duration_h'])} ({verdict}).")
     if "drop_off" in m.columns and m["drop_off"].notna().any() and m["drop_off"].max() > 0:
         o = m.loc[m["drop_off"].idxmax()]
@@ -977,8 +978,14 @@ def map_markdown(journey_map: pd.DataFrame, segment: str = OVERALL) -> str:
 
 
 def validation_table(journey_map: pd.DataFrame) -> pd.DataFrame:
-    """Rows of the map (every segment) a person should check before trusting it: low confidence or
-    something missing. Columns: segment, stage, customers, feedback_n, low_confidence_reasons, missing."""
+    """Rows of the map (every segment) a person should check before trusting it: the map's ``needs_review``
+    rows (see ``journey_map._review``: unconfigured stages many reach, stages no one reached, gaps on thin
+    evidence), else (older maps) low confidence or something missing. Columns: segment, stage, customers,
+    feedback_n, review_reasons (or low_confidence_reasons), missing."""
+    if "needs_review" in journey_map.columns:
+        cols = [c for c in ("segment", "stage", "customers", "feedback_n", "review_reasons", "missing")
+                if c in journey_map.columns]
+        return journey_map.loc[journey_map["needs_review"].astype(bool), cols].reset_index(drop=True)
     cols = [c for c in ("segment", "stage", "customers", "feedback_n", "low_confidence_reasons", "missing")
             if c in journey_map.columns]
     flag = pd.Series(False, index=journey_map.index)
@@ -1012,8 +1019,9 @@ def findings(pain: pd.DataFrame, drivers: pd.DataFrame | None, gaps: pd.DataFram
     if len(d):
         d = d[(d["role"] == "driver") & d["significant"].astype(bool)].sort_values("rank")
     out["n_significant_drivers"] = int(len(d))
-    out["top_driver"] = f"{d.iloc[0]['stage']}: {d.iloc[0]['measure']}" if len(d) else None
-    out["top_driver_stage"] = str(d.iloc[0]["stage"]) if len(d) else None
+    out["top_driver"] = ((str(d.iloc[0]["driver"]) if "driver" in d.columns else
+                          f"{d.iloc[0]['stage']}: {d.iloc[0]['measure']}") if len(d) else None)
+    out["top_driver_stage"] = (str(d.iloc[0]["stage"]) if pd.notna(d.iloc[0]["stage"]) else None) if len(d) else None
     out["top_driver_sentence"] = str(d.iloc[0]["sentence"]) if len(d) else None
     out["n_gaps_flagged"] = int(gaps["flagged"].astype(bool).sum()) if gaps is not None and len(gaps) else 0
     r = recs.sort_values("rank") if recs is not None and len(recs) else None

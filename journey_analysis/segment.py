@@ -197,6 +197,8 @@ def _demographics(customers, exclude, notes, levels_ref=None):
     Text columns whose non-blank values are >= 95 % numbers are parsed as numbers (blanks -> missing).
     Returns (numeric frame, levels dict {column: [levels]}).
     """
+    from journey_analysis.analyze import id_like
+
     cust = customers.set_index("customer_id")
     num, levels = {}, {}
     n = max(len(cust), 1)
@@ -204,6 +206,11 @@ def _demographics(customers, exclude, notes, levels_ref=None):
         if col in exclude:
             continue
         s = cust[col]
+        if levels_ref is None:  # (a fitted segmentation's columns are what they are)
+            why = id_like(s, col)
+            if why:
+                notes[col] = ("demographic", "excluded id-like", why + ": never a feature")
+                continue
         if pd.api.types.is_bool_dtype(s):
             num[col] = s.astype(float)
             continue
@@ -320,6 +327,11 @@ def customer_features(events: pd.DataFrame, customers: pd.DataFrame | None = Non
                   else (pd.DataFrame(index=pd.Index([], name="customer_id")), None))
     sources.update({c: "experience" for c in exp.columns})
     exclude = {"customer_id"}
+    for col in _cfg(config, "segmentation.exclude", ()) or ():
+        exclude.add(col)
+        if customers is not None and col in customers.columns:
+            notes[col] = ("outcome", "excluded (segmentation.exclude)",
+                          "declared in segmentation.exclude (derived from the outcome): never a feature")
     if outcome and not outcome_as_feature:
         exclude.add(outcome)
         if customers is not None and outcome in customers.columns:
@@ -396,6 +408,11 @@ def customer_features(events: pd.DataFrame, customers: pd.DataFrame | None = Non
             action, detail = "one-hot", f"1 where {parent} is {col.split(ONE_HOT_SEP, 1)[1]!r}"
         feats[col] = s
         rows.append((col, src, action, n_miss, detail))
+    feats, merged_rows = _merge_identical(feats)
+    rows = [r for r in rows if r[0] not in merged_rows] + list(merged_rows.values())
+    if outcome and customers is not None and outcome in customers.columns and not outcome_as_feature:
+        feats, leak_rows = _drop_leakage(feats, customers, outcome, _cfg(config, "outcome_good", False), ids)
+        rows = [r for r in rows if r[0] not in leak_rows] + list(leak_rows.values())
     for col, (src, action, detail) in notes.items():
         if col not in raw.columns:
             rows.append((col, src, action, 0, detail))
@@ -426,6 +443,83 @@ def customer_features(events: pd.DataFrame, customers: pd.DataFrame | None = Non
     report["order"] = report["source"].map(_SOURCE_ORDER).fillna(9)
     report = report.sort_values(["order"], kind="mergesort").drop(columns="order").reset_index(drop=True)
     return features, report
+
+
+def _merge_identical(feats: dict) -> tuple[dict, dict]:
+    """One-hot columns with identical values (a level repeated across columns, e.g. "No internet service"
+    in seven service columns) become one: the first is kept, the report says which it stands for."""
+    onehot = [c for c in feats if ONE_HOT_SEP in c]
+    if len(onehot) < 2:
+        return feats, {}
+    first: dict = {}
+    merged: dict[str, list[str]] = {}
+    for c in onehot:  # columns, not customers; each hashed once
+        key = hash(np.asarray(feats[c], dtype=float).tobytes())
+        if key in first and np.array_equal(np.asarray(feats[first[key]]), np.asarray(feats[c])):
+            merged.setdefault(first[key], []).append(c)
+        else:
+            first.setdefault(key, c)
+    rows = {}
+    for keep, others in merged.items():
+        for c in others:
+            feats.pop(c)
+            rows[c] = (c, "demographic", "merged", 0, f"identical to {keep} (the same customers): one feature")
+        rows[keep] = (keep, "demographic", "one-hot, merged",
+                      0, f"1 where {keep.split(ONE_HOT_SEP)[0]} is {keep.split(ONE_HOT_SEP, 1)[1]!r}; stands for "
+                      + ", ".join(others))
+    return feats, rows
+
+
+def _drop_leakage(feats: dict, customers: pd.DataFrame, outcome: str, good, ids) -> tuple[dict, dict]:
+    """Features that alone predict the outcome almost perfectly (AUC >= ``analyze.LEAKAGE_AUC``, or <= 1 -
+    it) are the outcome in disguise: dropped and reported as leakage."""
+    from journey_analysis.analyze import LEAKAGE_AUC, _auc, outcome_is_bad
+
+    y = outcome_is_bad(customers[outcome], good)
+    y.index = customers["customer_id"].astype(str)
+    y = y[~y.index.duplicated(keep="last")].reindex(ids.astype(str))
+    ok = y.notna().to_numpy()
+    rows = {}
+    if ok.sum() < 10 or y[ok].nunique() < 2:
+        return feats, rows
+    yy = y.to_numpy()[ok]
+    for c in list(feats):  # features (tens), each one rank-based AUC
+        auc = _auc(np.asarray(feats[c], dtype=float)[ok], yy)
+        if max(auc, 1 - auc) >= LEAKAGE_AUC:
+            feats.pop(c)
+            rows[c] = (c, "outcome", "dropped leakage", 0,
+                       f"alone it predicts {outcome} almost perfectly (AUC {max(auc, 1 - auc):.2f}): the outcome in disguise")
+    return feats, rows
+
+
+def segment_outcomes(segmentation: "Segmentation", customers: pd.DataFrame | None, config=None,
+                     outcome: str | None = None, good=None) -> pd.DataFrame:
+    """Each segment's size and outcome rate: segment, name, customers, share, outcome_n (customers with an
+    outcome), outcome_rate (share with the bad outcome, i.e. not ``outcome_good``; NaN without an outcome),
+    and the overall rate as ``attrs["overall_rate"]``."""
+    from journey_analysis.analyze import outcome_is_bad
+
+    lab = segmentation.labels
+    names = getattr(segmentation, "names", {}) or {}
+    out = pd.DataFrame({"segment": range(segmentation.k)})
+    out["name"] = out["segment"].map(lambda k: names.get(k, f"Segment {k}"))
+    cnt = lab.value_counts()
+    out["customers"] = out["segment"].map(cnt).fillna(0).astype(int)
+    out["share"] = out["customers"] / max(len(lab), 1)
+    outcome = outcome or _cfg(config, "outcome")
+    good = _cfg(config, "outcome_good", False) if good is None else good
+    out["outcome_n"], out["outcome_rate"] = 0, np.nan
+    out.attrs["overall_rate"] = None
+    if outcome and customers is not None and outcome in customers.columns:
+        y = outcome_is_bad(customers[outcome], good)
+        y.index = customers["customer_id"].astype(str)
+        y = y[~y.index.duplicated(keep="last")].reindex(lab.index.astype(str))
+        g = pd.DataFrame({"segment": lab.to_numpy(), "y": y.to_numpy()}).groupby("segment")["y"]
+        out["outcome_n"] = out["segment"].map(g.count()).fillna(0).astype(int)
+        out["outcome_rate"] = out["segment"].map(g.mean())
+        out.attrs["overall_rate"] = float(y.mean()) if y.notna().any() else None
+    out.attrs["outcome"] = outcome
+    return out
 
 
 def _features_like(raw: pd.DataFrame, descriptors: pd.DataFrame, ref: "Segmentation"):
@@ -460,7 +554,7 @@ _WORDS = {
     "monetary": ("high spend", "low spend"),
     "revenue": ("high value", "low value"),
     "n_events": ("many steps", "few steps"),
-    "n_stages": ("far along", "early leavers"),
+    "n_stages": ("many stages", "few stages"),
     "support_contacts": ("support-heavy", "self-service"),
     "recency_days": ("lapsed", "recent"),
     "frequency_per_month": ("frequent", "occasional"),

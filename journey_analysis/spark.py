@@ -790,7 +790,8 @@ def _stat_names(prefix, p90=True, with_sum=False):
 # --------------------------------------------------------------------------------------------
 def step_stats(events, step: str = "stage", by=None, *, case: str = "customer_id",
                session_gap_s: float | None = None, collapse_repeats: bool = False,
-               inactivity_gap_s: float | None = None, as_of=None, order: str = "timestamp") -> pd.DataFrame:
+               inactivity_gap_s: float | None = None, as_of=None, order: str = "timestamp",
+               terminal=()) -> pd.DataFrame:
     """:func:`journey_analysis.steps.step_stats` on a Spark DataFrame (same columns, same
     definitions, same sort). Dwell and service statistics per (by..., step) are Spark aggregates
     (`percentile` exact for median and p90, `stddev_samp`); `customers` = count(DISTINCT journey);
@@ -801,6 +802,13 @@ def step_stats(events, step: str = "stage", by=None, *, case: str = "customer_id
     bys = _by_cols(info)
     keys = bys + ["_s"]
     ev = ev.withColumn("_dw", (F.col("_nt") - F.col("_t")) / F.lit(float(_NS)))
+    term = [str(t) for t in (terminal or ()) if t is not None]
+    if term:  # a journey with an event at a terminal step is complete
+        from pyspark.sql import Window
+
+        ev = ev.withColumn("_done", F.max(F.col("_s").isin(term).cast("int")).over(Window.partitionBy("_j")) > 0)
+    else:
+        ev = ev.withColumn("_done", F.lit(False))
     gap = inactivity_gap_s if inactivity_gap_s is not None else session_gap_s
     if gap is not None:
         if as_of is not None:
@@ -809,13 +817,14 @@ def step_stats(events, step: str = "stage", by=None, *, case: str = "customer_id
         else:
             t_end = int(_collect(ev.agg(F.max("_t")).collect)[0][0])
         thr = t_end - int(round(float(gap) * _NS))
-        in_prog = F.sum((F.col("_last") & (F.col("_t") >= F.lit(thr))).cast("long"))
+        in_prog = F.sum((F.col("_last") & ~F.col("_done") & (F.col("_t") >= F.lit(thr))).cast("long"))
     else:
         in_prog = F.lit(0).cast("long")
     aggs = [F.count(F.lit(1)).alias("events"),
             F.sum("_rep").alias("repeat_events"),
             F.sum(F.col("_first").cast("long")).alias("starts_here"),
-            F.sum(F.col("_last").cast("long")).alias("ends_here"), in_prog.alias("in_progress")]
+            F.sum(F.col("_last").cast("long")).alias("ends_here"),
+            F.sum((F.col("_last") & F.col("_done")).cast("long")).alias("completed"), in_prog.alias("in_progress")]
     aggs += _stats_aggs("_dw", "dwell")
     if info["has_end"]:
         aggs += _stats_aggs("_v", "service", with_sum=True)
@@ -841,11 +850,11 @@ def step_stats(events, step: str = "stage", by=None, *, case: str = "customer_id
     out = main.merge(rework, on=keys, how="left")
     out = out.merge(per_group, on=bys, how="left") if bys else out.assign(_jg=int(per_group["_jg"].iloc[0]))
     out = _int(out, ["events", "customers", "rework_customers", "repeat_events", "starts_here",
-                     "ends_here", "in_progress", "dwell_n", "service_n"])
+                     "ends_here", "completed", "in_progress", "dwell_n", "service_n"])
     out["share_customers"] = out["customers"] / out["_jg"]
-    out["drop_off"] = out["ends_here"] - out["in_progress"]
+    out["drop_off"] = out["ends_here"] - out["completed"] - out["in_progress"]
     cols = bys + ["_s", "customers", "events", "share_customers", "rework_customers", "repeat_events",
-                  "starts_here", "ends_here", "in_progress", "drop_off", "dwell_n"] + _stat_names("dwell")
+                  "starts_here", "ends_here", "completed", "in_progress", "drop_off", "dwell_n"] + _stat_names("dwell")
     if info["has_end"]:
         cols += ["service_n"] + _stat_names("service", with_sum=True)
     out = _float(out[cols], _stat_names("dwell") + _stat_names("service", with_sum=True))
@@ -1496,3 +1505,83 @@ def write_parquet_dir(events, path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def _visits_spark(events, step, by=None, case="customer_id"):
+    """One row per visit (a run of consecutive events of a customer at one step): `_c`, `_s`, by
+    columns (of the visit's first event), `_st` (stage time in seconds, the definition of
+    :func:`journey_analysis.steps.stage_visits`). Lazy."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    ev, info = _prepare(events, step, by, case)
+    w = Window.partitionBy("_c").orderBy("_k", "_r")
+    start = F.col("_first") | (F.lag("_s").over(w) != F.col("_s"))
+    ev = ev.withColumn("_vs", F.coalesce(start, F.lit(True)).cast("int"))
+    ev = ev.withColumn("_run", F.sum("_vs").over(w.rowsBetween(Window.unboundedPreceding, 0)))
+    ev = ev.withColumn("_tend", F.max("_t").over(Window.partitionBy("_c")))
+    bys = _by_cols(info)
+    order = F.struct("_k", "_r")
+    v = ev.groupBy("_c", "_run").agg(F.min_by("_s", order).alias("_s"), F.min_by("_t", order).alias("_t0"),
+                                     F.max("_tend").alias("_tend"), *[F.min_by(b, order).alias(b) for b in bys])
+    wv = Window.partitionBy("_c").orderBy("_run")
+    v = v.withColumn("_closed", F.lead("_t0").over(wv).isNotNull())
+    v = v.withColumn("_st", (F.coalesce(F.lead("_t0").over(wv), F.col("_tend")) - F.col("_t0")) / F.lit(float(_NS)))
+    return v, info
+
+
+def stage_visits(events, step: str = "stage", by=None, *, case: str = "customer_id",
+                 expected_s: dict | None = None) -> pd.DataFrame:
+    """:func:`journey_analysis.steps.stage_visits` on a Spark DataFrame (same columns and definitions;
+    exact percentiles)."""
+    from pyspark.sql import functions as F
+
+    v, info = _visits_spark(events, step, by, case)
+    bys = _by_cols(info)
+    keys = bys + ["_s"]
+    aggs = [F.count(F.lit(1)).alias("visits")] + _stats_aggs("_st", "stage_time")
+    if expected_s is not None:
+        exp = {str(k): float(x) for k, x in expected_s.items() if x is not None and np.isfinite(x)}
+        if exp:
+            lookup = F.create_map(*[x for k, val in exp.items() for x in (F.lit(k), F.lit(val))])
+            aggs.append(F.avg((F.col("_st") > lookup[F.col("_s")]).cast("double")).alias("stage_time_share_over_expected"))
+        else:
+            aggs.append(F.lit(None).cast("double").alias("stage_time_share_over_expected"))
+    v = _collect(v.persist)
+    try:
+        main = _to_pandas(v.groupBy(*keys).agg(*aggs))
+        per_c = v.groupBy(*keys, "_c").count()
+        reach = _to_pandas(per_c.groupBy(*keys).agg(F.count(F.lit(1)).alias("visit_customers"),
+                                                     F.sum((F.col("count") >= 2).cast("long")).alias("revisit_customers")))
+    finally:
+        v.unpersist()
+    out = main.merge(reach, on=keys, how="left")
+    out = _int(out, ["visits", "visit_customers", "revisit_customers", "stage_time_n"])
+    names = _stat_names("stage_time")
+    cols = keys + ["visits", "visit_customers", "revisit_customers", "stage_time_n"] + names
+    if expected_s is not None:
+        cols.append("stage_time_share_over_expected")
+    out = _float(out[cols], names + ["stage_time_share_over_expected"])
+    out = _rename_by(out.rename(columns={"_s": step}), info)
+    return _sort(out, info["by"], ["visits", step], [False, True])
+
+
+def customer_stage_time(events, step: str = "stage", *, case: str = "customer_id", exclude_next=()) -> pd.DataFrame:
+    """:func:`journey_analysis.steps.customer_stage_time` on a Spark DataFrame: one pandas row per
+    (customer, step) with a visit."""
+    from pyspark.sql import functions as F
+
+    from pyspark.sql import Window
+
+    v, _ = _visits_spark(events, step, None, case)
+    excl = [str(x) for x in exclude_next]
+    if excl:
+        nxt = F.lead("_s").over(Window.partitionBy("_c").orderBy("_run"))
+        v = v.withColumn("_closed", F.col("_closed") & ~F.coalesce(nxt.isin(excl), F.lit(False)))
+    out = _to_pandas(v.groupBy("_c", "_s").agg(F.count(F.lit(1)).alias("visits"), F.sum("_st").alias("stage_time_s"),
+                                               F.sum(F.when(F.col("_closed"), F.col("_st"))).alias("closed_time_s")))
+    out = out.rename(columns={"_c": case, "_s": step})
+    out[case] = out[case].astype(str)
+    out = _float(_int(out, ["visits"]), ["stage_time_s", "closed_time_s"])
+    return out[[case, step, "visits", "stage_time_s", "closed_time_s"]].sort_values([case, step], kind="stable",
+                                                                                     ignore_index=True)

@@ -35,7 +35,7 @@ from journey_analysis.errors import JourneyError
 __all__ = [
     "step_stats", "step_tables", "transitions", "start_end_counts", "funnel", "funnel_dropoffs", "variants",
     "journey_durations", "cut_sessions", "bottlenecks", "pair_lifecycle", "event_dwell", "overview", "count_by",
-    "TRANSITION_TIMES",
+    "TRANSITION_TIMES", "stage_visits", "customer_stage_time",
 ]
 
 TRANSITION_TIMES = ("dwell", "waiting", "waiting_clipped", "end_to_end")
@@ -443,7 +443,7 @@ def _dwell(log: _Log) -> np.ndarray:
 def step_stats(events: pd.DataFrame, step: str = "stage", by=None, *, case: str = "customer_id",
                session_gap_s: float | None = None, collapse_repeats: bool = False,
                inactivity_gap_s: float | None = None, as_of=None,
-               order: str = "timestamp") -> pd.DataFrame:
+               order: str = "timestamp", terminal=()) -> pd.DataFrame:
     """One row per step (per `by` group): reach, rework, starts, ends, dwell and service times.
 
     Input: events in the contract (journey column `case`, `timestamp`, the `step` column, optional
@@ -454,19 +454,30 @@ def step_stats(events: pd.DataFrame, step: str = "stage", by=None, *, case: str 
     `share_customers` (customers / journeys with any event in the group), `rework_customers`
     (journeys with the step two or more times, counted before any collapse), `repeat_events`
     (events merged away by `collapse_repeats`, 0 otherwise), `starts_here`, `ends_here` (journeys
-    whose last event is this step) = `in_progress` + `drop_off`, where a journey is in progress
-    when its last timestamp is within `inactivity_gap_s` (default: `session_gap_s`, else none is)
-    of the end of the extract (`as_of`, default the latest timestamp in `events`);
+    whose last event is this step) = `completed` + `in_progress` + `drop_off`, where a journey is
+    completed when it has an event at one of the `terminal` steps (a journey end: delivered, closed,
+    renewed), else in progress when its last timestamp is within `inactivity_gap_s` (default:
+    `session_gap_s`, else none is) of the end of the extract (`as_of`, default the latest timestamp
+    in `events`), else a drop-off;
     `dwell_n, dwell_min_s, dwell_mean_s, dwell_median_s, dwell_p90_s, dwell_max_s, dwell_std_s`
     (dwell = next timestamp - this timestamp in the journey; the last event has none) and, when the
     events have `end_timestamp` or `duration_s`, the same `service_*` statistics plus
     `service_sum_s`. Sorted by by..., customers descending, step.
     """
     log = _prepare(events, step, by, case, session_gap_s, collapse_repeats, order)
-    return _step_stats(log, step, by, session_gap_s, inactivity_gap_s, as_of)
+    return _step_stats(log, step, by, session_gap_s, inactivity_gap_s, as_of, terminal)
 
 
-def _step_stats(log: _Log, step, by, session_gap_s, inactivity_gap_s, as_of) -> pd.DataFrame:
+def _reached_terminal(log: _Log, terminal) -> np.ndarray:
+    """Per journey code: True when the journey has an event at one of the `terminal` steps."""
+    terminal = [t for t in (terminal or ()) if t is not None]
+    if not terminal or not len(log.step):
+        return np.zeros(log.n_cases, dtype=bool)
+    is_term = np.isin(log.step_labels.astype(object), np.asarray(terminal, dtype=object))[log.step]
+    return np.bincount(log.case, weights=is_term, minlength=log.n_cases) > 0
+
+
+def _step_stats(log: _Log, step, by, session_gap_s, inactivity_gap_s, as_of, terminal=()) -> pd.DataFrame:
     n_steps = len(log.step_labels)
     n_groups = max(len(log.groups), 1)
     key = log.grp * n_steps + log.step
@@ -484,6 +495,8 @@ def _step_stats(log: _Log, step, by, session_gap_s, inactivity_gap_s, as_of) -> 
                          else np.array([log.n_cases]))
     starts = np.bincount(key[log.first], minlength=n_keys)
     ends = np.bincount(key[log.last], minlength=n_keys)
+    done = _reached_terminal(log, terminal)[log.case] & log.last
+    completed = np.bincount(key[done], minlength=n_keys)
     gap = inactivity_gap_s if inactivity_gap_s is not None else session_gap_s
     if gap is not None and len(log.ts):
         if as_of is None:
@@ -491,7 +504,7 @@ def _step_stats(log: _Log, step, by, session_gap_s, inactivity_gap_s, as_of) -> 
         else:
             t = pd.Timestamp(as_of)
             t_end = (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).as_unit("ns").value
-        open_ = log.last & (log.ts >= t_end - int(round(float(gap) * _NS)))
+        open_ = log.last & ~done & (log.ts >= t_end - int(round(float(gap) * _NS)))
         in_progress = np.bincount(key[open_], minlength=n_keys)
     else:
         in_progress = np.zeros(n_keys, dtype=np.int64)
@@ -504,8 +517,8 @@ def _step_stats(log: _Log, step, by, session_gap_s, inactivity_gap_s, as_of) -> 
         "customers": customers[sel], "events": n_events[sel],
         "share_customers": customers[sel] / journeys_in_group[sel // n_steps],
         "rework_customers": rework[sel], "repeat_events": repeats[sel],
-        "starts_here": starts[sel], "ends_here": ends[sel], "in_progress": in_progress[sel],
-        "drop_off": ends[sel] - in_progress[sel],
+        "starts_here": starts[sel], "ends_here": ends[sel], "completed": completed[sel],
+        "in_progress": in_progress[sel], "drop_off": ends[sel] - completed[sel] - in_progress[sel],
     }
     cols.update(_stats_columns(dwell, "dwell", sel))
     if log.service_s is not None:
@@ -519,7 +532,7 @@ def _step_stats(log: _Log, step, by, session_gap_s, inactivity_gap_s, as_of) -> 
 def step_tables(events: pd.DataFrame, step: str = "stage", by=None, *,
                 case: str = "customer_id", session_gap_s: float | None = None,
                 collapse_repeats: bool = False, inactivity_gap_s: float | None = None,
-                as_of=None, top_variants: int | None = None) -> dict[str, pd.DataFrame]:
+                as_of=None, top_variants: int | None = None, terminal=()) -> dict[str, pd.DataFrame]:
     """The step table, transitions and variants from one sort of the events.
 
     Same results as calling :func:`step_stats`, :func:`transitions` (dwell times) and
@@ -528,7 +541,7 @@ def step_tables(events: pd.DataFrame, step: str = "stage", by=None, *,
     "step_stats", "step_tables", "transitions", "variants".
     """
     log = _prepare(events, step, by, case, session_gap_s, collapse_repeats)
-    return {"step_stats": _step_stats(log, step, by, session_gap_s, inactivity_gap_s, as_of),
+    return {"step_stats": _step_stats(log, step, by, session_gap_s, inactivity_gap_s, as_of, terminal),
             "transitions": _transitions(log, by),
             "variants": _variants(log, by, top_variants, " -> ")}
 
@@ -625,6 +638,101 @@ def _taken(col: pd.Series, pos: np.ndarray):
     if col.dtype == "str" or str(col.dtype) == "datetime64[ns, UTC]":
         return col.array.take(pos)
     return col.to_numpy()[pos]
+
+
+def _visits(log: _Log):
+    """Visits: runs of consecutive events at one step within a journey. Returns (index of each visit's
+    first row in the sorted log, stage time in seconds per visit). Stage time = first event of the next
+    visit - first event of this visit; for a journey's last visit, the journey's last event - its first."""
+    n = len(log.step)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    start = log.first.copy()
+    start[1:] |= log.step[1:] != log.step[:-1]
+    idx = np.flatnonzero(start)
+    t0 = log.ts[idx]
+    journey_end = log.ts[log.last][log.case[idx]]  # journeys are contiguous and numbered in order
+    nxt = np.empty(len(idx), dtype=np.int64)
+    nxt[:-1] = log.ts[idx[1:]]
+    nxt[-1] = 0
+    last_visit = np.append(log.case[idx[1:]] != log.case[idx[:-1]], True)
+    end = np.where(last_visit, journey_end, nxt)
+    return idx, (end - t0) / _NS
+
+
+@_spark_engine
+def stage_visits(events: pd.DataFrame, step: str = "stage", by=None, *, case: str = "customer_id",
+                 expected_s: dict | None = None) -> pd.DataFrame:
+    """Time in a stage as customers live it: statistics over **visits** per (by..., step).
+
+    A visit is a run of consecutive events of a journey at the same step (several events in a row at
+    one stage are one visit). Its **stage time** runs from the visit's first event to the first event
+    of the journey's next visit (at another step), or, for the journey's last visit, to the journey's
+    last event (a journey cut off by the end of the data is in progress there). This is the duration of
+    a step the map, the expectations and the KPIs use; the per-event time to the next event (equal to
+    pm4py's directly-follows time) is `dwell` in :func:`step_stats`.
+
+    Output columns: by..., `step`, `visits`, `visit_customers` (journeys with a visit),
+    `revisit_customers` (journeys that came back to the step after leaving it: two or more visits;
+    this is *rework*), `stage_time_n, stage_time_min_s, stage_time_mean_s, stage_time_median_s,
+    stage_time_p90_s, stage_time_max_s, stage_time_std_s` (pandas definitions: median of the two middle
+    values, linear p90, ddof=1), and with `expected_s` (step -> seconds) `stage_time_share_over_expected`
+    (share of visits longer than the step's expected maximum; NaN where none is given). `by` values are
+    those of the visit's first event. Sorted by by..., visits descending, step.
+    """
+    log = _prepare(events, step, by, case)
+    idx, t = _visits(log)
+    n_steps = len(log.step_labels)
+    n_keys = max(len(log.groups), 1) * n_steps
+    key = log.grp[idx] * n_steps + log.step[idx]
+    visits = np.bincount(key, minlength=n_keys)
+    u, cnt = _case_key_counts(key, log.case[idx], n_keys)
+    reach = np.bincount(u % n_keys, minlength=n_keys)
+    again = np.bincount(u[cnt >= 2] % n_keys, minlength=n_keys)
+    st = _grouped_stats(key, t, n_keys)
+    sel = np.flatnonzero(visits > 0)
+    cols = {"step": log.step_labels[sel % n_steps], "visits": visits[sel], "visit_customers": reach[sel],
+            "revisit_customers": again[sel]}
+    cols.update(_stats_columns(st, "stage_time", sel))
+    if expected_s is not None:
+        exp = pd.Series({k: v for k, v in expected_s.items() if v is not None}, dtype=float)
+        e = exp.reindex(log.step_labels).to_numpy(dtype=float)[log.step[idx]]
+        ok = ~np.isnan(e)
+        over = np.bincount(key[ok], weights=(t[ok] > e[ok]), minlength=n_keys)
+        n_ok = np.bincount(key[ok], minlength=n_keys)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cols["stage_time_share_over_expected"] = np.where(n_ok > 0, over / n_ok, np.nan)[sel]
+    out = _with_groups(log, sel // n_steps, pd.DataFrame(cols)).rename(columns={"step": step})
+    return _sort(out, _as_list(by), ["visits", step], [False, True])
+
+
+@_spark_engine
+def customer_stage_time(events: pd.DataFrame, step: str = "stage", *, case: str = "customer_id",
+                        exclude_next=()) -> pd.DataFrame:
+    """Per (customer, step) with a visit: `visits`, `stage_time_s`, the customer's total stage time
+    there (sum over visits, as defined in :func:`stage_visits`), and `closed_time_s`, the same over the
+    visits followed by another visit only (NaN when the journey's last visit is the only one there: a
+    journey cut off by the end of the data has not finished that visit), leaving out too the visits
+    followed by one of the `exclude_next` steps. Columns `case` (text), `step`, visits, stage_time_s,
+    closed_time_s; sorted by case, step."""
+    log = _prepare(events, step, case=case)
+    idx, t = _visits(log)
+    n_steps = len(log.step_labels)
+    combo = log.case[idx].astype(np.int64) * n_steps + log.step[idx]
+    u, inv = np.unique(combo, return_inverse=True)
+    labels = log.case_labels
+    closed = np.append(log.case[idx[1:]] == log.case[idx[:-1]], False) if len(idx) else np.zeros(0, dtype=bool)
+    if len(idx) > 1 and len(exclude_next):
+        bad_next = np.isin(log.step_labels.astype(object), np.asarray(list(exclude_next), dtype=object))
+        closed[:-1] &= ~bad_next[log.step[idx[1:]]]
+    n_closed = np.bincount(inv, weights=closed, minlength=len(u))
+    t_closed = np.bincount(inv, weights=np.where(closed, t, 0.0), minlength=len(u))
+    out = pd.DataFrame({case: pd.Series(labels[u // n_steps], dtype=object).astype(str).to_numpy(),
+                        step: log.step_labels[u % n_steps],
+                        "visits": np.bincount(inv, minlength=len(u)).astype(np.int64),
+                        "stage_time_s": np.bincount(inv, weights=t, minlength=len(u)),
+                        "closed_time_s": np.where(n_closed > 0, t_closed, np.nan)})
+    return out.sort_values([case, step], kind="stable", ignore_index=True)
 
 
 @_spark_engine

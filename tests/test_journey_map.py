@@ -1,6 +1,7 @@
 """Tests for journey_analysis.journey_map.build_map: hand-made logs, the demo data and a real event log."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from journey_analysis.config import DEMO_CONFIG, RunConfig, load_config
 from journey_analysis.errors import JourneyError
 from journey_analysis.journey_map import ALL, build_map, map_segment
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = Path(os.environ.get("JOURNEY_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 HELPDESK = SHARED / "eventlogs" / "helpdesk.csv.gz"
 
 
@@ -54,7 +55,13 @@ def test_tiny_behaviour_by_hand(tiny):
     assert m.loc["b", "dwell_median_h"] == pytest.approx(2.0)
     assert m.loc["b", "dwell_min_s"] == 3600 and m.loc["b", "dwell_max_s"] == 3 * 3600
     assert m.loc["a", "dwell_median_h"] == pytest.approx(6.0)  # A: 2 h, B: 10 h
-    assert m.loc["b", "rework_customers"] == 1
+    # A's two events at b are one visit: several events, not rework (rework = coming back after leaving)
+    assert m.loc["b", "several_events_customers"] == 1 and m.loc["b", "rework_customers"] == 0
+    assert m.loc["b", "visits"] == 2
+    # time in the stage per visit: A 2 h -> c at 6 h = 4 h; B's visit is its journey's last: 10 h -> 10 h = 0
+    assert m.loc["b", "stage_time_n"] == 2 and m.loc["b", "stage_time_max_h"] == pytest.approx(4.0)
+    assert m.loc["b", "stage_time_median_h"] == pytest.approx(2.0) and m.loc["b", "stage_time_min_s"] == 0
+    assert m.loc["b", "stage_time_share_over_expected"] == pytest.approx(0.5)
     assert m.loc["b", "channels"] == "phone 67%, web 33%"
     # expectations are from the config and marked as such; the gap is median - expected
     assert m.loc["b", "expectation"] == "quick" and m.loc["b", "deliverables"] == "call back"
@@ -92,17 +99,43 @@ def test_tiny_segments_and_feedback(tiny):
 
 def test_open_journeys_are_in_progress_not_drop_off(tiny):
     ev, cfg = tiny
-    # extract end = 10 h (B's last event); with a 5 h inactivity gap B (ends at b, 10 h) and A (ends at c, 6 h)
-    # may still go on; NA (ends at a, 0 h) has dropped off
+    # extract end = 10 h (B's last event); with a 5 h inactivity gap B (ends at b, 10 h) may still go on;
+    # A reached c (the journey's end: no stage is marked terminal, so the last one is) and is complete;
+    # NA (ends at a, 0 h) has dropped off
     m = build_map(ev, None, None, cfg, inactivity_gap_h=5).set_index("stage")
-    assert m["ends_here"].tolist() == [1, 1, 1] and m["in_progress_here"].tolist() == [0, 1, 1]
+    assert m["ends_here"].tolist() == [1, 1, 1] and m["in_progress_here"].tolist() == [0, 1, 0]
     assert m.loc["a", "drop_off"] == pytest.approx(1 / 3) and m.loc["b", "drop_off"] == 0
-    assert m.loc["c", "drop_off"] == 0 and m.loc["c", "completed"] == 0
+    assert m.loc["c", "drop_off"] == 0 and m.loc["c", "completed"] == 1
     # config.session_gap_h is the default gap; as_of moves the extract end
     cfg_gap = cfg.model_copy(update={"session_gap_h": 5})
     assert build_map(ev, None, None, cfg_gap).set_index("stage").loc["b", "in_progress_here"] == 1
     late = build_map(ev, None, None, cfg, inactivity_gap_h=5, as_of=pd.Timestamp("2024-01-02", tz="UTC"))
     assert late["in_progress_here"].sum() == 0 and late.set_index("stage").loc["b", "drop_off"] == 0.5
+
+
+def test_terminal_stage_is_completion_not_drop_off(tiny):
+    ev, _ = tiny
+    # b is where a journey is complete: B (ends at b) and A (reached b, ends at c) are complete; only NA drops
+    cfg = _cfg(["a", {"name": "b", "terminal": True}, "c"])
+    m = build_map(ev, None, None, cfg, inactivity_gap_h=5).set_index("stage")
+    assert m["completed"].tolist() == [0, 1, 1] and m["drop_off_customers"].tolist() == [1, 0, 0]
+    assert m["in_progress_here"].sum() == 0 and m["terminal"].tolist() == [False, True, False]
+    # customers whose data ends mid-journey, within the gap of the extract's end: in progress, not drop-off
+    m2 = build_map(ev, None, None, _cfg(["a", "b", {"name": "c", "terminal": True}]), inactivity_gap_h=5,
+                   as_of=pd.Timestamp("2024-01-01 12:00", tz="UTC")).set_index("stage")
+    assert m2.loc["b", "in_progress_here"] == 1 and m2.loc["b", "drop_off_customers"] == 0
+    assert m2.loc["a", "drop_off_customers"] == 1 and m2.loc["c", "completed"] == 1
+
+
+def test_validation_flags_rows_to_look_at_not_every_row(tiny):
+    ev, cfg = tiny
+    m = build_map(ev.assign(stage=ev["stage"].replace({"c": "zz"})), None, None, cfg).set_index("stage")
+    # every row misses feedback (the data set has none): that is not a reason to look at each row
+    assert "no feedback" in m.loc["a", "missing"] and not m.loc["a", "needs_review"]
+    assert m.loc["c", "needs_review"] and "no customer reached" in m.loc["c", "review_reasons"]
+    assert m.loc["zz", "needs_review"] and "not in the config" in m.loc["zz", "review_reasons"]
+    # b: median 2 h on 2 visits, not over its 2 h expectation: nothing to look at
+    assert not m.loc["b", "needs_review"]
 
 
 def test_segments_table_and_errors(tiny):
@@ -131,14 +164,23 @@ def test_helpdesk_behaviour_only():
     order = ["Assign seriousness", "Take in charge ticket", "Wait", "Resolve ticket", "Closed"]
     cfg = RunConfig(
         name="helpdesk", objective="Resolve tickets faster", data={"events": HELPDESK}, step="stage",
-        stages=[{"name": a} for a in order])
+        stages=[{"name": a, "terminal": a == "Closed"} for a in order])
     m = build_map(ev, None, None, cfg).set_index("stage")
     assert list(m.index[:5]) == order and set(m.index) == set(acts.index)
     assert (m.loc[order, "configured"]).all() and not m.drop(index=order)["configured"].any()
     # behaviour equals pm4py: customers reaching each step and rework
     assert (m["customers"] == acts["cases"].reindex(m.index)).all()
-    assert (m["rework_customers"] == acts["rework_cases"].reindex(m.index)).all()
+    assert (m["several_events_customers"] == acts["rework_cases"].reindex(m.index)).all()
+    assert (m["rework_customers"] <= m["several_events_customers"]).all()
     assert m["segment_customers"].iloc[0] == 4580
+    # Closed is where a ticket's journey is complete: no drop-off there, and tickets that were closed and
+    # then had one more event are complete too
+    assert m.loc["Closed", "drop_off_customers"] == 0 and m.loc["Closed", "completed"] == m.loc["Closed", "ends_here"]
+    assert m["completed"].sum() == ev.groupby("customer_id")["stage"].agg(lambda s: (s == "Closed").any()).sum()
+    assert m["drop_off_customers"].sum() + m["completed"].sum() == 4580
+    # few rows need a second look: the unconfigured steps reached by at least 5% of tickets
+    flagged = set(m.index[m["needs_review"]])
+    assert flagged == set(m.index[~m["configured"] & (m["share_customers"] >= 0.05)])
     assert (m["dwell_n"] > 0).all() and np.isfinite(m["dwell_median_h"]).all()
     # and it says what is missing
     assert m["missing"].str.contains("no feedback at this stage").all()
@@ -178,7 +220,8 @@ def test_map_equals_step_stats_exactly():
     allm = m[m.segment == ALL].set_index("stage").loc[ref.index]
     for col in ("customers", "dwell_median_s", "dwell_max_s"):
         assert allm[col].tolist() == ref[col].tolist(), col  # exactly, not approximately
-    for col in ("share_customers", "rework_customers", "ends_here", "dwell_n", "dwell_min_s", "dwell_mean_s",
+    assert allm["several_events_customers"].tolist() == ref["rework_customers"].tolist()
+    for col in ("share_customers", "ends_here", "dwell_n", "dwell_min_s", "dwell_mean_s",
                 "dwell_p90_s", "dwell_std_s", "service_median_s", "service_p90_s"):
         assert np.array_equal(allm[col].to_numpy(float), ref[col].to_numpy(float), equal_nan=True), col
     assert np.array_equal(allm["drop_off_customers"].drop(cfg.stage_names[-1]),

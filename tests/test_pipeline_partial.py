@@ -90,7 +90,9 @@ def test_demo_without_feedback_still_finds_drivers_from_behaviour(tmp_path):
     found = json.loads((out / "findings.json").read_text())
     assert found["no_drivers_reason"] is None                    # the outcome is there: drivers were fitted
     drivers = pd.read_parquet(out / "drivers.parquet")
-    assert len(drivers) and set(drivers.loc[drivers["role"] == "driver", "measure"]) == {"dwell_log_h"}
+    stage_drivers = drivers[drivers["kind"].isin(["experience", "time"])]
+    assert len(stage_drivers) and set(stage_drivers["measure"]) == {"time_log_h"}  # no feedback: no experience
+    assert {"attribute", "touchpoint"} <= set(drivers["kind"])  # who the customers are, what happened to them
     assert found["limitations"] == [report.NO_FEEDBACK]
     page = res.report.read_text(encoding="utf-8")
     assert report.NO_FEEDBACK in page

@@ -236,3 +236,44 @@ def test_figures_and_data_twins(demo_fit):
     for fig in (sg.plot_k_scores(seg), sg.plot_projection(seg, f, 300), sg.plot_profiles(seg), sg.plot_sizes(seg)):
         assert fig.axes
         matplotlib.pyplot.close(fig)
+
+
+def test_features_describe_customers_not_ids_outcomes_or_repeats():
+    """Ids (named or nearly unique), the outcome, declared outcome-derived columns and a feature that is the
+    outcome in disguise are never features; a level repeated across one-hot columns becomes one feature;
+    each segment's size and outcome rate are shown."""
+    from journey_analysis.config import RunConfig
+
+    rng = np.random.default_rng(3)
+    n = 300
+    ids = [f"c{i:03d}" for i in range(n)]
+    internet = rng.choice(["fibre", "dsl", "No internet service"], n, p=[0.4, 0.3, 0.3])
+    svc = lambda: np.where(internet == "No internet service", "No internet service", rng.choice(["Yes", "No"], n))  # noqa: E731
+    churned = rng.uniform(size=n) < np.where(internet == "fibre", 0.4, 0.1)
+    customers = pd.DataFrame({
+        "customer_id": ids, "customerID": [f"X-{i}" for i in range(n)], "order_ref": [f"R{i:05d}" for i in range(n)],
+        "rownum": np.arange(1, n + 1), "tenure": rng.integers(1, 72, n), "internet": internet,
+        "online_security": svc(), "tech_support": svc(), "streaming": svc(),
+        "churned": churned, "late_review": np.where(churned, 1.0, 0.0) + rng.normal(0, 0.01, n),
+        "refund": rng.uniform(size=n)})
+    ev = _events([(c, h, "awareness", "website") for c in ids for h in (0, 5)])
+    cfg = RunConfig(name="t", objective="Keep customers", outcome="churned", outcome_good=False,
+                    data={"events": "/tmp/none.csv"}, stages=[{"name": "awareness"}],
+                    segmentation={"exclude": ["refund"], "k": 2})
+    f, rep = sg.customer_features(ev, customers, config=cfg)
+    r = rep.set_index("column")
+    for col in ("customerID", "order_ref", "rownum"):
+        assert r.loc[col, "action"] == "excluded id-like" and not any(c.startswith(col) for c in f.columns)
+    assert r.loc["refund", "action"] == "excluded (segmentation.exclude)" and "refund" not in f.columns
+    assert r.loc["churned", "action"] == "excluded outcome"
+    assert r.loc["late_review", "action"] == "dropped leakage" and "late_review" not in f.columns
+    # "No internet service" is one feature, not four
+    repeated = [c for c in f.columns if c.endswith("=No internet service")]
+    assert len(repeated) == 1 and "stands for" in r.loc[repeated[0], "detail"]
+    assert r.loc["tech_support=No internet service", "action"] == "merged"
+    seg = sg.segment_customers(f, k=2, random_state=0)
+    out = sg.segment_outcomes(seg, customers, cfg)
+    assert out["customers"].sum() == n and np.isclose(out["share"].sum(), 1)
+    assert (out["outcome_n"] == out["customers"]).all() and out["outcome_rate"].between(0, 1).all()
+    assert np.isclose((out["outcome_rate"] * out["customers"]).sum() / n, churned.mean())
+    assert all("early leavers" not in name for name in seg.names.values())

@@ -153,6 +153,19 @@ def test_demo_steps_equal_pandas(demo):
     assert_same(SP.funnel(sdf, stages, by="channel"), S.funnel(ev, stages, by="channel"), "funnel by")
 
 
+def test_stage_visits_and_journey_ends_equal_pandas(demo):
+    """Time in a stage per visit, customers' stage time and terminal-stage completion: same on Spark."""
+    d, sdf = demo
+    ev = d.events.assign(segment=np.where(d.events["customer_id"].str[-1].isin(list("01234")), "x", "y"))
+    ssdf = SP.to_spark(ev, sdf.sparkSession)
+    exp = {"purchase": 48 * 3600.0, "support": 72 * 3600.0}
+    assert_same(SP.stage_visits(ssdf, expected_s=exp), S.stage_visits(ev, expected_s=exp), "stage_visits")
+    assert_same(SP.stage_visits(ssdf, by="segment"), S.stage_visits(ev, by="segment"), "stage_visits by")
+    assert_same(SP.customer_stage_time(sdf), S.customer_stage_time(d.events), "customer_stage_time")
+    kw = {"terminal": ["renewal"], "inactivity_gap_s": 90 * 86400.0}
+    assert_same(SP.step_stats(ssdf, by="segment", **kw), S.step_stats(ev, by="segment", **kw), "step_stats terminal")
+
+
 def test_demo_customer_features_equal_pandas(demo):
     d, sdf = demo
     ours, ours_report = SP.customer_features(sdf, d.customers, d.feedback, outcome="churned")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from journey_analysis import steps as S
 from journey_analysis.errors import JourneyError
 from journey_analysis.eventlog import read_csv_log
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eventlogs"
+DATA = Path(os.environ.get("JOURNEY_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")) / "eventlogs"
 LOGS = ["receipt", "helpdesk", "bpic2012", "bpic2012_interval", "interval_synthetic"]
 INTERVAL_LOGS = ["bpic2012_interval", "interval_synthetic"]
 RTOL = 1e-9
