@@ -1071,6 +1071,8 @@ def recommendations(pain_points: pd.DataFrame, drivers: pd.DataFrame | None, gap
                           # many customers pass through, nothing measured is wrong there (yet)
                           "contrib_volume": "look closer at"}.get(main, "fix the experience")
         action = action or "review the experience"
+        if action == "look closer at" and bool(r.get("terminal", False)):
+            continue  # many customers end their journey here and nothing measured is wrong: nothing to do
         if not lever:
             if len(g):
                 gr = g.iloc[0]
@@ -1129,6 +1131,8 @@ def recommendations(pain_points: pd.DataFrame, drivers: pd.DataFrame | None, gap
 def _not_a_lever(drivers: pd.DataFrame, stage: str, outcome_word: str) -> str:
     """Why an action at ``stage`` is an experience fix rather than a proven lever for the outcome."""
     d = drivers[(drivers["stage"] == stage) & drivers["kind"].isin(["experience", "time"])] if len(drivers) else drivers
+    if not len(drivers):
+        return "An experience fix: there is no outcome to test it against."
     if not len(d):
         return f"An experience fix: nothing measured here was tested against {outcome_word}."
     d = d.sort_values("effect", key=np.abs, ascending=False).iloc[0]

@@ -966,7 +966,8 @@ def map_markdown(journey_map: pd.DataFrame, segment: str = OVERALL) -> str:
                      f"against an expected maximum of {_h(d['expected_max_duration_h'])} ({verdict}).")
     if "drop_off" in m.columns and m["drop_off"].notna().any() and m["drop_off"].max() > 0:
         o = m.loc[m["drop_off"].idxmax()]
-        parts.append(f"Most customers leave the journey at **{o['stage']}** ({o['drop_off']:.0%} of those who reach it).")
+        parts.append(f"The largest drop-off is at **{o['stage']}**: {o['drop_off']:.0%} of those who reach it stop there "
+                     "before the journey's end and stay away.")
     if "feedback_n" in m.columns and not m["feedback_n"].fillna(0).astype(float).any():
         parts.append("No feedback reached the map: no sentiment, satisfaction, themes or quotes; the map "
                      "shows behaviour only (the `missing` column says what is missing at each stage).")

@@ -340,3 +340,43 @@ def test_thin_evidence_never_ranks_above_and_confidence_capped():
     for table in (pp, drv[drv["role"] == "driver"], analyze.recommendations(pp, drv, gaps, m, cfg)):
         thin = table["thin_evidence"].to_numpy()
         assert not (np.diff(thin.astype(int)) < 0).any()  # thin ones after every well-evidenced one
+
+
+def test_bpic2012_wide_table_with_a_terminal_stage(tmp_path):
+    """BPIC-2012 as a wide milestone table (the loan applications), approved as the journey's end and
+    declined Yes/No as the outcome: completion only at approved, no stage assumed to decide the outcome,
+    every candidate tested or left out with its reason, nothing called a lever without a significant driver."""
+    import yaml
+
+    from journey_analysis.gather import gather
+    from shapes import MILESTONES, bpic_applicants, bpic_wide
+
+    wide = bpic_wide(n_cases=4000)
+    wide.to_csv(tmp_path / "applications.csv", index=False)
+    bpic_applicants(wide).to_csv(tmp_path / "applicants.csv", index=False)
+    raw = {"name": "bpic", "objective": "Fewer declined loan applications", "outcome": "declined",
+           "outcome_good": "No", "session_gap_h": 720,
+           "data": {"events": {"path": "applications.csv", "id": "application_id",
+                               "milestones": {s: f"{s}_at" for s in MILESTONES}},
+                    "customers": {"path": "applicants.csv", "id": "application_id"}},
+           "stages": [{"name": s, "terminal": s == "approved"} for s in MILESTONES]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    cfg = load_config(tmp_path / "c.yaml")
+    g = gather(cfg)
+    m = build_map(g.events, None, None, cfg).set_index("stage")
+    assert m.loc["approved", "completed"] == m.loc["approved", "customers"] > 0
+    assert m.loc["approved", "drop_off_customers"] == 0
+    assert m["completed"].sum() == m.loc["approved", "customers"]  # nothing else is a completion
+    assert (m["drop_off_customers"] + m["completed"] + m["in_progress_here"] == m["ends_here"]).all()
+    drv = analyze.moments_of_truth(g.events, None, g.customers, cfg)
+    cand = analyze.candidates_table(drv).set_index("driver")
+    # no outcome_stage: nothing excluded as "the decision"; approved's reach separates the outcome
+    assert "separates the outcome" in cand.loc["Approved: reaching it", "reason"]
+    assert cand.loc["Finalized: time in the stage", "status"] == "tested"  # the time before the terminal stage
+    assert cand.loc["amount requested", "status"] == "tested"
+    pp = analyze.pain_points(m.reset_index(), cfg)
+    rec = analyze.recommendations(pp, drv, analyze.expectation_gaps(m.reset_index(), cfg), m.reset_index(), cfg)
+    sig = drv[(drv["role"] == "driver") & drv["significant"]]
+    assert rec["lever"].sum() <= len(sig)
+    assert rec.loc[~rec["lever"], "sentence"].str.contains("not a proven lever|experience fix").all()
+    assert rec["sentence"].str.startswith("For fewer declined loan applications: ").all()

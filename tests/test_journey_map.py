@@ -224,8 +224,12 @@ def test_map_equals_step_stats_exactly():
     for col in ("share_customers", "ends_here", "dwell_n", "dwell_min_s", "dwell_mean_s",
                 "dwell_p90_s", "dwell_std_s", "service_median_s", "service_p90_s"):
         assert np.array_equal(allm[col].to_numpy(float), ref[col].to_numpy(float), equal_nan=True), col
-    assert np.array_equal(allm["drop_off_customers"].drop(cfg.stage_names[-1]),
-                          ref["drop_off"].drop(cfg.stage_names[-1]))
+    # journey ends with the config's terminal stage and inactivity gap: the same as steps'
+    ends = steps.step_stats(d.events, step="stage", terminal=cfg.terminal_stages,
+                            inactivity_gap_s=cfg.session_gap_h * 3600).set_index("stage").loc[ref.index]
+    for a, b in (("drop_off_customers", "drop_off"), ("completed", "completed"), ("in_progress_here", "in_progress")):
+        assert allm[a].tolist() == ends[b].tolist(), a
+    assert allm.loc["renewal", "completed"] == allm.loc["renewal", "ends_here"] > 0
     by = steps.step_stats(d.events.assign(segment=d.events["customer_id"].map(seg)), step="stage", by="segment")
     segm = m[m.segment != ALL].merge(by, on=["segment", "stage"], suffixes=("", "_steps"))
     assert len(segm) == len(by)
