@@ -663,7 +663,7 @@ def gather(config) -> Gathered:
         events = spark.load_events_spark(t.path, spark_mapping(t), stages=config.stage_names,
                                          step=config.step, log=log, duplicates=config.data.duplicates,
                                          spark=session)
-        notes.append({"kind": "events", "file": str(t.path), "rows": None})
+        notes.append({"kind": "events", "file": str(t.path), "rows": int(events.count())})  # persisted: cheap
     elif ev_tables:
         if len(ev_tables) == 1 and ev_tables[0].milestones is None and _plain(ev_tables[0]):
             t = ev_tables[0]
