@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import statistics
 import time
 import tracemalloc
@@ -106,7 +107,7 @@ def main():
         for path in ("score", "score_feedback"):
             o, v, mem, cold = run(texts, path, a.repeats)
             print(f"sentiment {path}, wall time | {name} | {len(texts)} | {o:.2f} | {v:.2f} | {len(texts) / o:,.0f} | "
-                  f"{len(texts) / v:,.0f} | {v / o:.2f}x | {mem:.0f} | {cold:.2f}", flush=True)
+                  f"{len(texts) / v:,.0f} | {v / o:.2f}x | {mem:.0f} | {cold:.2f} | load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 if __name__ == "__main__":

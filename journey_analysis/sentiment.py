@@ -852,6 +852,19 @@ MIN_LANGUAGE_SPEARMAN = 0.1
 MODEL_CHARS = 2_000
 
 
+def _lemma_table(lang: str):
+    """spaCy's lookup lemma table for ``lang`` (from spacy-lookups-data), loaded once; {} when none."""
+    key = ("lemma", lang)
+    if key not in _LEX_CACHE:
+        try:
+            from spacy.lookups import load_lookups
+
+            _LEX_CACHE[key] = load_lookups(lang, ["lemma_lookup"]).get_table("lemma_lookup")
+        except Exception:
+            _LEX_CACHE[key] = {}
+    return _LEX_CACHE[key]
+
+
 def _spacy_words(texts: list[str], lang: str) -> list[str]:
     """Lower-cased lemmas (spaCy's lookup table for ``lang`` when spacy-lookups-data has one, else the
     lower-cased token) of ``spacy.blank(lang)``'s tokens, joined by spaces; punctuation kept as tokens
@@ -862,13 +875,7 @@ def _spacy_words(texts: list[str], lang: str) -> list[str]:
         nlp = spacy.blank(lang)
     except Exception:
         nlp = spacy.blank("xx")
-    lemma = {}
-    try:
-        from spacy.lookups import load_lookups
-
-        lemma = load_lookups(lang, ["lemma_lookup"]).get_table("lemma_lookup")
-    except Exception:
-        lemma = {}
+    lemma = _lemma_table(lang)
     out = []
     for doc in nlp.tokenizer.pipe(texts, batch_size=1000):
         words = []
@@ -886,12 +893,14 @@ def _spacy_words(texts: list[str], lang: str) -> list[str]:
 class LanguageModel:
     """A sentiment model for one language learned from the organisation's ratings (see
     :func:`fit_language_model`): ``oof`` = cross-fitted predictions for the rated texts (each from a
-    model that never saw its rating), ``cv_report`` = their agreement with the ratings."""
+    model that never saw its rating), ``predictions`` = those and the final model's for the unrated
+    texts (aligned with the texts it was fitted on), ``cv_report`` = the oof agreement with the ratings."""
     language: str
     vectorizers: tuple
     model: object
     scale: tuple
     oof: np.ndarray
+    predictions: np.ndarray
     cv_report: dict
     used: bool
 
@@ -908,47 +917,62 @@ def _language_features(vectorizers, texts: list[str], lang: str):
     return hstack([char_vec.transform(texts), word_vec.transform(_spacy_words(texts, lang))]).tocsr()
 
 
-def fit_language_model(texts, ratings, language: str, scale=(1, 5), *, all_texts=None, random_state: int = 0,
+def fit_language_model(texts, ratings, language: str, scale=(1, 5), *, random_state: int = 0,
                        n_splits: int = 5, alpha: float = 1.0) -> LanguageModel:
-    """Learn a sentiment model for one language from rated texts, with cross-fitted predictions.
+    """Learn a sentiment model for one language from the rated ones among ``texts``, with cross-fitting.
 
+    ``texts``: every text of the language; ``ratings``: aligned, missing for unrated texts.
     Features: TF-IDF over character n-grams (2-5 within word boundaries, sublinear tf, min_df=2) and
     over word uni- and bigrams of ``spacy.blank(language)`` tokens, lemmatised with spaCy's lookup
-    table when spacy-lookups-data ships one (min_df=2); the vocabularies and idf are learned from
-    ``all_texts`` (the language's rated and unrated texts; no rating is used). Model: ridge regression
-    (``alpha``) of the rating mapped linearly from ``scale`` to [-1, 1]; predictions clipped to [-1, 1].
-    Cross-fitting: ``n_splits`` folds (shuffled with ``random_state``); each rated text's ``oof``
-    prediction comes from the model fitted on the other folds. ``cv_report``: Spearman and Pearson
+    table when spacy-lookups-data ships one (min_df=2); vocabularies and idf are learned from all the
+    texts (no rating is used for them). Model: ridge regression (``alpha``) of the rating mapped
+    linearly from ``scale`` to [-1, 1]; predictions clipped to [-1, 1]. Cross-fitting: ``n_splits``
+    folds of the rated texts (shuffled with ``random_state``); each rated text's prediction comes
+    from the model fitted on the other folds (``oof``); unrated texts get the model fitted on all rated
+    texts (``predictions`` holds both, aligned with ``texts``). ``cv_report``: Spearman and Pearson
     correlation of ``oof`` with the ratings, 3-class accuracy (as :func:`fit_from_ratings`), ``n``.
     ``used``: cross-validated Spearman at least :data:`MIN_LANGUAGE_SPEARMAN`.
     """
+    from scipy.sparse import hstack
     from scipy.stats import spearmanr
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import Ridge
     from sklearn.model_selection import KFold
 
+    from journey_analysis.errors import JourneyError
+
     t = [str(x)[:MODEL_CHARS] for x in _as_series(texts).tolist()]
-    y = _to_unit(pd.to_numeric(_as_series(ratings), errors="coerce").reset_index(drop=True), scale)
-    pool = t if all_texts is None else [str(x)[:MODEL_CHARS] for x in _as_series(all_texts).tolist()]
+    r = pd.to_numeric(_as_series(ratings), errors="coerce").reset_index(drop=True)
+    if len(r) != len(t):
+        raise JourneyError("texts and ratings differ in length", expected="one rating (or missing) per text",
+                           fix="pass two aligned columns of the same frame")
+    rated = r.notna().to_numpy()
+    if rated.sum() < 4:
+        raise JourneyError(f"too few rated {language} texts to learn from ({int(rated.sum())})",
+                           expected="at least 4", fix="collect more rated feedback")
+    y = _to_unit(r[rated], scale)
     char_vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True,
                                lowercase=True, max_features=300_000, dtype=np.float32)
     word_vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, token_pattern=r"\S+",
                                lowercase=False, max_features=300_000, dtype=np.float32)
-    char_vec.fit(pool)
-    word_vec.fit(_spacy_words(pool, language))
-    X = _language_features((char_vec, word_vec), t, language)
+    X_all = hstack([char_vec.fit_transform(t), word_vec.fit_transform(_spacy_words(t, language))]).tocsr()
+    X = X_all[rated]
     oof = np.zeros(len(y))
     folds = min(n_splits, max(2, len(y) // 2))
     for tr, te in KFold(folds, shuffle=True, random_state=random_state).split(y):
         oof[te] = np.clip(Ridge(alpha=alpha).fit(X[tr], y[tr]).predict(X[te]), -1, 1)
     model = Ridge(alpha=alpha).fit(X, y)
+    pred = np.empty(len(t))
+    pred[rated] = oof
+    if (~rated).any():
+        pred[~rated] = np.clip(model.predict(X_all[~rated]), -1, 1)
     ycls = _class3(y, 1 / 3)
-    rho = float(spearmanr(oof, y).statistic) if np.std(oof) > 0 and np.std(y) > 0 else 0.0
-    rep = {"spearman": rho,
-           "pearson_r": float(np.corrcoef(oof, y)[0, 1]) if np.std(oof) > 0 and np.std(y) > 0 else 0.0,
+    ok = np.std(oof) > 0 and np.std(y) > 0
+    rho = float(spearmanr(oof, y).statistic) if ok else 0.0
+    rep = {"spearman": rho, "pearson_r": float(np.corrcoef(oof, y)[0, 1]) if ok else 0.0,
            "accuracy_3class": float((_class3(oof, POLARITY_THRESHOLD) == ycls).mean()), "n": int(len(y))}
     return LanguageModel(language=language, vectorizers=(char_vec, word_vec), model=model, scale=tuple(scale),
-                         oof=oof, cv_report=rep, used=rho >= MIN_LANGUAGE_SPEARMAN)
+                         oof=oof, predictions=pred, cv_report=rep, used=rho >= MIN_LANGUAGE_SPEARMAN)
 
 
 @dataclass
@@ -1025,17 +1049,13 @@ def score_feedback(feedback: pd.DataFrame | None, rating_type: str = "csat", sca
             continue
         rows = has_text & (lang == code)
         r_rows = rows & rated
-        m = fit_language_model(out.loc[r_rows, "text"], rating[r_rows], code, scale=scale,
-                               all_texts=out.loc[rows, "text"], random_state=random_state)
+        m = fit_language_model(out.loc[rows, "text"], rating[rows].where(rated[rows]), code, scale=scale,
+                               random_state=random_state)
         models[code] = m
         if not m.used:
             continue
-        out.loc[r_rows, "sentiment"] = m.oof
-        out.loc[r_rows, "sentiment_source"] = "learned_cv"
-        u_rows = rows & ~rated
-        if u_rows.any():
-            out.loc[u_rows, "sentiment"] = m.predict(out.loc[u_rows, "text"].tolist())
-            out.loc[u_rows, "sentiment_source"] = "learned"
+        out.loc[rows, "sentiment"] = m.predictions
+        out.loc[rows, "sentiment_source"] = np.where(rated[rows], "learned_cv", "learned")
         out.loc[rows, "sentiment_status"] = "scored"
     if english is None and not models:
         return out, None

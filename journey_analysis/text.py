@@ -190,18 +190,40 @@ def _detector(codes: tuple[str, ...], low_accuracy: bool = False):
     return _LANG_CACHE[key]
 
 
+def stop_words(code: str) -> frozenset:
+    """spaCy's stop words for a language (empty when spaCy has none). The list is read from spaCy's
+    ``lang/<code>/stop_words.py`` alone, without importing the language's whole pipeline (tokenizer
+    exceptions, punctuation rules), which costs seconds per language."""
+    key = ("stopwords", code)
+    if key not in _LANG_CACHE:
+        import importlib.util
+        from pathlib import Path
+
+        words: frozenset = frozenset()
+        spec = importlib.util.find_spec("spacy")
+        path = Path(spec.origin).parent / "lang" / code / "stop_words.py" if spec and spec.origin else None
+        try:
+            if path is not None and path.is_file():
+                ns: dict = {}
+                exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), ns)  # a module of literals
+                words = frozenset(ns.get("STOP_WORDS", ()))
+            else:
+                from spacy.util import get_lang_class
+
+                words = frozenset(get_lang_class(code).Defaults.stop_words)
+        except Exception:  # a language spaCy does not know: no fast path for it
+            words = frozenset()
+        _LANG_CACHE[key] = words
+    return _LANG_CACHE[key]
+
+
 def _stop_bits(codes: tuple[str, ...]) -> dict[str, int]:
     """Lower-cased stop word -> bit mask of the languages in ``codes`` (spaCy's lists) that have it."""
     key = ("stop", codes)
     if key not in _LANG_CACHE:
-        from spacy.util import get_lang_class
-
         bits: dict[str, int] = {}
         for b, code in enumerate(codes):
-            try:
-                words = get_lang_class(code).Defaults.stop_words
-            except Exception:  # a language spaCy does not know: no fast path for it
-                words = ()
+            words = stop_words(code)
             for w in words:
                 for part in _WORD_OR_NUL.findall(w.lower()):
                     bits[part] = bits.get(part, 0) | (1 << b)
@@ -284,7 +306,8 @@ def _sample_mix(strs: list[str], letters: np.ndarray, hits: np.ndarray, codes: t
     return {k: float(v) for k, v in prior.items()}
 
 
-def _lingua_posterior(texts: list[str], pool: list[str], prior: dict) -> tuple[np.ndarray, np.ndarray]:
+def _lingua_posterior(texts: list[str], pool: list[str], prior: dict,
+                      low_accuracy: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(language, confidence) per text from lingua restricted to ``pool``: lingua's confidence values
     times the prior weights (``prior``, :data:`GUARD_PRIOR` for languages not in it), renormalised
     (the prior alone when lingua gives nothing); "und" below :data:`MIN_CONFIDENCE`. One language:
@@ -292,7 +315,7 @@ def _lingua_posterior(texts: list[str], pool: list[str], prior: dict) -> tuple[n
     if len(pool) == 1:
         return np.full(len(texts), pool[0], dtype=object), np.ones(len(texts))
     weights = np.array([prior.get(c, GUARD_PRIOR) for c in pool])
-    values = _detector(tuple(sorted(pool))).compute_language_confidence_values_in_parallel(texts)
+    values = _detector(tuple(sorted(pool)), low_accuracy).compute_language_confidence_values_in_parallel(texts)
     col = {c: j for j, c in enumerate(pool)}
     lens = [len(v) for v in values]
     cols = [col[v.language.iso_code_639_1.name.lower()] for vals in values for v in vals]
@@ -330,9 +353,10 @@ def identify_languages(texts, languages=None, *, sample_size: int = SAMPLE_SIZE,
       confidence 1.
     - ``no_letters`` (emoji, digits, ":)"): the candidate with the largest prior, confidence = its prior.
     - ``lingua``: everything else goes to lingua restricted to the candidates, plus the guard languages
-      whose exclusive stop words outnumber the candidates' in the text, or plus every guard language
-      for a text with accented letters and no candidate stop word (for these two, lingua alone decides:
-      equal weights); texts whose letters are
+      whose exclusive stop words (2 or more; 1 in English-only data) outnumber the candidates' in the
+      text, or, when English is the only
+      candidate, plus every guard language (low-accuracy mode) for a text with accented letters and no
+      English stop word (for these two, lingua alone decides: equal weights); texts whose letters are
       mostly not Latin add lingua's languages of every script (low-accuracy mode). Lingua's confidence
       values are multiplied by the prior weights and renormalised: for short or mixed texts, where
       lingua's values are close, the data's main language wins. The language is the largest; below 0.5
@@ -384,8 +408,8 @@ def identify_languages(texts, languages=None, *, sample_size: int = SAMPLE_SIZE,
         if len(wide):
             ws = pd.Series([sub[i] for i in wide], dtype=object)
             non_latin[wide] = ws.str.count(_LATIN_LETTER).to_numpy() < 0.5 * letters[rest][wide]
-        # a text that shows another language (1+ of its exclusive stop words, 2+ in a text of fewer than
-        # SHORT_LETTERS letters, more than of any candidate)
+        # a text that shows another language (2+ of its exclusive stop words, or 1 in a text of SHORT_LETTERS
+        # letters or more when English is the only candidate; more than of any candidate)
         # goes to lingua with those languages added; a text with accented letters and no stop word of a
         # candidate, with every guard language added; the others with the candidates only
         other_cols = np.flatnonzero(~is_cand)
@@ -395,20 +419,24 @@ def identify_languages(texts, languages=None, *, sample_size: int = SAMPLE_SIZE,
         if len(other_cols):
             gtop = other_cols[rh[:, other_cols].argmax(axis=1)]
             gbest = rh[np.arange(len(rh)), gtop]
-            strong = ((gbest >= 2) | ((gbest >= 1) & (letters[rest] >= SHORT_LETTERS))) & (gbest > cmax) & ~non_latin
+            english_only = set(cand) <= {"en"}
+            strong = (((gbest >= 2) | ((gbest >= 1) & (letters[rest] >= SHORT_LETTERS) & english_only))
+                      & (gbest > cmax) & ~non_latin)
         accented = np.zeros(len(rest), dtype=bool)
         if len(wide):
             accented[wide] = ws.str.contains(_ACCENTED).to_numpy(dtype=bool)
-        accented &= (cmax == 0) & ~strong & ~non_latin
+        # accents are a sign of another language only where every candidate writes without them (English)
+        accented &= (cmax == 0) & ~strong & ~non_latin & (set(cand) <= {"en"})
         every = cand + [g for g in codes if g not in cand]
         flat = {c: 1.0 for c in every}  # a text that showed another language: lingua alone decides
-        groups = [(np.flatnonzero(~strong & ~non_latin & ~accented), cand, prior),
-                  (np.flatnonzero(accented), every, flat)]
+        groups = [(np.flatnonzero(~strong & ~non_latin & ~accented), cand, prior, False),
+                  (np.flatnonzero(accented), every, flat, True)]
         for j in np.unique(gtop[strong]) if strong.any() else []:  # one small detector per shown language
-            groups.append((np.flatnonzero(strong & (gtop == j)), cand + [codes[j]], flat))
-        for group, pool, weights in groups:
+            groups.append((np.flatnonzero(strong & (gtop == j)), cand + [codes[j]], flat, False))
+        for group, pool, weights, low_acc in groups:
             if len(group):
-                lang[rest[group]], conf[rest[group]] = _lingua_posterior([sub[i] for i in group], pool, weights)
+                lang[rest[group]], conf[rest[group]] = _lingua_posterior([sub[i] for i in group], pool, weights,
+                                                                         low_accuracy=low_acc)
                 rule[rest[group]] = "lingua"
         # short texts ("ok", "no", "great!") that lingua cannot tell: the data's main language
         short = rest[(letters[rest] < SHORT_LETTERS) & (lang[rest] == "und")]
