@@ -508,7 +508,7 @@ def act_on(recs: pd.DataFrame | None, found: dict | None = None, n: int = 3) -> 
         out.append({"title": f"Pain point: {found['top_pain_point']}", "evidence":
                     f"pain score {format_value(found.get('top_pain_score'), 'pain_score')}", "reach": "",
                     "confidence": "", "themes": ""})
-    if len(out) < n and found.get("top_driver") and not any(found.get("top_driver_stage", "?").lower()
+    if len(out) < n and found.get("top_driver") and not any((found.get("top_driver_stage") or "?").lower()
                                                                in o["title"].lower() for o in out):
         out.append({"title": f"Moment of truth: {found['top_driver']}", "evidence": found.get("top_driver_sentence") or "",
                     "reach": "", "confidence": "", "themes": ""})
