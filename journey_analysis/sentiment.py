@@ -311,12 +311,13 @@ def _token_re() -> re.Pattern:
                      key=lambda k: (-len(k), k))
         pattern = "|".join([
             r"(?:https?://|www\.)[^\s\x00<>\"']*[^\s\x00<>\"'.,;:!?)\]}]",
+            r"\d+(?:[.,:/]\d+)+",
+            rf"(?i:can)(?=(?i:not)(?!{_L}))",
+            r"[^\W_]++(?!['’])",  # the common case first: a word not followed by an apostrophe
             rf"(?<!{_CHUNK})(?=[^\w\s])(?i:{'|'.join(map(re.escape, emo))})(?!{_CHUNK})",
-            rf"{_L}+(?=(?i:n['’]t)(?!{_L}))",
+            rf"(?={_L}+['’]){_L}+(?=(?i:n['’]t)(?!{_L}))",
             rf"(?<={_L})(?i:n['’]t)(?!{_L})",
             rf"(?<={_L})['’](?i:s|m|d|re|ve|ll)(?!{_L})",
-            rf"(?i:can)(?=(?i:not)(?!{_L}))",
-            r"\d+(?:[.,:/]\d+)+",
             r"[^\W_]+",
             r"\.{2,}",
             r"\x00",
