@@ -13,39 +13,9 @@ import pandas as pd
 import pytest
 
 from journey_analysis import runner
-from journey_analysis.config import DEMO_CONFIG, NOTEBOOKS_DIR, load_config
+from journey_analysis.config import NOTEBOOKS_DIR, load_config
 
-NASTY = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "jo.bloggs@example.com"]
-
-
-def _config(folder: Path, raw: Path, name: str, extra: str = "") -> Path:
-    text = DEMO_CONFIG.read_text(encoding="utf-8")
-    text = text.replace("../data/raw/demo/", str(raw) + "/").replace("name: demo\n", f"name: {name}\n")
-    path = folder / f"{name}{extra and '-' + str(abs(hash(extra)) % 1000)}.yaml"
-    path.write_text(text + extra, encoding="utf-8")
-    return path
-
-
-@pytest.fixture(scope="session")
-def demo(tmp_path_factory):
-    """Write 500 demo customers (with hostile feedback texts), run the pipeline once."""
-    from journey_analysis.datasets import write_demo
-
-    root = tmp_path_factory.mktemp("pipeline")
-    raw = root / "raw"
-    paths = write_demo(raw, n_customers=500, seed=0)
-    fb = pd.read_csv(paths["feedback"], dtype=str, keep_default_na=False)
-    has_text = fb.index[fb["text"].str.len() > 0][:40]
-    fb.loc[has_text, "text"] = fb.loc[has_text, "text"] + " " + " ".join(NASTY) + " call 07700 900123"
-    fb.to_csv(paths["feedback"], index=False, compression="gzip")
-    config = _config(root, raw, "demo500")
-    reports, processed = root / "reports", root / "processed"
-    result = runner.run_pipeline(config, run_id="first", reports_dir=reports, processed_dir=processed,
-                                 extra_parameters={"n_boot": 50}, progress=False)
-    records = {stem: runner.read_records(result.folder / f"{stem}.ipynb") for stem in runner.NOTEBOOKS}
-    truth = json.loads(paths["truth"].read_text())
-    return {"root": root, "raw": raw, "config": config, "reports": reports, "processed": processed,
-            "result": result, "records": records, "truth": truth}
+from conftest import NASTY, _config  # noqa: E402,F401  (the pipeline fixtures demo, second live in conftest.py)
 
 
 def test_01_records_config(demo):
@@ -175,18 +145,6 @@ def test_report_is_self_contained_and_safe(demo):
     meta = json.loads((demo["result"].folder / "run.json").read_text())
     assert meta["headline"]["customers"] == demo["records"]["02_gather"]["n_customers"]
     assert meta["headline"]["top pain point"] == demo["truth"]["pain_point"]
-
-
-@pytest.fixture(scope="session")
-def second(demo):
-    """A second run of the same config (k fixed to the first run's k to keep the test fast)."""
-    k = demo["records"]["03_segment"]["k"]
-    cfg = _config(demo["root"], demo["raw"], "demo500", extra="")
-    text = cfg.read_text().replace("segmentation: {k: auto,", f"segmentation: {{k: {k},")
-    cfg2 = demo["root"] / "demo500-second.yaml"
-    cfg2.write_text(text)
-    return runner.run_pipeline(cfg2, run_id="second", reports_dir=demo["reports"], processed_dir=demo["processed"],
-                               extra_parameters={"n_boot": 20}, progress=False)
 
 
 def test_second_run_is_indexed_and_compared(demo, second):

@@ -18,7 +18,6 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from journey_analysis.config import PROJECT_ROOT
-from test_notebooks import demo, second  # noqa: F401  (the session fixtures: the pipeline runs once)
 
 CHROMIUM = os.environ.get("JOURNEY_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
