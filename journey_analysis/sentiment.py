@@ -745,18 +745,20 @@ class RatingModel:
     random_state: int = 0
     meta: dict = field(default_factory=dict)
 
-    def _features(self, texts: pd.Series):
+    def _features(self, texts: pd.Series, languages=None, lex=None):
         from scipy.sparse import csr_matrix, hstack
 
-        lex = score(texts).fillna(0.0).to_numpy()
+        if lex is None:
+            lex = score(texts, languages=languages).fillna(0.0).to_numpy()
         X = self.vectorizer.transform(_lemma_strings(texts.fillna("").astype(str).tolist()))
         return hstack([X, csr_matrix(lex.reshape(-1, 1) * _LEX_WEIGHT)]).tocsr(), lex
 
-    def predict(self, texts) -> pd.Series:
-        """Scores in [-1, 1] for texts (index kept); NaN where :func:`score` gives NaN (empty, not English)."""
+    def predict(self, texts, languages=None) -> pd.Series:
+        """Scores in [-1, 1] for texts (index kept); NaN where :func:`score` gives NaN (empty, not English).
+        ``languages``: as in :func:`score_frame` (``["en"]`` when the texts are known to be English)."""
         s = _as_series(texts)
-        base = score(s)
-        X, _ = self._features(s)
+        base = score(s, languages=languages)
+        X, _ = self._features(s, lex=base.fillna(0.0).to_numpy())
         pred = np.clip(self.model.predict(X), -1.0, 1.0)
         pred[base.isna().to_numpy()] = np.nan
         return pd.Series(pred, index=s.index, name="sentiment")
@@ -775,7 +777,7 @@ def _class3(x: np.ndarray, t: float) -> np.ndarray:
 
 
 def fit_from_ratings(texts, ratings, scale=(1, 5), random_state: int = 0, n_splits: int = 5,
-                     alpha: float = 1.0) -> RatingModel:
+                     alpha: float = 1.0, languages=None) -> RatingModel:
     """Learn a domain model from texts with ratings and say whether it beats the lexicon.
 
     Inputs: texts and ratings (same length; rows with a missing rating, empty or non-English text
@@ -786,6 +788,7 @@ def fit_from_ratings(texts, ratings, scale=(1, 5), random_state: int = 0, n_spli
     alone and of the blended model: Pearson r with the rating on [-1, 1]; 3-class accuracy and macro-F1
     (rating classes: |x| <= 1/3 of the half-range neutral, i.e. 2-4 of 1-5 stars -> 3 neutral only;
     model classes: VADER's +-0.05); 2-class accuracy on the polar ratings (model > 0 is positive).
+    ``languages``: passed to :func:`score_frame` (``["en"]`` when the texts are known to be English).
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import Ridge
@@ -807,7 +810,7 @@ def fit_from_ratings(texts, ratings, scale=(1, 5), random_state: int = 0, n_spli
         raise JourneyError(f"ratings outside the scale {scale}", column="rating",
                            rows=list(np.flatnonzero(out_of_range.to_numpy()) + 1),
                            expected=f"values in [{lo}, {hi}]", fix="pass the right scale=(lo, hi)")
-    lex_all = score_frame(t)
+    lex_all = score_frame(t, languages=languages)
     keep = rr.notna().to_numpy() & (lex_all["sentiment_status"] == "scored").to_numpy()
     if keep.sum() < 4 * n_splits:
         raise JourneyError(f"too few rated English texts to learn from ({int(keep.sum())})",
@@ -1038,10 +1041,11 @@ def score_feedback(feedback: pd.DataFrame | None, rating_type: str = "csat", sca
     english = None
     en_rated = rated & (lang == "en") & has_text
     if en_rated.sum() >= min_rated:
-        english = fit_from_ratings(out.loc[en_rated, "text"], rating[en_rated], scale=scale, random_state=random_state)
+        english = fit_from_ratings(out.loc[en_rated, "text"], rating[en_rated], scale=scale, random_state=random_state,
+                                   languages=["en"])  # already identified as English
         unrated = ~rated & (lang == "en") & has_text & out["rating"].isna().to_numpy()
         if english.wins and unrated.any():
-            out.loc[unrated, "sentiment"] = english.predict(out.loc[unrated, "text"]).to_numpy()
+            out.loc[unrated, "sentiment"] = english.predict(out.loc[unrated, "text"], languages=["en"]).to_numpy()
             out.loc[unrated, "sentiment_source"] = "learned"
     models = {}
     langs = pd.Series(lang[has_text & rated], dtype=object).value_counts()
