@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, type=Path, help="folder to write into (created if missing)")
     d.add_argument("--customers", type=int, default=5000, help="number of customers (default 5000)")
     d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    d.add_argument("--journey", choices=("renewal", "complaint"), default="renewal",
+                   help="renewal: the worked example (default); complaint: the practice journey "
+                        "(configs/complaint.yaml, data/raw/complaint)")
+    d.add_argument("--period", type=int, default=0,
+                   help="renewal only: 0 the extract year (default), 1 a year later (the living map)")
 
     v = sub.add_parser("validate", help="check the data named in a config and print a data-quality summary",
                        description="Load and check the events, customers and feedback named in a config, "
@@ -89,7 +94,8 @@ def _version() -> str:
 def _demo_data(args) -> int:
     from journey_analysis.datasets import write_demo
 
-    paths = write_demo(args.out, n_customers=args.customers, seed=args.seed)
+    paths = write_demo(args.out, n_customers=args.customers, seed=args.seed, period=args.period,
+                       journey=args.journey)
     for name, path in paths.items():
         print(f"{name:>10}: {path}")
     return EXIT_OK

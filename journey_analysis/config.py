@@ -130,6 +130,12 @@ class DataPaths(BaseModel):
     events: Source | None = None  # a local path, a storage URI (engine: spark only), a table or tables
     customers: Source | None = None
     feedback: Source | None = None
+    #: mystery-shopper / test-contact observations (stage, channel, when, wait_min or wait_s, who, notes),
+    #: compared with the map in notebook 05 (``analyze.test_experience``)
+    observations: Path | None = None
+    #: a folder with the same files (same names) for a later period: notebook 05 shows what changed (the
+    #: living map). Runs of the same config are also compared with the previous run in every report.
+    later_period: Path | None = None
     columns: dict[Literal["events", "customers", "feedback"], dict[str, str]] = Field(default_factory=dict)
     duplicates: Literal["drop", "keep"] = "drop"
 
@@ -417,6 +423,9 @@ def load_config(path: str | Path) -> RunConfig:
         data = dict(data)
         for key in ("events", "customers", "feedback"):
             data[key] = _resolve_source(data.get(key), path.parent, uri_ok=key == "events")
+        for key in ("observations", "later_period"):
+            if data.get(key):
+                data[key] = _resolve_path(data[key], path.parent)
         raw = {**raw, "data": data}
     try:
         return RunConfig(**raw, path=path.resolve())

@@ -50,6 +50,9 @@ REGIONS = ("London", "South East", "South West", "Midlands", "North", "Scotland"
 CHANNELS = ("website", "app", "webchat", "email", "text", "social", "tv", "helpline", "store", "engineer")
 JOURNEY = "renewal"
 EXPECTED_PURCHASE_H = 48
+#: Median activation wait (days from purchase to the first onboarding step): in the extract period, and in
+#: every later period (``make_demo(period=1, ...)``), after the company fixed activation.
+ACTIVATION_MEDIAN_D = (8.0, 1.5)
 
 # ---------------------------------------------------------------- segment parameters (index = segment)
 _SEG_SHARE = np.array([0.30, 0.25, 0.25, 0.20])
@@ -182,21 +185,23 @@ def _choose_rows(rng, probs: np.ndarray) -> np.ndarray:
 class _Blocks:
     """Collects event blocks (numpy arrays) before they become one frame."""
 
-    def __init__(self):
+    def __init__(self, stages=STAGES):
         self.parts = []
+        self.stages = tuple(stages)
 
     def add(self, cust, t, stage, touch, channel, order):
-        self.parts.append((cust, t, np.full(cust.size, STAGES.index(stage)), touch, channel, order))
+        self.parts.append((cust, t, np.full(cust.size, self.stages.index(stage)), touch, channel, order))
 
     def arrays(self):
         return [np.concatenate([p[i] for p in self.parts]) for i in range(6)]
 
 
-def _by_mode(rng, key: str, mode: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Touchpoint and channel per event, chosen within the event's channel mode."""
+def _by_mode(rng, key: str, mode: np.ndarray, table=None) -> tuple[np.ndarray, np.ndarray]:
+    """Touchpoint and channel per event, chosen within the event's channel mode (``table``: the
+    journey's touchpoints per stage and mode, :data:`_TOUCH` by default)."""
     touch = np.empty(mode.size, dtype=object)
     chan = np.empty(mode.size, dtype=object)
-    for m, opts in enumerate(_TOUCH[key]):
+    for m, opts in enumerate((_TOUCH if table is None else table)[key]):
         sel = mode == m
         k = rng.integers(0, len(opts), int(sel.sum()))
         touch[sel] = np.array([o[0] for o in opts], dtype=object)[k]
@@ -286,19 +291,22 @@ _NAMES = ["john", "sarah", "mike", "emma", "dave", "lucy", "raj", "chloe", "tom"
 _DOMAINS = ["example.com", "example.org", "mail.example.net"]
 
 
-def _compose_texts(rng, stage: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _compose_texts(rng, stage: np.ndarray, score: np.ndarray, stages=STAGES, pos=None,
+                   neg=None) -> tuple[np.ndarray, np.ndarray]:
     """Free-text comments consistent with ``score`` (0 = worst, 1 = best) about ``stage``.
 
     Returns (texts, polarity) where polarity is "neg" (< 0.4), "mix" or "pos" (> 0.6).
     Composition: opener + clause (+ second clause) + closer; mixed feelings join a positive and a
     negative clause with "but" / "although"; then typos, lower case, slang, emoji, PII (about 3%) and
-    another language (about 1%) are applied to random subsets.
+    another language (about 1%) are applied to random subsets. ``stages``, ``pos`` and ``neg`` (clauses
+    per stage; :data:`_POS` / :data:`_NEG` by default) let another journey use its own words.
     """
+    pos_clauses, neg_clauses = (_POS if pos is None else pos), (_NEG if neg is None else neg)
     n = stage.size
     pol = np.where(score < 0.4, "neg", np.where(score > 0.6, "pos", "mix")).astype(object)
     text = np.empty(n, dtype=object)
     text[:] = ""
-    for s in STAGES:
+    for s in stages:
         for p in ("neg", "mix", "pos"):
             sel = np.flatnonzero((stage == s) & (pol == p))
             if sel.size == 0:
@@ -307,12 +315,12 @@ def _compose_texts(rng, stage: np.ndarray, score: np.ndarray) -> tuple[np.ndarra
             opener = _pick(rng, _OPEN[p], m)
             closer = _pick(rng, _CLOSE[p], m)
             if p == "mix":
-                pos_c = _pick(rng, _POS[s], m)
-                neg_c = _pick(rng, _NEG[s], m)
+                pos_c = _pick(rng, pos_clauses[s], m)
+                neg_c = _pick(rng, neg_clauses[s], m)
                 flip = rng.random(m) < 0.35
                 body = np.where(flip, neg_c + ", although " + pos_c, pos_c + " but " + neg_c)
             else:
-                pool = np.array(_NEG[s] if p == "neg" else _POS[s], dtype=object)
+                pool = np.array(neg_clauses[s] if p == "neg" else pos_clauses[s], dtype=object)
                 i = rng.integers(0, len(pool), m)
                 j = (i + 1 + rng.integers(0, len(pool) - 1, m)) % len(pool)
                 two = rng.random(m) < 0.35
@@ -369,11 +377,15 @@ def _rating(rng, q: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- generator
-def make_demo(n_customers: int = 5000, seed: int = 0) -> DemoData:
+def make_demo(n_customers: int = 5000, seed: int = 0, period: int = 0) -> DemoData:
     """Build the demo data set in memory.
 
-    Inputs: ``n_customers`` (people in the customers file, prospects included; at least 50) and
-    ``seed`` (numpy ``default_rng`` seed; same seed -> identical frames).
+    Inputs: ``n_customers`` (people in the customers file, prospects included; at least 50),
+    ``seed`` (numpy ``default_rng`` seed; same seed -> identical frames) and ``period`` (0: the extract
+    year ending at :data:`EXTRACT_END`; 1, 2...: that many years later, for the living map). One planted
+    change in later periods: the company fixed activation, so the purchase -> onboarding wait has a median
+    of ``ACTIVATION_MEDIAN_D[1]`` (1.5 days) instead of 8; everything else is drawn as before, so
+    other differences between periods are chance. Use another seed for a later period (new customers).
 
     Returns :class:`DemoData` with ``events`` (sorted as exported: by timestamp, ties in journey order;
     ``row_id`` = row position), ``customers`` (sorted by id) and ``feedback`` (sorted by timestamp,
@@ -381,7 +393,9 @@ def make_demo(n_customers: int = 5000, seed: int = 0) -> DemoData:
     ``n_segments``, ``segment_names``, ``pain_point`` ("support"), ``moment_of_truth`` ({"stage":
     "onboarding", "direction": "negative"}: a better onboarding experience lowers churn),
     ``expectation_gap`` ({"stage": "purchase", "expected_max_duration_h": 48}) and
-    ``customer_segment`` ({customer_id: segment index into ``segment_names``}).
+    ``customer_segment`` ({customer_id: segment index into ``segment_names``}). A later period adds
+    ``period`` and ``changed`` ({"stage": "purchase", "metric": "dwell_median_s", "direction": "better"})
+    and has no expectation gap (``expectation_gap`` None).
     """
     from journey_analysis.errors import JourneyError
 
@@ -435,7 +449,7 @@ def make_demo(n_customers: int = 5000, seed: int = 0) -> DemoData:
     k_o = np.where(prospect, 0, 2 + bad)
     c, pos = _expand(k_o)
     kind = np.where(bad[c], pos, pos + 1)          # 0 missed, 1 visit, 2 setup
-    activation = _lognormal(rng, 8.0, 0.3, c.size)
+    activation = _lognormal(rng, ACTIVATION_MEDIAN_D[min(int(period), 1)], 0.3, c.size)
     gaps = np.select([kind == 0, (kind == 1) & ~bad[c], kind == 1],
                      [activation, activation, rng.uniform(3, 6, c.size)],
                      _lognormal(rng, 0.125, 0.6, c.size))
@@ -508,7 +522,7 @@ def make_demo(n_customers: int = 5000, seed: int = 0) -> DemoData:
     keep = t < WINDOW_DAYS
     cust, t, stage_code, touch, chan, order, contact_no = (a[keep] for a in
                                                            (cust, t, stage_code, touch, chan, order, contact_no))
-    start = EXTRACT_END - pd.Timedelta(days=WINDOW_DAYS)
+    start = _window_start(period)
     sec = np.floor(t * 86400.0).astype(np.int64)
     dur_median = pd.Series(touch, dtype=object).map(_DURATION_S).to_numpy(dtype=float)
     duration = np.round(_lognormal(rng, dur_median, 0.5, touch.size))
@@ -558,12 +572,12 @@ def make_demo(n_customers: int = 5000, seed: int = 0) -> DemoData:
     })
 
     # -------------------------------------------------------------------------------------- feedback
-    feedback = _make_feedback(rng, cust, t, stage_code, touch, chan, contact_no, quality, ids)
+    feedback = _make_feedback(rng, cust, t, stage_code, touch, chan, contact_no, quality, ids, start=start)
 
     truth = {
         "seed": int(seed) if np.isscalar(seed) else seed,
         "n_customers": n,
-        "extract_end": EXTRACT_END.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "extract_end": (start + pd.Timedelta(days=WINDOW_DAYS)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "n_segments": len(SEGMENT_NAMES),
         "segment_names": list(SEGMENT_NAMES),
         "pain_point": "support",
@@ -571,10 +585,19 @@ def make_demo(n_customers: int = 5000, seed: int = 0) -> DemoData:
         "expectation_gap": {"stage": "purchase", "expected_max_duration_h": EXPECTED_PURCHASE_H},
         "customer_segment": {str(i): int(s) for i, s in zip(ids, seg)},
     }
+    if period:
+        truth.update(period=int(period), expectation_gap=None,
+                     changed={"stage": "purchase", "metric": "dwell_median_s", "direction": "better",
+                              "activation_median_d": [ACTIVATION_MEDIAN_D[0], ACTIVATION_MEDIAN_D[1]]})
     return DemoData(events=events, customers=customers, feedback=feedback, truth=truth)
 
 
-def _make_feedback(rng, cust, t, stage_code, touch, chan, contact_no, quality, ids) -> pd.DataFrame:
+def _window_start(period: int = 0) -> pd.Timestamp:
+    """First instant of the extract window of ``period`` (0: the year before :data:`EXTRACT_END`)."""
+    return EXTRACT_END - pd.Timedelta(days=WINDOW_DAYS) + pd.Timedelta(days=WINDOW_DAYS * int(period))
+
+
+def _make_feedback(rng, cust, t, stage_code, touch, chan, contact_no, quality, ids, start=None) -> pd.DataFrame:
     """Surveys (csat / nps with optional comment), reviews (stars, no stage), social posts (no rating,
     no stage, often anonymous) and chat / call notes (support, no rating), anchored on events."""
     m = cust.size
@@ -658,7 +681,7 @@ def _make_feedback(rng, cust, t, stage_code, touch, chan, contact_no, quality, i
     texts, _ = _compose_texts(rng, fb["_stage"].to_numpy(dtype=object), sc)
     fb["text"] = np.where(comment, texts, "")
     fb = fb[fb["t"].isna() | (fb["t"] < WINDOW_DAYS)]
-    start = EXTRACT_END - pd.Timedelta(days=WINDOW_DAYS)
+    start = _window_start() if start is None else start
     tt = fb["t"].to_numpy()
     sec = np.floor(np.nan_to_num(tt, nan=0.0) * 86400.0).astype(np.int64)
     ts = pd.Series(start + pd.to_timedelta(sec, unit="s"))
@@ -683,6 +706,259 @@ def _make_feedback(rng, cust, t, stage_code, touch, chan, contact_no, quality, i
     return out.reset_index(drop=True)
 
 
+# ------------------------------------------------------------------------------ the complaint journey
+#: Stages of the practice complaint journey (``configs/complaint.yaml``), in journey order.
+COMPLAINT_STAGES = ("raise", "acknowledge", "investigate", "resolve", "follow_up")
+COMPLAINT_SEGMENT_NAMES = ("online complainers", "phone and letter complainers", "small businesses")
+COMPLAINT_JOURNEY = "complaint"
+_C_SHARE = np.array([0.45, 0.35, 0.20])
+_C_AGE = np.array([[31, 6], [66, 8], [47, 9]], dtype=float)
+_C_MODE_P = np.array([[0.85, 0.10, 0.05], [0.12, 0.80, 0.08], [0.45, 0.40, 0.15]])   # online, phone/letter, store
+_C_VALUE = np.array([[34, 6], [38, 6], [95, 20]], dtype=float)                        # GBP per month
+_C_LAM_CHASE = np.array([0.8, 1.2, 2.4])       # extra investigation contacts (chasers, requests, updates)
+_C_BASE_ESCALATION = np.array([0.06, 0.08, 0.10])
+_C_P_DISMISSIVE = 0.25                          # first contact that does not listen (the moment of truth)
+_C_ESCALATION_DISMISSIVE = 0.38                 # added escalation probability after a dismissive first contact
+_C_ESCALATION_BAD_ANSWER = 0.06                 # added when the final answer was poor
+_C_ACK_MEDIAN_D = 3.0                           # raise -> acknowledgement, against 24 h expected
+_C_TOUCH = {
+    "raise": ([("complaint chat", "webchat"), ("complaint email", "email"), ("social post", "social")],
+              [("complaint call", "helpline"), ("complaint letter", "letter")],
+              [("store complaint", "store")]),
+    "acknowledge": ([("acknowledgement email", "email"), ("acknowledgement text", "text")],
+                    [("acknowledgement letter", "letter"), ("acknowledgement email", "email")],
+                    [("acknowledgement email", "email")]),
+    "investigate": ([("information request", "email"), ("case update", "email"), ("customer chaser", "webchat")],
+                    [("information request", "helpline"), ("case update", "letter"), ("customer chaser", "helpline")],
+                    [("customer chaser", "store"), ("engineer check", "store")]),
+    "resolve": ([("final response", "email"), ("refund", "email"), ("goodwill credit", "email")],
+                [("final response", "letter"), ("refund", "letter"), ("repair booked", "helpline")],
+                [("final response", "store"), ("repair booked", "store")]),
+    "follow_up": ([("closure survey", "email"), ("case closed", "email")],
+                  [("closure survey", "text"), ("case closed", "letter")],
+                  [("case closed", "store")]),
+}
+_C_DURATION_S = {
+    "complaint chat": 1500, "complaint email": 600, "social post": 120, "complaint call": 1500,
+    "complaint letter": 1800, "store complaint": 1200, "acknowledgement email": np.nan,
+    "acknowledgement text": np.nan, "acknowledgement letter": np.nan, "information request": 600,
+    "case update": 300, "customer chaser": 1200, "engineer check": 2700, "final response": 900,
+    "refund": 300, "goodwill credit": 300, "repair booked": 600, "closure survey": 180, "case closed": np.nan,
+    "reopened case": 1500,
+}
+_C_POS = {
+    "raise": ["the agent listened and took it seriously", "she apologised and explained what happens next",
+              "I was told exactly who would deal with it", "the person on the phone really understood the problem"],
+    "acknowledge": ["I got a case number straight away", "the acknowledgement came the same day",
+                    "the letter said clearly when I would hear back"],
+    "investigate": ["they kept me updated", "the case handler called me back as promised",
+                    "they only asked for the details once"],
+    "resolve": ["the refund was fair", "they fixed the fault properly", "the apology felt genuine",
+                "the final letter explained everything", "the credit was more than I expected"],
+    "follow_up": ["the problem has not come back", "nobody made me complain twice", "it was closed only when I agreed"],
+}
+_C_NEG = {
+    "raise": ["the agent didn't listen", "I was told it wasn't their problem", "nobody took my complaint seriously",
+              "they kept reading from a script", "I was cut off twice trying to complain"],
+    "acknowledge": ["no acknowledgement for days", "I never got a case number",
+                    "the acknowledgement came a week later", "the letter had the wrong details"],
+    "investigate": ["I had to chase them again and again", "nobody told me what was happening",
+                    "they asked for the same documents three times", "weeks of silence",
+                    "every time I called I got someone new", "the case handler never called back"],
+    "resolve": ["the offer was insulting", "they just said no without a reason", "the refund still hasn't arrived",
+                "the answer didn't deal with my problem", "the repair was booked for a month later"],
+    "follow_up": ["the same problem came back", "they closed the case without asking me",
+                  "I had to complain all over again"],
+}
+
+
+def make_complaint(n_customers: int = 2000, seed: int = 0) -> DemoData:
+    """Build the practice complaint journey in memory (one complaint per customer).
+
+    The world: customers of the same fictional broadband company raise a complaint (raise), get an
+    acknowledgement (acknowledge), wait while it is looked into, chasing and being asked for details
+    (investigate, contacts repeat), get an answer (resolve) and a survey or a closed case (follow_up).
+    Some escalate to the ombudsman (``escalated`` in the customers file); complaints still open at the
+    extract end have no outcome yet (missing). Planted truths, different from :func:`make_demo`:
+
+    * three segments (:data:`COMPLAINT_SEGMENT_NAMES`): online complainers, phone and letter
+      complainers, small businesses (age, monthly value, channel mix, number of contacts);
+    * pain point = ``investigate``: repeated chasing, long gaps, low satisfaction, the most negative words;
+    * moment of truth = ``raise``: a dismissive first contact (25%) raises the escalation probability by
+      38 points; the investigation, though painful, adds nothing to it (a pain point that is not a driver);
+    * expectation gap = ``raise``: the acknowledgement comes after a median of 3 days against 24 h.
+
+    Same contracts and ordering as :func:`make_demo`; customers have customer_id, age, region,
+    account_type (consumer | business), tenure_months, monthly_value, escalated (nullable boolean).
+    """
+    from journey_analysis.errors import JourneyError
+
+    if int(n_customers) < 50:
+        raise JourneyError(f"n_customers must be at least 50, got {n_customers}",
+                           expected="an integer >= 50", fix="ask for more customers, e.g. --customers 2000")
+    n = int(n_customers)
+    rng = np.random.default_rng(seed)
+    seg = _choose_rows(rng, np.tile(_C_SHARE, (n, 1)))
+    width = max(5, len(str(n)))
+    ids = pd.Series(np.arange(1, n + 1)).astype(str).str.zfill(width).radd("K").to_numpy(dtype=object)
+    mode = _choose_rows(rng, _C_MODE_P[seg])
+    blocks = _Blocks(COMPLAINT_STAGES)
+    everyone = np.arange(n)
+
+    def q(mu, sd, size=n):
+        return np.clip(mu + sd * rng.standard_normal(size), 0, 1)
+
+    # raise: the first contact, listened to or dismissed
+    dismissive = rng.random(n) < _C_P_DISMISSIVE
+    t_raise = rng.uniform(0, WINDOW_DAYS - 5, n)
+    touch, chan = _by_mode(rng, "raise", mode, _C_TOUCH)
+    blocks.add(everyone, t_raise, "raise", touch, chan, np.zeros(n, dtype=np.int64))
+    # acknowledge: median 3 days after raising (expected within 24 h)
+    t_ack = t_raise + _lognormal(rng, _C_ACK_MEDIAN_D, 0.6, n)
+    touch, chan = _by_mode(rng, "acknowledge", mode, _C_TOUCH)
+    blocks.add(everyone, t_ack, "acknowledge", touch, chan, np.full(n, 100))
+    # investigate: 1 + Poisson contacts, days apart; the customer chases
+    k_i = 1 + rng.poisson(_C_LAM_CHASE[seg])
+    c, pos = _expand(k_i)
+    gaps = np.where(pos == 0, _lognormal(rng, 2.0, 0.6, c.size), _lognormal(rng, 5.0, 0.7, c.size))
+    t = t_ack[c] + _group_cumsum(gaps, k_i)
+    touch, chan = _by_mode(rng, "investigate", mode[c], _C_TOUCH)
+    touch = np.where(pos > 0, np.where(rng.random(c.size) < 0.6, "customer chaser", touch), touch).astype(object)
+    blocks.add(c, t, "investigate", touch, chan, 200 + pos)
+    last = t_ack + np.bincount(c, weights=gaps, minlength=n)
+    # resolve: the final response (+ a refund, credit or repair for some)
+    good_answer = q(0.62, 0.22)
+    t_res = last + _lognormal(rng, 2.0, 0.6, n)
+    touch, chan = _by_mode(rng, "resolve", mode, _C_TOUCH)
+    blocks.add(everyone, t_res, "resolve", np.full(n, "final response", dtype=object),
+               np.where(chan == "helpline", "letter", chan).astype(object), np.full(n, 300))
+    extra = np.flatnonzero(rng.random(n) < 0.5)
+    blocks.add(extra, t_res[extra] + _lognormal(rng, 1.0, 0.5, extra.size), "resolve",
+               np.where(touch[extra] == "final response", "refund", touch[extra]).astype(object), chan[extra],
+               np.full(extra.size, 301))
+    # outcome: escalation to the ombudsman, decided after the answer
+    p_esc = np.clip(_C_BASE_ESCALATION[seg] + _C_ESCALATION_DISMISSIVE * dismissive
+                    + _C_ESCALATION_BAD_ANSWER * (good_answer < 0.4), 0, 0.95)
+    escalate = rng.random(n) < p_esc
+    t_follow = t_res + _lognormal(rng, 6.0, 0.5, n)
+    touch, chan = _by_mode(rng, "follow_up", mode, _C_TOUCH)
+    touch = np.where(escalate, "reopened case", touch).astype(object)
+    chan = np.where(escalate, np.where(mode == 1, "helpline", "email"), chan).astype(object)
+    blocks.add(everyone, t_follow, "follow_up", touch, chan, np.full(n, 400))
+
+    quality = {"raise": np.where(dismissive, q(0.15, 0.10), q(0.80, 0.10)), "acknowledge": q(0.55, 0.15),
+               "investigate": q(0.22, 0.12), "resolve": good_answer, "follow_up": np.clip(q(0.7, 0.15) - 0.4 * escalate, 0, 1)}
+
+    # ---------------------------------------------------------------- events, cut at the extract end
+    cust, t, stage_code, touch, chan, order = blocks.arrays()
+    keep = t < WINDOW_DAYS
+    cust, t, stage_code, touch, chan, order = (a[keep] for a in (cust, t, stage_code, touch, chan, order))
+    start = _window_start()
+    sec = np.floor(t * 86400.0).astype(np.int64)
+    dur_median = pd.Series(touch, dtype=object).map(_C_DURATION_S).to_numpy(dtype=float)
+    duration = np.round(_lognormal(rng, dur_median, 0.5, touch.size))
+    o = np.lexsort((order, cust, sec))
+    cust, sec, stage_code, touch, chan, duration, order, t = (a[o] for a in (cust, sec, stage_code, touch, chan,
+                                                                              duration, order, t))
+    events = pd.DataFrame({
+        "customer_id": ids[cust], "timestamp": (start + pd.to_timedelta(sec, unit="s")).astype("datetime64[ns, UTC]"),
+        "stage": np.array(COMPLAINT_STAGES, dtype=object)[stage_code], "touchpoint": touch, "channel": chan,
+        "journey": COMPLAINT_JOURNEY, "duration_s": duration})
+    for col in ("customer_id", "stage", "touchpoint", "channel", "journey"):
+        events[col] = events[col].astype(object)
+    events["row_id"] = np.arange(len(events), dtype=np.int64)
+
+    # ---------------------------------------------------------------- customers (outcome known once followed up)
+    decided = t_follow < WINDOW_DAYS
+    business = seg == 2
+    customers = pd.DataFrame({
+        "customer_id": pd.Series(ids, dtype=object),
+        "age": np.clip(np.rint(_C_AGE[seg, 0] + _C_AGE[seg, 1] * rng.standard_normal(n)), 18, 95).astype(np.int64),
+        "region": pd.Series(_pick(rng, REGIONS, n), dtype=object),
+        "account_type": pd.Series(np.where(business, "business", "consumer"), dtype=object),
+        "tenure_months": np.floor(rng.gamma(2.0, 14.0, n) + 24 * (seg == 1)).astype(np.int64),
+        "monthly_value": np.round(np.maximum(_C_VALUE[seg, 0] + _C_VALUE[seg, 1] * rng.standard_normal(n), 15), 2),
+        "escalated": pd.array(np.where(decided, escalate, None).tolist(), dtype="boolean"),
+    })
+
+    # ---------------------------------------------------------------- feedback: surveys, notes and public posts
+    stage = np.array(COMPLAINT_STAGES, dtype=object)[stage_code]
+    u = rng.random(t.size)
+    surveyed = (((stage == "raise") & (u < 0.45)) | ((stage == "investigate") & (u < 0.25))
+                | ((stage == "resolve") & (touch == "final response") & (u < 0.55))
+                | ((stage == "follow_up") & (touch == "closure survey") & (u < 0.7)))
+    social = (stage == "investigate") & (touch == "customer chaser") & (rng.random(t.size) < 0.08)
+    k = np.flatnonzero(surveyed | social)
+    q_ev = np.zeros(t.size)
+    for i, s in enumerate(COMPLAINT_STAGES):
+        sel = stage_code == i
+        q_ev[sel] = quality[s][cust[sel]]
+    score = np.clip(q_ev[k] + 0.05 * rng.standard_normal(k.size), 0, 1)
+    is_social = social[k] & ~surveyed[k]
+    rating = np.where(is_social, np.nan, _rating(rng, q_ev[k], 1, 5))
+    texts, _ = _compose_texts(rng, stage[k], score, stages=COMPLAINT_STAGES, pos=_C_POS, neg=_C_NEG)
+    comment = is_social | (rng.random(k.size) < np.where(score < 0.4, 0.75, 0.45))
+    ts_days = t[k] + _lognormal(rng, 0.5, 0.8, k.size)
+    fb = pd.DataFrame({"customer_id": np.where(is_social & (rng.random(k.size) < 0.6), None, ids[cust[k]]),
+                       "t": ts_days, "stage": np.where(is_social, None, stage[k]),
+                       "touchpoint": np.where(is_social, None, touch[k]),
+                       "channel": np.where(is_social, "social", chan[k]),
+                       "source": np.where(is_social, "social", "survey"),
+                       "rating_type": np.where(is_social, None, "csat"), "rating": rating,
+                       "text": np.where(comment, texts, "")})
+    fb = fb[fb["t"] < WINDOW_DAYS].sort_values("t", kind="stable")
+    fsec = np.floor(fb["t"].to_numpy() * 86400.0).astype(np.int64)
+    feedback = pd.DataFrame({
+        "feedback_id": pd.Series(np.arange(1, len(fb) + 1)).astype(str).str.zfill(6).radd("F").to_numpy(dtype=object),
+        "customer_id": fb["customer_id"].to_numpy(dtype=object),
+        "timestamp": (start + pd.to_timedelta(fsec, unit="s")).astype("datetime64[ns, UTC]"),
+        "stage": fb["stage"].to_numpy(dtype=object), "touchpoint": fb["touchpoint"].to_numpy(dtype=object),
+        "channel": fb["channel"].to_numpy(dtype=object), "source": fb["source"].to_numpy(dtype=object),
+        "rating_type": fb["rating_type"].to_numpy(dtype=object), "rating": fb["rating"].to_numpy(dtype=float),
+        "text": fb["text"].to_numpy(dtype=object)})
+    for col in ("feedback_id", "customer_id", "stage", "touchpoint", "channel", "source", "rating_type", "text"):
+        feedback[col] = feedback[col].astype(object)
+
+    truth = {
+        "seed": int(seed) if np.isscalar(seed) else seed, "n_customers": n, "journey": COMPLAINT_JOURNEY,
+        "extract_end": EXTRACT_END.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "n_segments": len(COMPLAINT_SEGMENT_NAMES), "segment_names": list(COMPLAINT_SEGMENT_NAMES),
+        "pain_point": "investigate",
+        "moment_of_truth": {"stage": "raise", "direction": "negative"},
+        "expectation_gap": {"stage": "raise", "expected_max_duration_h": 24},
+        "customer_segment": {str(i): int(s) for i, s in zip(ids, seg)},
+    }
+    return DemoData(events=events, customers=customers, feedback=feedback, truth=truth)
+
+
+#: The demo's mystery-shopper observations (step 6): test contacts made by colleagues on the observation
+#: sheet (docs/templates/observation_sheet.md) during the extract period. Hand-written, not generated.
+DEMO_OBSERVATIONS = (
+    ("stage", "channel", "when", "wait_min", "who", "notes"),
+    ("support", "helpline", "2025-06-03T10:15:00Z", 48, "first-line agent, transferred once",
+     "on hold 40 min; promised a call-back within 24 h, none came"),
+    ("support", "helpline", "2025-06-10T08:05:00Z", 95, "first-line agent",
+     "on hold 85 min before anyone answered; fault logged, no date given"),
+    ("support", "webchat", "2025-06-05T19:40:00Z", 25, "chat agent",
+     "scripted answers; asked to restart the router twice; fault not fixed"),
+    ("purchase", "website", "2025-06-04T12:30:00Z", 6, "online checkout",
+     "order placed in 6 minutes; activation date offered 9 days later"),
+    ("onboarding", "engineer", "2025-06-12T09:00:00Z", 150, "installation engineer",
+     "came on the booked day, 2 h late; explained the router well"),
+    ("consideration", "webchat", "2025-06-02T17:20:00Z", 3, "sales chat agent",
+     "answered in 3 minutes; clear comparison of two plans"),
+    ("renewal", "helpline", "2025-06-20T11:00:00Z", 12, "retention team",
+     "loyalty price offered only after asking to cancel"),
+    ("usage", "social", "2025-06-18T21:10:00Z", 600, "social media team",
+     "asked about a wrong bill on the company's social page; answered the next morning"),
+)
+
+
+def demo_observations() -> pd.DataFrame:
+    """:data:`DEMO_OBSERVATIONS` as a table (what ``observations.csv`` in the demo folder holds)."""
+    return pd.DataFrame(list(DEMO_OBSERVATIONS[1:]), columns=list(DEMO_OBSERVATIONS[0]))
+
+
 # ---------------------------------------------------------------------------------------------- writing
 def _csv_bytes(df: pd.DataFrame) -> bytes:
     """UTF-8 CSV; datetime columns as ``YYYY-MM-DDTHH:MM:SSZ`` (missing -> empty cell)."""
@@ -703,22 +979,33 @@ def _write_gz(path: Path, payload: bytes) -> None:
     path.write_bytes(buf.getvalue())
 
 
-def write_demo(out_dir, n_customers: int = 5000, seed: int = 0) -> dict[str, Path]:
+def write_demo(out_dir, n_customers: int = 5000, seed: int = 0, period: int = 0,
+               journey: str = "renewal") -> dict[str, Path]:
     """Write the demo data set to ``out_dir`` (created if missing).
 
     Files: ``events.csv.gz``, ``customers.csv.gz``, ``feedback.csv.gz`` (UTF-8 CSV, ISO timestamps
     ``YYYY-MM-DDTHH:MM:SSZ``, missing values as empty cells, gzip with mtime 0 and no file name so the
-    same seed gives byte-identical files; events without ``row_id``, which the loader adds) and
-    ``truth.json`` (sorted keys). Returns {"events", "customers", "feedback", "truth"} -> path.
+    same seed gives byte-identical files; events without ``row_id``, which the loader adds),
+    ``truth.json`` (sorted keys) and, for the renewal journey's first period, ``observations.csv`` (the mystery-shopper
+    sheet, :data:`DEMO_OBSERVATIONS`). ``journey``: "renewal" (the worked example, :func:`make_demo`, with
+    ``period``) or "complaint" (the practice journey, :func:`make_complaint`). Returns {"events",
+    "customers", "feedback", "truth"[, "observations"]} -> path.
     """
     from journey_analysis.errors import JourneyError
 
+    if journey not in JOURNEYS:
+        raise JourneyError(f"unknown demo journey {journey!r}", expected=" or ".join(JOURNEYS),
+                           fix="use --journey renewal (the worked example) or --journey complaint (practice)")
+    if journey == "complaint" and period:
+        raise JourneyError("the complaint practice journey has one period only", expected="--period 0",
+                           fix="leave out --period, or use --journey renewal for a later period")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise JourneyError("the output path exists and is not a folder", file=str(out),
                            expected="a folder (created if missing)", fix="choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    demo = make_demo(n_customers=n_customers, seed=seed)
+    demo = (make_complaint(n_customers=n_customers, seed=seed) if journey == "complaint"
+            else make_demo(n_customers=n_customers, seed=seed, period=period))
     paths = {name: out / f"{name}.csv.gz" for name in ("events", "customers", "feedback")}
     _write_gz(paths["events"], _csv_bytes(demo.events.drop(columns=["row_id"])))
     _write_gz(paths["customers"], _csv_bytes(demo.customers))
@@ -726,7 +1013,14 @@ def write_demo(out_dir, n_customers: int = 5000, seed: int = 0) -> dict[str, Pat
     paths["truth"] = out / "truth.json"
     paths["truth"].write_text(json.dumps(demo.truth, sort_keys=True, indent=1, ensure_ascii=False) + "\n",
                               encoding="utf-8")
+    if journey == "renewal" and not period:     # the tests were made in the extract period
+        paths["observations"] = out / "observations.csv"
+        paths["observations"].write_bytes(_csv_bytes(demo_observations()))
     return paths
+
+
+#: The demo journeys :func:`write_demo` can write.
+JOURNEYS = ("renewal", "complaint")
 
 
 def demo_config_path() -> Path:

@@ -324,6 +324,50 @@ def compare_stage_metrics(current: pd.DataFrame, previous: pd.DataFrame | None, 
     return out[out["previous"].notna() | out["current"].notna()].reset_index(drop=True)
 
 
+def later_period_comparison(config, current: pd.DataFrame | None) -> pd.DataFrame:
+    """The living map: what changed in a later period of the same journey.
+
+    ``config.data.later_period`` names a folder holding the same data files (same file names) for a
+    later period. They go through the steps of a run (:func:`journey_analysis.gather.gather` with every
+    check, redaction, sentiment scoring), their :func:`stage_metrics` are computed, and
+    :func:`compare_stage_metrics` compares them with ``current`` (this run's stage metrics): "previous"
+    is this run, "current" the later period; a change is called only beyond 1.96 standard errors.
+    Without a later period (or without ``current``) the result is empty with ``attrs["reason"]``;
+    otherwise ``attrs`` has ``later_customers`` and ``later_events``.
+    """
+    from journey_analysis.errors import JourneyError
+    from journey_analysis.gather import gather
+    from journey_analysis.sentiment import score_feedback
+    from journey_analysis.steps import overview
+    from journey_analysis.text import redact_feedback
+
+    folder = config.data.later_period
+    if folder is None or current is None:
+        out = compare_stage_metrics(pd.DataFrame(), None).astype({"significant": bool})
+        out.attrs["reason"] = ("No later period in the configuration (data.later_period): the next run of the same "
+                               "configuration is compared with this one in its report." if folder is None else
+                               "This run has no stage figures to compare.")
+        return out
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise JourneyError("The later period's folder does not exist.", file=folder,
+                           expected="a folder with the same data files as this run (events, customers, feedback)",
+                           fix="Create it, or remove data.later_period from the configuration.")
+    files = {k: folder / Path(str(getattr(config.data, k))).name for k in ("events", "customers", "feedback")
+             if getattr(config.data, k) is not None}
+    later = config.model_copy(update={"data": config.data.model_copy(
+        update={**files, "observations": None, "later_period": None})})
+    g = gather(later)
+    lo, hi = config.satisfaction.min, config.satisfaction.max
+    feedback, _ = score_feedback(redact_feedback(g.feedback), config.satisfaction.rating_type, (lo, hi))
+    metrics = stage_metrics(g.events, feedback, config.stage_names, step=config.step,
+                            rating_type=config.satisfaction.rating_type)
+    out = compare_stage_metrics(metrics, current)
+    facts = overview(g.events, config.step)
+    out.attrs.update(later_customers=int(facts["customers"]), later_events=int(facts["events"]))
+    return out
+
+
 def _overall_rows(journey_map: pd.DataFrame | None) -> pd.DataFrame | None:
     if journey_map is None or journey_map.empty or "stage" not in journey_map.columns:
         return None

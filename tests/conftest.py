@@ -17,6 +17,7 @@ NASTY = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "jo.bloggs
 
 def _config(folder: Path, raw: Path, name: str, extra: str = "") -> Path:
     text = DEMO_CONFIG.read_text(encoding="utf-8")
+    text = text.replace("../data/raw/demo_later/", str(raw / "later") + "/")     # the living map's later period
     text = text.replace("../data/raw/demo/", str(raw) + "/").replace("name: demo\n", f"name: {name}\n")
     path = folder / f"{name}{extra and '-' + str(abs(hash(extra)) % 1000)}.yaml"
     path.write_text(text + extra, encoding="utf-8")
@@ -31,6 +32,7 @@ def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     raw = root / "raw"
     paths = write_demo(raw, n_customers=500, seed=0)
+    write_demo(raw / "later", n_customers=500, seed=1, period=1)      # the living map's later period
     fb = pd.read_csv(paths["feedback"], dtype=str, keep_default_na=False)
     has_text = fb.index[fb["text"].str.len() > 0][:40]
     fb.loc[has_text, "text"] = fb.loc[has_text, "text"] + " " + " ".join(NASTY) + " call 07700 900123"

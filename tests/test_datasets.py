@@ -66,7 +66,7 @@ def test_same_seed_gives_byte_identical_files_and_other_seed_differs(tmp_path):
     a = write_demo(tmp_path / "a", n_customers=300, seed=7)
     b = write_demo(tmp_path / "b", n_customers=300, seed=7)
     c = write_demo(tmp_path / "c", n_customers=300, seed=8)
-    assert set(a) == {"events", "customers", "feedback", "truth"}
+    assert set(a) == {"events", "customers", "feedback", "truth", "observations"}
     for key in a:
         assert _sha(a[key]) == _sha(b[key]), key
     for key in ("events", "customers", "feedback"):
@@ -300,3 +300,103 @@ def test_frozen_files_read_back_as_written(demo):
     assert (ts.to_numpy() == demo.events["timestamp"].to_numpy()).all()
     c = pd.read_csv(FROZEN / "customers.csv.gz", dtype={"customer_id": str}, keep_default_na=False)
     assert set(c["churned"]) == {"True", "False", ""}
+
+
+# ------------------------------------------------------------------------ later period, complaint journey
+def test_later_period_plants_one_change_and_shifts_the_window(tmp_path):
+    from journey_analysis.datasets import ACTIVATION_MEDIAN_D, EXTRACT_END, WINDOW_DAYS
+
+    now, later = make_demo(n_customers=1500, seed=3), make_demo(n_customers=1500, seed=3, period=1)
+    assert later.events["timestamp"].min() >= EXTRACT_END > now.events["timestamp"].max()
+    assert later.events["timestamp"].max() < EXTRACT_END + pd.Timedelta(days=WINDOW_DAYS)
+    assert later.truth["changed"]["stage"] == "purchase" and later.truth["expectation_gap"] is None
+    assert "period" not in now.truth and now.truth["expectation_gap"]["stage"] == "purchase"
+    med = {}
+    for name, d in (("now", now), ("later", later)):
+        dw = _dwell_h(d.events)
+        med[name] = dw.loc[dw["stage"] == "purchase", "dwell_h"].median() / 24
+    assert med["now"] == pytest.approx(ACTIVATION_MEDIAN_D[0], rel=0.1)
+    assert med["later"] == pytest.approx(ACTIVATION_MEDIAN_D[1], rel=0.15)
+    # everything else is drawn as before (same seed: the same people in the same segments)
+    assert now.truth["customer_segment"] == later.truth["customer_segment"]
+    paths = write_demo(tmp_path, n_customers=300, seed=1, period=1)
+    assert "observations" not in paths          # the mystery-shopper sheet belongs to the extract period
+
+
+def test_frozen_later_period_and_observations_equal_write_demo_output(tmp_path):
+    from journey_analysis.datasets import demo_observations
+
+    paths = write_demo(tmp_path, n_customers=2000, seed=1, period=1)
+    for p in paths.values():
+        assert _sha(p) == _sha(ROOT / "data" / "raw" / "demo_later" / p.name), f"demo_later/{p.name} differs (see README)"
+    obs = pd.read_csv(FROZEN / "observations.csv")
+    assert list(obs.columns) == ["stage", "channel", "when", "wait_min", "who", "notes"]
+    assert len(obs) == len(demo_observations()) and set(obs["stage"]) <= set(STAGES)
+
+
+@pytest.fixture(scope="module")
+def complaint():
+    from journey_analysis.datasets import make_complaint
+
+    return make_complaint(n_customers=2000, seed=0)
+
+
+def test_complaint_journey_has_its_own_stages_channels_and_contracts(complaint):
+    from journey_analysis.datasets import COMPLAINT_SEGMENT_NAMES, COMPLAINT_STAGES, make_complaint
+
+    cfg = yaml.safe_load((ROOT / "configs" / "complaint.yaml").read_text(encoding="utf-8"))
+    assert [s["name"] for s in cfg["stages"]] == list(COMPLAINT_STAGES)
+    assert set(complaint.events["stage"]) == set(COMPLAINT_STAGES) and not set(COMPLAINT_STAGES) & set(STAGES)
+    assert set(complaint.events["channel"]) <= set(cfg["channels"])
+    touch = {t for s in cfg["stages"] for t in s["touchpoints"]}
+    assert set(complaint.events["touchpoint"]) <= touch
+    assert complaint.events["customer_id"].str.match(r"^K\d{5}$").all()
+    e = complaint.events
+    assert (e.sort_values(["timestamp", "row_id"])["row_id"].to_numpy() == np.arange(len(e))).all()
+    assert complaint.customers["customer_id"].is_unique and complaint.customers["escalated"].isna().any()
+    assert set(complaint.feedback["source"]) == {"survey", "social"}
+    assert complaint.truth["segment_names"] == list(COMPLAINT_SEGMENT_NAMES)
+    again = make_complaint(n_customers=2000, seed=0)
+    pd.testing.assert_frame_equal(again.events, complaint.events)
+    pd.testing.assert_frame_equal(again.feedback, complaint.feedback)
+
+
+def test_complaint_planted_truths_are_recovered(complaint):
+    from journey_analysis import analyze, sentiment
+    from journey_analysis.config import load_config
+    from journey_analysis.gather import link_feedback
+    from journey_analysis.journey_map import build_map
+
+    cfg = load_config(ROOT / "configs" / "complaint.yaml")
+    d = complaint
+    fb = link_feedback(d.feedback, d.events)
+    fb["sentiment"] = sentiment.score(fb["text"]).to_numpy()
+    names = d.truth["segment_names"]
+    m = build_map(d.events, fb, pd.Series(d.truth["customer_segment"]).map(lambda i: names[i]), cfg)
+    pain = analyze.pain_points(m, cfg)
+    assert pain.iloc[0]["stage"] == d.truth["pain_point"] == "investigate"
+    drv = analyze.moments_of_truth(d.events, fb, d.customers, cfg, n_boot=50)
+    top = drv.iloc[0]
+    assert (top["stage"], top["measure"]) == (d.truth["moment_of_truth"]["stage"], "experience") == ("raise", "experience")
+    assert top["significant"] and top["odds_ratio_ci_high"] < 1          # a better first contact, fewer escalations
+    gaps = analyze.expectation_gaps(m, cfg)
+    flagged = gaps[gaps["flagged"] & (gaps["kind"] == "duration")]
+    assert d.truth["expectation_gap"]["stage"] in set(flagged["stage"])
+
+
+def test_frozen_complaint_copy_equals_write_demo_output(tmp_path):
+    paths = write_demo(tmp_path, n_customers=2000, seed=0, journey="complaint")
+    assert set(paths) == {"events", "customers", "feedback", "truth"}
+    for p in paths.values():
+        assert _sha(p) == _sha(ROOT / "data" / "raw" / "complaint" / p.name), f"complaint/{p.name} differs"
+
+
+def test_demo_data_command_writes_the_complaint_journey_and_refuses_its_later_period(tmp_path, capsys):
+    from journey_analysis.cli import main
+
+    assert main(["demo-data", "--out", str(tmp_path / "c"), "--journey", "complaint", "--customers", "200"]) == 0
+    assert pd.read_csv(tmp_path / "c" / "events.csv.gz")["journey"].eq("complaint").all()
+    capsys.readouterr()
+    assert main(["demo-data", "--out", str(tmp_path / "d"), "--journey", "complaint", "--period", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "one period only" in err and "Traceback" not in err

@@ -74,6 +74,20 @@ def test_05_records_findings_match_truth(demo):
     assert findings["top_pain_point"] == r["top_pain_point"]
 
 
+def test_05_tests_the_experience_and_reads_a_later_period(demo):
+    """The mystery-shopper sheet shipped with the demo is compared with the map, and the later period's
+    planted change (activation fixed) is the change the living map finds."""
+    from journey_analysis.datasets import demo_observations
+
+    r = demo["records"]["05_analyze"]
+    assert r["n_observations"] == len(demo_observations()) == 8
+    assert "support" in r["observation_stages_differing"]
+    assert "purchase dwell median better" in r["later_changes"]
+    assert r["exercise_biggest_change"] == "purchase dwell median better"
+    html = demo["result"].report.read_text(encoding="utf-8")
+    assert "Test the experience yourself" in html and "the same map a period later" in html
+
+
 def test_exercise_solutions_answer_their_questions(demo):
     """Each notebook's solution runs in the pipeline and answers in words; the recorded answers are checked
     against the run's own artifacts and the planted truths."""
@@ -231,3 +245,18 @@ def test_student_copies_drop_solutions(tmp_path):
         for p in inside:
             p.unlink()
         (NOTEBOOKS_DIR / "student_test_tmp").rmdir()
+
+
+def test_practice_complaint_journey_runs_and_finds_its_planted_truths(tmp_path):
+    """The course's second journey (configs/complaint.yaml on data/raw/complaint) runs through the five
+    notebooks on a sample, and its findings are its own planted truths, not the worked example's."""
+    cfg = Path(__file__).resolve().parents[1] / "configs" / "complaint.yaml"
+    truth = json.loads((cfg.parents[1] / "data" / "raw" / "complaint" / "truth.json").read_text())
+    res = runner.run_pipeline(cfg, run_id="practice", reports_dir=tmp_path / "reports", processed_dir=tmp_path / "processed",
+                              extra_parameters={"n_customers": 800, "n_boot": 30}, progress=False)
+    r = {stem: runner.read_records(res.folder / f"{stem}.ipynb") for stem in runner.NOTEBOOKS}
+    assert r["01_define_objectives"]["stages"] == ["raise", "acknowledge", "investigate", "resolve", "follow_up"]
+    assert r["02_gather"]["n_customers"] == 800
+    assert r["05_analyze"]["top_pain_point"] == truth["pain_point"] == "investigate"
+    assert r["05_analyze"]["top_driver_stage"] == truth["moment_of_truth"]["stage"] == "raise"
+    assert r["05_analyze"]["n_observations"] == 0 and r["05_analyze"]["later_changes"] == []

@@ -219,7 +219,8 @@ def two_runs(tmp_path_factory):
     results = {}
     for engine in ("pandas", "spark"):
         cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
-        cfg["data"].update({k: str(files[k]) for k in ("events", "customers", "feedback")})
+        cfg["data"].update({k: str(files[k]) for k in ("events", "customers", "feedback", "observations")})
+        cfg["data"].pop("later_period")     # the living map's later period: tested on pandas (test_notebooks)
         cfg.update(name=f"demo-{engine}", engine=engine, spark=SPARK)
         path = root / f"{engine}.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
