@@ -82,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("student", help="write copies of the notebooks without solution cells",
                        description="Copy notebooks/*.ipynb to OUT, removing cells tagged 'solution'.")
     s.add_argument("--out", type=Path, required=True, help="folder for the student copies")
+    s.add_argument("--run-id", default=None,
+                   help="the student's run id (default: student-<user name>); it also sets their data sample")
     return p
 
 
@@ -177,7 +179,7 @@ def _init(args) -> int:
 def _student(args) -> int:
     from journey_analysis.runner import write_student_notebooks
 
-    for path in write_student_notebooks(args.out):
+    for path in write_student_notebooks(args.out, run_id=args.run_id):
         print(path)
     return EXIT_OK
 

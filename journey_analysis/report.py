@@ -324,6 +324,20 @@ def compare_stage_metrics(current: pd.DataFrame, previous: pd.DataFrame | None, 
     return out[out["previous"].notna() | out["current"].notna()].reset_index(drop=True)
 
 
+def _in_folder(source, folder: Path):
+    """A configured data source (path, table or tables) with each file taken from ``folder`` under the same
+    file name (a table keeps its mapping; a ``via`` table keeps its own file)."""
+    from journey_analysis.config import Table
+
+    if source is None:
+        return None
+    if isinstance(source, tuple):
+        return tuple(_in_folder(t, folder) for t in source)
+    if isinstance(source, Table):
+        return source.model_copy(update={"path": folder / Path(str(source.path)).name})
+    return folder / Path(str(source)).name
+
+
 def later_period_comparison(config, current: pd.DataFrame | None) -> pd.DataFrame:
     """The living map: what changed in a later period of the same journey.
 
@@ -353,8 +367,7 @@ def later_period_comparison(config, current: pd.DataFrame | None) -> pd.DataFram
         raise JourneyError("The later period's folder does not exist.", file=folder,
                            expected="a folder with the same data files as this run (events, customers, feedback)",
                            fix="Create it, or remove data.later_period from the configuration.")
-    files = {k: folder / Path(str(getattr(config.data, k))).name for k in ("events", "customers", "feedback")
-             if getattr(config.data, k) is not None}
+    files = {k: _in_folder(getattr(config.data, k), folder) for k in ("events", "customers", "feedback")}
     later = config.model_copy(update={"data": config.data.model_copy(
         update={**files, "observations": None, "later_period": None})})
     g = gather(later)

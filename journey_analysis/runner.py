@@ -569,13 +569,28 @@ def student_run_id(user: str | None = None) -> str:
     return f"student-{slug}"[:100]
 
 
+#: Customers in a student's sample of the data (each student's copies draw their own, see
+#: :func:`student_sample_seed`): the same planted truths, numbers of their own, a lighter run.
+STUDENT_CUSTOMERS = 2000
+
+
+def student_sample_seed(run_id: str) -> int:
+    """The data seed of a student's copies: CRC-32 of the run id modulo 10,000 (stable across machines and
+    Python runs, different for different students)."""
+    import zlib
+
+    return zlib.crc32(str(run_id).encode("utf-8")) % 10_000
+
+
 def write_student_notebooks(out_dir, notebooks_dir=None, run_id: str | None = None) -> list[Path]:
     """Write copies of the five notebooks without solution cells to ``out_dir``; return their paths.
 
     The copies read the same default parameters, but their relative paths are rewritten for the new
     folder only when ``out_dir`` is a sub-folder of ``notebooks/`` (``make student`` writes
     ``notebooks/student/``): parameter literals starting with ``"../`` get one more ``../``. Their
-    ``run_id`` parameter becomes ``run_id`` (default :func:`student_run_id`: ``student-<user name>``).
+    ``run_id`` parameter becomes ``run_id`` (default :func:`student_run_id`: ``student-<user name>``), and
+    each student analyses their own sample of the data: ``n_customers = None`` becomes
+    :data:`STUDENT_CUSTOMERS` and ``sample_seed`` becomes :func:`student_sample_seed` of the run id.
     """
     import nbformat
 
@@ -601,6 +616,10 @@ def write_student_notebooks(out_dir, notebooks_dir=None, run_id: str | None = No
             if "parameters" in tags:
                 c["source"] = re.sub(r'^(run_id\s*=\s*)"[^"]*"', lambda m: f'{m.group(1)}"{run_id}"', c["source"],
                                      flags=re.M)
+                c["source"] = re.sub(r'^(n_customers\s*=\s*)None\b', lambda m: f"{m.group(1)}{STUDENT_CUSTOMERS}",
+                                     c["source"], flags=re.M)
+                c["source"] = re.sub(r'^(sample_seed\s*=\s*)\d+', lambda m: f"{m.group(1)}{student_sample_seed(run_id)}",
+                                     c["source"], flags=re.M)
             if "parameters" in tags and depth:
                 c["source"] = re.sub(r'(["\'])\.\./', lambda m: m.group(1) + "../" * (depth + 1), c["source"])
             elif "parameters" in tags and depth is None:

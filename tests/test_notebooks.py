@@ -236,6 +236,15 @@ def test_student_copies_drop_solutions(tmp_path):
         params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
         assert str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml") in params.source
         assert f'run_id = "{runner.student_run_id()}"' in params.source and '"nbval"' not in params.source
+    # each student analyses their own sample of the demo customers, seeded from their run id
+    gather_params = nbformat.read(str(tmp_path / "student" / "02_gather.ipynb"), as_version=4).cells[2].source
+    assert f"n_customers = {runner.STUDENT_CUSTOMERS}" in gather_params
+    assert f"sample_seed = {runner.student_sample_seed(runner.student_run_id())}" in gather_params
+    ana = runner.write_student_notebooks(tmp_path / "ana", run_id="student-ana")[1]
+    bob = runner.write_student_notebooks(tmp_path / "bob", run_id="student-bob")[1]
+    seeds = [re.search(r"sample_seed = (\d+)", nbformat.read(str(p), as_version=4).cells[2].source).group(1)
+             for p in (ana, bob)]
+    assert seeds[0] != seeds[1] and seeds[0] == str(runner.student_sample_seed("student-ana"))
     inside = runner.write_student_notebooks(NOTEBOOKS_DIR / "student_test_tmp")
     try:
         src = next(c for c in nbformat.read(str(inside[0]), as_version=4).cells
