@@ -279,8 +279,9 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _spark_shapes(self):
-        """The Spark engine reads one events file or folder, or one ``{path, id, columns}`` table; other
-        shapes are refused here (so ``journey validate`` says so before a run)."""
+        """Shapes the Spark engine cannot run are refused here (so ``journey validate`` says so before a
+        run): no event log, and feedback linked ``via: events``. Lists of tables, wide milestone tables and
+        constant values are shaped with pandas and then handed to Spark (see ``gather.gather``)."""
         if self.engine != "spark":
             return self
         ev = self.data.events
@@ -288,16 +289,6 @@ class RunConfig(BaseModel):
         if ev is None:
             why = ("there is no event log (customers or feedback only): the Spark engine distributes the events; "
                    "run this config with engine: pandas")
-        elif isinstance(ev, tuple):
-            why = ("data.events is a list of tables; the Spark engine reads one events source: union the tables "
-                   "into one file or folder, or use engine: pandas")
-        elif isinstance(ev, Table) and ev.milestones is not None:
-            why = ("data.events is a wide milestone table; the Spark engine reads long events only: use "
-                   "engine: pandas, or write the table long (one row per milestone)")
-        elif isinstance(ev, Table) and any(getattr(ev, k) is not None for k in TABLE_VALUES):
-            named = ", ".join(k for k in TABLE_VALUES if getattr(ev, k) is not None)
-            why = (f"data.events sets {named} from a constant or column; on Spark map the columns with "
-                   "columns: (renames) only, or use engine: pandas")
         fb = self.data.tables("feedback")
         if why is None and any(isinstance(t.via, str) and t.via == "events" for t in fb):
             why = "data.feedback is linked via: events; on Spark give via a table {path, id} instead"

@@ -651,7 +651,15 @@ def gather(config) -> Gathered:
     ev_tables = tables_of("events")
     ev_file = _label(t.path for t in ev_tables) if ev_tables else None
     notes: list = []
-    if on_spark:
+    if on_spark and not (len(ev_tables) == 1 and ev_tables[0].milestones is None and _spark_reads(ev_tables[0])):
+        # lists of tables, wide milestone tables, constant or column values: shaped and checked by the
+        # sources layer with the pandas rules (the same quality log), then handed to Spark as events
+        from journey_analysis import spark
+
+        events, n = S.load_source("events", ev_tables, log, config, tables_of)
+        notes += n
+        events = spark.to_spark(events, spark.get_spark(config=config)).persist()
+    elif on_spark:
         from journey_analysis import spark
 
         t = ev_tables[0]
@@ -747,6 +755,13 @@ def _plain(t) -> bool:
     from journey_analysis.config import TABLE_VALUES
 
     return t.id is None and t.via is None and t.milestones is None and all(getattr(t, k) is None for k in TABLE_VALUES)
+
+
+def _spark_reads(t) -> bool:
+    """A table the Spark loader reads itself: a file or folder with renames and an ``id`` (no constants)."""
+    from journey_analysis.config import TABLE_VALUES
+
+    return t.via is None and all(getattr(t, k) is None for k in TABLE_VALUES)
 
 
 def spark_mapping(t) -> dict:

@@ -422,7 +422,7 @@ def check_kpis(kpis, journey_map: pd.DataFrame | None, metrics: pd.DataFrame | N
                 value = m.at[stage, col]
         value = None if value is None or pd.isna(value) else float(value)
         lo, hi = k.get("min"), k.get("max")
-        from journey_analysis.formatting import format_value
+        from journey_analysis.formatting import format_value, number
 
         from journey_analysis.formatting import label as words
 
@@ -431,7 +431,12 @@ def check_kpis(kpis, journey_map: pd.DataFrame | None, metrics: pd.DataFrame | N
         if value is None:
             status, msg = "unknown", f"{label}: no value for {what} at stage {stage} in this run."
         elif (lo is not None and value < lo) or (hi is not None and value > hi):
-            bound = f"at least {show(lo)}" if lo is not None and value < lo else f"at most {show(hi)}"
+            limit = lo if lo is not None and value < lo else hi
+            bound = f"at least {show(lo)}" if limit is lo else f"at most {show(hi)}"
+            if show(value) == show(limit):  # a breach that rounding would hide: say by how much, in percent
+                side = "below" if limit is lo else "above"
+                gap = f"{number(abs(value - limit) / abs(limit) * 100, 2)}%" if limit else number(abs(value - limit), 2)
+                bound += f"; {gap} {side} it"
             status, msg = "breach", f"{label}: {what} at {stage} is {show(value)}, expected {bound}."
         else:
             status, msg = "ok", f"{label}: {what} at {stage} is {show(value)} (within threshold)."

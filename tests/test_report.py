@@ -124,3 +124,14 @@ def test_failed_runs_on_the_index_name_no_absolute_path(tmp_path):
     page = report.write_index(tmp_path).read_text()
     assert str(PROJECT_ROOT) not in page and "/srv/other" not in page
     assert "data/raw/demo/events.csv.gz, column timestamp; see run.log." in page
+
+
+def test_a_breach_that_rounding_would_hide_says_by_how_much():
+    """168.04 h against at most 168 h (issue 13: "is 7.0 days, expected at most 7.0 days" read as no breach)."""
+    jm = pd.DataFrame({"segment": ["All customers"], "stage": ["carrier"], "stage_time_median_s": [168.04 * 3600]})
+    k = report.check_kpis([{"stage": "carrier", "metric": "stage_time_median_s", "max": 7 * 86400,
+                            "label": "Carrier delivers within 7 days"}], jm, None).iloc[0]
+    assert k["status"] == "breach"
+    assert "168 h, expected at most 168 h; 0.024% above it" in k["message"], k["message"]
+    clear = report.check_kpis([{"stage": "carrier", "metric": "stage_time_median_s", "max": 3 * 86400}], jm, None)
+    assert "above it" not in clear.iloc[0]["message"]     # a clear breach needs no percentage

@@ -262,17 +262,57 @@ def test_kpi_error_lists_the_valid_names(tmp_path, capsys):
 # ------------------------------------------------------------------------------------------------
 # config shapes
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("events,words", [
-    (None, "no event log"),
-    ([{"path": "a.csv"}, {"path": "b.csv"}], "list of tables"),
-    ({"path": "a.csv", "id": "k", "milestones": {"a": "t"}}, "wide milestone table"),
-    ({"path": "a.csv", "channel": "web"}, "sets channel from a constant or column"),
+@pytest.mark.parametrize("data,words", [
+    ({"customers": "c.csv"}, "no event log"),
+    ({"events": "e.csv", "feedback": {"path": "f.csv", "id": "k", "via": "events"}}, "linked via: events"),
 ])
-def test_spark_engine_refuses_shapes_it_does_not_read(tmp_path, events, words):
-    data = {"customers": "c.csv"} if events is None else {"events": events}
-    cfg = write_cfg(tmp_path, data, stages=None if events is None else ["a"], engine="spark")
+def test_spark_engine_refuses_shapes_it_cannot_run(tmp_path, data, words):
+    cfg = write_cfg(tmp_path, data, stages=None if "events" not in data else ["a"], engine="spark")
     with pytest.raises(JourneyError, match=f"engine: spark cannot read this data shape: .*{words}"):
         load_config(cfg)
+
+
+def _events_and_quality(cfg_path):
+    from journey_analysis.spark import is_spark_frame
+
+    g = gather(load_config(cfg_path))
+    ev = g.events.toPandas() if is_spark_frame(g.events) else g.events
+    cols = [c for c in ["row_id", "customer_id", "timestamp", "stage", "channel", "source"] if c in ev.columns]
+    ev = ev[cols].sort_values("row_id").reset_index(drop=True)
+    ev["timestamp"] = pd.to_datetime(ev["timestamp"], utc=True).astype("datetime64[us, UTC]")
+    ev = ev.astype({c: str for c in cols if c not in ("row_id", "timestamp")}).astype({"row_id": "int64"})
+    return ev, g.quality.set_index("check")["rows"].to_dict()
+
+
+def test_wide_tables_and_several_sources_run_on_spark_as_on_pandas(tmp_path):
+    """Shapes the Spark loader does not read itself (a wide milestone table, a list of tables with a
+    constant channel) are shaped by the sources layer and handed to Spark: same events, same quality log."""
+    pytest.importorskip("pyspark")
+    from shapes import receipt_two_sources
+
+    spark = {"spark.master": "local[2]", "spark.sql.shuffle.partitions": "2"}
+    bpic_wide(n_cases=600, n_blank=20, n_swap=15).to_csv(tmp_path / "applications.csv", index=False)
+    wide = {"events": {"path": "applications.csv", "id": "application_id",
+                       "milestones": {s: f"{s}_at" for s in MILESTONES}}}
+    receipt_two_sources(tmp_path, n_cases=80)
+    two = {"events": [
+        {"path": "front_office.csv", "id": "application", "columns": {"logged_at": "timestamp"}, "stage": "step"},
+        {"path": "back_office.csv", "id": "case_ref", "columns": {"done_at": "timestamp"}, "stage": "task",
+         "channel": "back office"}], "duplicates": "keep"}
+    for name, data, stages in [("wide", wide, list(MILESTONES)), ("two", two, None)]:
+        folder = tmp_path / name
+        folder.mkdir()
+        data = {k: v for k, v in data.items()}
+        for t in ([data["events"]] if isinstance(data["events"], dict) else data["events"]):
+            t["path"] = str(tmp_path / t["path"])
+        stages = stages or sorted(pd.read_csv(tmp_path / "front_office.csv")["step"].unique()) + sorted(
+            pd.read_csv(tmp_path / "back_office.csv")["task"].unique())
+        pd_ev, pd_q = _events_and_quality(write_cfg(folder, data, stages=stages))
+        sp_ev, sp_q = _events_and_quality(write_cfg(folder, data, stages=stages, engine="spark", spark=spark))
+        pd.testing.assert_frame_equal(pd_ev, sp_ev)
+        assert pd_q == sp_q, name
+        if name == "wide":
+            assert pd_q["milestone_out_of_order"] > 0
 
 
 def test_config_needs_some_data_and_stages_with_events(tmp_path):
