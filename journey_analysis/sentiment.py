@@ -433,33 +433,63 @@ def _tables():
 
 
 def _token_arrays(texts: list[str], batch_size: int = 1000):
-    """Tokenise texts with :func:`_token_re`, all at once (joined by NUL, in pieces of at most
-    ``_TOKENIZE_CHARS`` characters); token attributes are computed once per distinct token.
+    """Tokenise texts with :func:`_token_re`, all at once: no token spans whitespace, so the texts are
+    cut into whitespace-separated chunks (``str.split``) and only the distinct chunks go through the
+    pattern (joined by NUL, in pieces of at most ``_TOKENIZE_CHARS`` characters); a text's tokens are
+    its chunks' tokens in order. Token attributes are computed once per distinct token.
     Returns (attributes array with columns LOWER, ORTH, IS_UPPER, IS_ALPHA, LENGTH as spaCy hashes and
     flags; tokens per text)."""
     from spacy.strings import get_string_id as h
 
-    pat = _token_re()
-    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-    cum = np.concatenate([[0], np.cumsum(lens + 1)])
-    toks: list[str] = []
-    a, n = 0, len(texts)
-    while a < n:
-        b = int(max(a + 1, np.searchsorted(cum, cum[a] + _TOKENIZE_CHARS, side="right") - 1))
-        b = min(b, n)
-        toks.extend(pat.findall("\x00".join(t.replace("\x00", " ") for t in texts[a:b])))
-        toks.append("\x00")
-        a = b
+    n = len(texts)
     if not n:
         return np.zeros((0, 5), dtype=np.uint64), np.zeros(0, dtype=np.int64)
-    codes, uniq = pd.factorize(pd.Series(toks, dtype=object))
+    pat = _token_re()
+    # chunks of all texts, a lone NUL after each text (NUL inside a text counts as a space)
+    joined = " \x00 ".join(texts)
+    if joined.count("\x00") != n - 1:
+        joined = " \x00 ".join(t.replace("\x00", " ") for t in texts)
+    chunks = (joined + " \x00").split()
+    ccodes, uniq = pd.factorize(np.array(chunks, dtype=object))
     ul = uniq.tolist()
-    sep = np.array([t == "\x00" for t in ul])
-    attrs = np.array([(h(t.lower()), h(t), t.isupper(), t.isalpha(), len(t)) for t in ul], dtype=np.uint64)
-    is_sep = sep[codes]
-    doc = np.cumsum(is_sep) - is_sep
-    keep = ~is_sep
-    return attrs[codes[keep]], np.bincount(doc[keep], minlength=n)
+    sep = ul.index("\x00")
+    ul[sep] = ""  # the text separator has no tokens
+    lens = np.fromiter(map(len, ul), dtype=np.int64, count=len(ul))
+    cum = np.concatenate([[0], np.cumsum(lens + 1)])
+    toks: list[str] = []
+    a, m = 0, len(ul)
+    while a < m:
+        b = int(max(a + 1, np.searchsorted(cum, cum[a] + _TOKENIZE_CHARS, side="right") - 1))
+        b = min(b, m)
+        toks.extend(pat.findall("\x00".join(ul[a:b])))
+        toks.append("\x00")
+        a = b
+    tcodes, utok = pd.factorize(pd.Series(toks, dtype=object))
+    ut = utok.tolist()
+    u = len(ut)
+    lower = list(map(str.lower, ut))
+    attrs = np.empty((u, 5), dtype=np.uint64)
+    attrs[:, 0] = np.fromiter(map(h, lower), dtype=np.uint64, count=u)
+    same = np.fromiter(map(str.__eq__, lower, ut), dtype=bool, count=u)
+    attrs[:, 1] = attrs[:, 0]
+    attrs[~same, 1] = np.fromiter(map(h, (t for t, sm in zip(ut, same.tolist()) if not sm)), dtype=np.uint64,
+                                  count=int(u - same.sum()))
+    attrs[:, 2] = np.fromiter(map(str.isupper, ut), dtype=bool, count=u)
+    attrs[:, 3] = np.fromiter(map(str.isalpha, ut), dtype=bool, count=u)
+    attrs[:, 4] = np.fromiter(map(len, ut), dtype=np.int64, count=u)
+    is_nul = np.asarray(utok == "\x00")[tcodes]
+    owner = np.cumsum(is_nul) - is_nul               # distinct chunk of each token
+    tok_rows = tcodes[~is_nul]
+    per_chunk = np.bincount(owner[~is_nul], minlength=m)
+    first = np.concatenate([[0], np.cumsum(per_chunk)[:-1]])
+    # every chunk occurrence in text order -> its chunk's token rows
+    occ_sep = ccodes == sep
+    occ = ccodes[~occ_sep]
+    k = per_chunk[occ]
+    doc = (np.cumsum(occ_sep) - occ_sep)[~occ_sep]
+    start_out = np.cumsum(k) - k
+    idx = np.arange(int(k.sum())) + np.repeat(first[occ] - start_out, k)
+    return attrs[tok_rows[idx]], np.bincount(doc, weights=k, minlength=n).astype(np.int64)
 
 
 def _score_arrays(arr: np.ndarray, counts: np.ndarray, p: dict | None = None) -> np.ndarray:

@@ -233,28 +233,41 @@ def _stop_bits(codes: tuple[str, ...]) -> dict[str, int]:
 
 def _word_stats(low: list[str], codes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """For lower-cased texts: (per text and language of ``codes``, how many of its words are stop words of
-    that language only, among ``codes``; letters per text). Texts joined by NUL, cut into words
-    (``[^\\W\\d_]+``) in one regex pass, one hash lookup per distinct word."""
+    that language only, among ``codes``; letters per text). Words (``[^\\W\\d_]+``) never span
+    whitespace, so the texts are cut into whitespace-separated chunks (``str.split``) and only the
+    distinct chunks are read by the word pattern (one regex pass over them joined by NUL) and looked up
+    (one hash lookup per word of a distinct chunk); a text's counts are the sums over its chunks."""
     n = len(low)
     hits = np.zeros((n, len(codes)), dtype=np.int64)
     if not n:
         return hits, np.zeros(0, dtype=np.int64)
     bits = _stop_bits(codes)
-    big = "\x00".join(t.replace("\x00", " ") for t in low)
-    words = _WORD_OR_NUL.findall(big)
-    codes_w, uniq = pd.factorize(pd.Series(words, dtype=object))
-    ub = np.array([bits.get(w, 0) for w in uniq], dtype=np.int64)
-    ulen = np.array([len(w) for w in uniq], dtype=np.int64)
-    is_sep = np.asarray(uniq == "\x00")
-    ub[is_sep], ulen[is_sep] = -1, 0
-    wb = ub[codes_w]
-    doc = np.cumsum(wb == -1)
-    letters = np.bincount(doc, weights=ulen[codes_w], minlength=n).astype(np.int64)
-    single = (wb > 0) & ((wb & (wb - 1)) == 0)  # exactly one language has the word
-    wb, doc = wb[single], doc[single]
-    for b in range(len(codes)):
-        on = wb == (1 << b)
-        hits[:, b] = np.bincount(doc[on], minlength=n)
+    joined = " \x00 ".join(low)
+    if joined.count("\x00") != n - 1:  # NUL inside a text: a space
+        joined = " \x00 ".join(t.replace("\x00", " ") for t in low)
+    occ, uniq = pd.factorize(np.array((joined + " \x00").split(), dtype=object))
+    ul = uniq.tolist()
+    sep = ul.index("\x00")
+    ul[sep] = ""  # the text separator has no words
+    words = _WORD_OR_NUL.findall("\x00".join(ul) + "\x00")
+    wb = np.fromiter(map(bits.get, words, [0] * len(words)), dtype=np.int64, count=len(words))
+    wlen = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+    is_nul = np.fromiter((w == "\x00" for w in words), dtype=bool, count=len(words))
+    owner = np.cumsum(is_nul) - is_nul  # distinct chunk of each word
+    m = len(ul)
+    c_letters = np.bincount(owner, weights=np.where(is_nul, 0, wlen), minlength=m).astype(np.int64)
+    single = ~is_nul & (wb > 0) & ((wb & (wb - 1)) == 0)  # exactly one language has the word
+    occ_sep = occ == sep
+    doc = np.cumsum(occ_sep) - occ_sep  # text of each chunk occurrence
+    letters = np.bincount(doc, weights=c_letters[occ], minlength=n + 1)[:n].astype(np.int64)
+    if single.any():
+        c_hits = np.zeros((m, len(codes)), dtype=np.int64)
+        np.add.at(c_hits, (owner[single], np.log2(wb[single]).astype(np.int64)), 1)
+        with_hits = np.flatnonzero(c_hits.any(axis=1))
+        sel = np.isin(occ, with_hits)
+        d_sel, rows = doc[sel], c_hits[occ[sel]]
+        for b in range(len(codes)):
+            hits[:, b] = np.bincount(d_sel, weights=rows[:, b], minlength=n)[:n]
     return hits, letters
 
 
