@@ -100,13 +100,13 @@ def _read_csv_arrow(path: Path, sep: str, head: bytes) -> pd.DataFrame | None:
     try:
         table = pacsv.read_csv(
             path, parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.large_string() for c in header},
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False))
     except (pa.ArrowException, OSError, ValueError):
         return None
-    if table.column_names != header or any(t != pa.string() for t in table.schema.types):
+    if table.column_names != header or any(t != pa.large_string() for t in table.schema.types):
         return None
-    return table.to_pandas()
+    return table.to_pandas()  # large_string: pandas' own string storage, no copy
 
 
 def _nul_problem(path: Path) -> str | None:
@@ -242,24 +242,50 @@ def _arrow_timestamps(text: pd.Series) -> pd.Series | None:
     return pd.Series(parsed.to_pandas(), index=text.index, name=text.name)
 
 
-def _has_offset(text: pd.Series) -> pd.Series:
+def _has_offset(text: pd.Series | None, arr=None, index=None) -> pd.Series:
     """``text`` (stripped, missing where blank) ends with a time-zone offset (:data:`_OFFSET`).
 
     pyarrow's RE2 kernel for printable ASCII values (where RE2 and Python's ``re`` agree on this
-    pattern), Python's ``re`` for values with other characters.
+    pattern), Python's ``re`` for values with other characters. ``arr``: the same values as a pyarrow
+    array (``text`` may then be None, with ``index`` the rows' index).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    arr = pa.array(text.array)
+    arr = pa.array(text.array) if arr is None else arr
+    index = text.index if text is not None else index
     if pc.all(pc.ends_with(arr, "Z")).as_py() is True:  # the common export: every value in UTC ("...Z")
-        return pd.Series(text.notna().to_numpy(), index=text.index)
+        return pd.Series(pc.is_valid(arr).to_numpy(zero_copy_only=False), index=index)
     hit = pc.fill_null(pc.match_substring_regex(arr, _OFFSET), False).to_numpy(zero_copy_only=False)
     wide = pc.or_(pc.invert(pc.string_is_ascii(arr)), pc.match_substring_regex(arr, r"[\x00-\x1f\x7f]"))
     wide = pc.fill_null(wide, False).to_numpy(zero_copy_only=False)
     if wide.any():
+        if text is None:
+            text = pd.Series(pd.array(arr, dtype="string"), index=index)
         hit[wide] = text[wide].str.contains(_OFFSET, regex=True, na=False).to_numpy(dtype=bool)
-    return pd.Series(hit, index=text.index)
+    return pd.Series(hit, index=index)
+
+
+def _arrow_parse(arr, index):
+    """The fast path of :func:`parse_timestamps` for a pyarrow string column: (datetimes, blank, the
+    stripped values with blanks missing), or None when any non-blank value does not parse this way
+    (then the pandas path, with its fallback and messages, reads the column)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    trimmed = pc.utf8_trim_whitespace(arr)
+    blank = pc.fill_null(pc.equal(trimmed, ""), True)
+    if pc.any(blank).as_py():
+        trimmed = pc.if_else(blank, pa.scalar(None, pa.string()), trimmed)
+    try:
+        parsed = pc.cast(trimmed, pa.timestamp("ns", tz="UTC"))
+    except (pa.ArrowException, ValueError, TypeError):
+        return None
+    if parsed.null_count != trimmed.null_count:  # a value that did not parse: the pandas path explains it
+        return None
+    out = parsed.to_pandas() if isinstance(parsed, pa.ChunkedArray) else pd.Series(parsed.to_pandas())
+    out.index = index
+    return out, pd.Series(blank.to_numpy(zero_copy_only=False), index=index), trimmed
 
 
 def parse_timestamps(s: pd.Series, path, column: str, log: QualityLog | None = None,
@@ -274,19 +300,27 @@ def parse_timestamps(s: pd.Series, path, column: str, log: QualityLog | None = N
         out = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
         blank = out.isna()
     else:
-        text = s.astype("string").str.strip()
-        blank = text.isna() | (text == "")
-        text = text.mask(blank)
-        out = _arrow_timestamps(text)
+        arr = _arrow_strings(s)
+        fast = _arrow_parse(arr, s.index) if arr is not None else None
+        if fast is not None:
+            out, blank, parsed_text = fast
+            out.name = s.name
+            text = None
+        else:
+            parsed_text = None
+            text = s.astype("string").str.strip()
+            blank = text.isna() | (text == "")
+            text = text.mask(blank)
+            out = _arrow_timestamps(text)
         if out is None:
             out = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-        bad = out.isna() & ~blank
-        if bad.any():
+        bad = out.isna() & ~blank if fast is None else None
+        if bad is not None and bad.any():
             retry = pd.to_datetime(text[bad], utc=True, format="mixed", errors="coerce")
             out = out.copy()
             out[bad] = retry
             bad = out.isna() & ~blank
-        if bad.any():
+        if bad is not None and bad.any():
             idx = np.flatnonzero(bad.to_numpy())
             vals = ", ".join(repr(v) for v in text.iloc[idx[:3]])
             raise JourneyError(f"{int(bad.sum())} value(s) in column {column!r} are not date-times ({vals}).",
@@ -294,7 +328,7 @@ def parse_timestamps(s: pd.Series, path, column: str, log: QualityLog | None = N
                                expected="ISO 8601 date-times, e.g. 2024-05-01T10:00:00Z or 2024-05-01 10:00:00+01:00",
                                fix="Correct those cells, or map the right column in the config.")
         if log is not None:
-            has_offset = _has_offset(text)
+            has_offset = _has_offset(text, parsed_text, s.index)
             n_naive = int((~has_offset & ~blank).sum())
             if 0 < n_naive < int((~blank).sum()):
                 rows = np.flatnonzero((~has_offset & ~blank).to_numpy()) + 1
@@ -305,6 +339,111 @@ def parse_timestamps(s: pd.Series, path, column: str, log: QualityLog | None = N
                            rows=[i + 1 for i in idx[:5]], expected="a date-time on every row",
                            fix="Fill in the missing date-times or remove those rows from the export.")
     return out.astype("datetime64[ns, UTC]")
+
+
+def _arrow_strings(s: pd.Series):
+    """The pyarrow ChunkedArray behind a pyarrow-backed string column (what the CSV reader gives), else None."""
+    dtype = s.dtype
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        arr = s.array.__arrow_array__()
+    elif isinstance(dtype, pd.ArrowDtype) and str(dtype.pyarrow_dtype) in ("string", "large_string"):
+        arr = s.array.__arrow_array__()
+    else:
+        return None
+    import pyarrow as pa
+
+    return arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
+
+
+@dataclass
+class _Factor:
+    """A text column as integer codes (-1: missing) into its distinct values (a pyarrow string array).
+
+    Every check of :func:`_finish` on a text column is a function of the value, so it runs once per
+    distinct value and is spread to the rows by the codes (no Python object per row until the
+    column is written out)."""
+
+    codes: np.ndarray
+    uniques: object  # pyarrow.Array of strings, no nulls
+
+    def objects(self) -> np.ndarray:
+        """The values as Python strings (None where missing), shared between equal values."""
+        values = np.empty(len(self.uniques) + 1, dtype=object)
+        values[:-1] = self.uniques.to_numpy(zero_copy_only=False)
+        values[-1] = None
+        return values[self.codes]  # code -1 -> the last slot, None
+
+
+def _factorise(arr, contiguous: bool = False) -> _Factor:
+    """Codes of a pyarrow string column: when ``contiguous``, first try runs of equal neighbours (an id
+    column whose rows come together, the usual export order: no hashing), else dictionary encoding."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(arr)
+    if contiguous and n > 1 and arr.null_count == 0:
+        flat = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+        new = np.empty(n, dtype=bool)
+        new[0] = True
+        new[1:] = pc.not_equal(flat[1:], flat[:-1]).to_numpy(zero_copy_only=False)
+        firsts = np.flatnonzero(new)
+        ids = flat.take(pa.array(firsts))
+        if pc.count_distinct(ids).as_py() == len(firsts):
+            return _Factor(np.cumsum(new) - 1, ids)
+    enc = pc.dictionary_encode(arr)
+    if isinstance(enc, pa.ChunkedArray):
+        enc = enc.unify_dictionaries() if enc.num_chunks else enc
+        chunks = enc.chunks
+    else:
+        chunks = [enc]
+    if not chunks:
+        return _Factor(np.zeros(0, dtype=np.int64), pa.array([], pa.string()))
+    codes = np.concatenate([c.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+                            for c in chunks])
+    uniques = chunks[0].dictionary
+    if uniques.null_count:  # pragma: no cover - dictionary_encode masks nulls by default
+        raise ValueError("nulls in a dictionary")
+    return _Factor(codes, uniques)
+
+
+def _strings(values) -> pd.Series:
+    """A pyarrow string array as the pandas "string" Series that ``s.astype("string")`` makes."""
+    return pd.Series(pd.array(values, dtype="string"))
+
+
+def _factor_typed(f: _Factor, name: str, text_column: bool, index) -> tuple[pd.Series, _Factor | None, np.ndarray]:
+    """:func:`_as_text` / :func:`_infer_extra` of a factorised column, decided on its distinct values.
+
+    Returns the typed column, the factor of its text (None when it became numbers or booleans), and
+    codes of the typed values (equal values equal codes, missing -1) for the duplicate check."""
+    import pyarrow.compute as pc
+
+    codes = f.codes
+    if text_column or name.endswith("_id") or name == "id":
+        return pd.Series(f.objects(), index=index, dtype=object, copy=False), f, codes
+    trimmed = pc.utf8_trim_whitespace(f.uniques)
+    blank_u = pc.equal(trimmed, "").to_numpy(zero_copy_only=False)
+    if blank_u.any():
+        codes = np.where(codes >= 0, np.where(blank_u[np.maximum(codes, 0)], -1, codes), -1)
+    if (codes < 0).all():
+        return pd.Series(np.nan, index=index, name=name), None, codes
+    # the distinct non-blank values after stripping (two raw values may strip to one)
+    dcodes, distinct = _strings(trimmed).mask(blank_u).factorize()
+    distinct = pd.Series(distinct.array)
+    row = np.where(codes >= 0, dcodes[np.maximum(codes, 0)], -1)
+    if distinct.str.lower().isin(["true", "false"]).all():
+        truth = (distinct.str.lower() == "true").to_numpy(dtype=bool)
+        values = pd.array(truth[np.maximum(row, 0)], dtype="boolean")
+        values[row < 0] = pd.NA
+        return pd.Series(values, index=index, name=name, copy=False), None, np.where(row >= 0, truth[np.maximum(row, 0)], -1)
+    if not _cannot_be_number(distinct):
+        nums = pd.to_numeric(distinct, errors="coerce")
+        if nums.notna().all() and not distinct.str.match(r"^0\d").any():
+            ncodes, _ = pd.factorize(nums)
+            return (pd.Series(nums.array.take(row, allow_fill=True), index=index, name=name, copy=False), None,
+                    np.where(row >= 0, ncodes[np.maximum(row, 0)], -1))
+    kept = _Factor(codes, f.uniques)
+    return pd.Series(kept.objects(), index=index, dtype=object, copy=False), kept, codes
 
 
 def _infer_extra(s: pd.Series, name: str) -> pd.Series:
@@ -345,17 +484,43 @@ def _cannot_be_number(values: pd.Series) -> bool:
     return bool(pc.any(pc.match_substring_regex(pa.array(values.array), _NOT_NUMERIC)).as_py())
 
 
-def _duplicated(columns: list[pd.Series]) -> np.ndarray:
+def _codes_of(col) -> tuple[np.ndarray, int]:
+    """Codes (missing -1) of a column or of precomputed codes, and the number of distinct codes."""
+    if isinstance(col, np.ndarray):
+        return col, (int(col.max()) + 1 if len(col) else 0)
+    codes, uniques = col.factorize()
+    return codes, len(uniques)
+
+
+def _duplicated(columns: list, block: np.ndarray | None = None) -> np.ndarray:
     """``DataFrame.duplicated(keep="first")`` over these columns, from one int64 key per row.
 
-    Each column is factorised (missing values one code, equal to each other as in pandas); the
-    codes are combined into a row key, re-factorised whenever the product of sizes would overflow.
+    Each column (a Series, or an array of codes already made: equal values equal codes, missing -1)
+    is factorised (missing values one code, equal to each other as in pandas); the codes are
+    combined into a row key, re-factorised whenever the product of sizes would overflow.
+    ``block``: a code per row such that two equal rows always share it and each block's rows are
+    adjacent (e.g. customer and timestamp of time-ordered events); then only the rows of blocks with
+    two or more rows are compared.
     """
-    key = np.zeros(len(columns[0]) if columns else 0, dtype=np.int64)
+    n = len(columns[0]) if columns else 0
+    if block is not None and n > 1:
+        start = np.empty(n, dtype=bool)
+        start[0] = True
+        start[1:] = block[1:] != block[:-1]
+        shared = ~start  # a row whose block started before it, or whose block goes on after it
+        shared[:-1] |= ~start[1:]
+        cand = np.flatnonzero(shared)
+        out = np.zeros(n, dtype=bool)
+        if len(cand):
+            sub = [np.cumsum(start)[cand]] + [c[cand] if isinstance(c, np.ndarray) else c.iloc[cand]
+                                              for c in columns]
+            out[cand] = _duplicated(sub)
+        return out
+    key = np.zeros(n, dtype=np.int64)
     size = 1
     for col in columns:
-        codes, uniques = col.factorize()
-        width = len(uniques) + 1  # code -1 (missing) -> 0
+        codes, n_uniques = _codes_of(col)
+        width = n_uniques + 1  # code -1 (missing) -> 0
         if size * width >= 2 ** 62:
             key, distinct = pd.factorize(key)
             size = len(distinct)
@@ -364,40 +529,91 @@ def _duplicated(columns: list[pd.Series]) -> np.ndarray:
     return pd.Series(key).duplicated(keep="first").to_numpy()
 
 
-def _finish(frame: pd.DataFrame, path, kind: str, log: QualityLog, duplicates: str = "drop") -> pd.DataFrame:
-    """Shared part of every loader: types, formulas, duplicates, contract check."""
+def _time_blocks(case: np.ndarray, ts: pd.Series) -> np.ndarray | None:
+    """Rows of one customer and one timestamp as a block code, when each customer's rows are adjacent and
+    in time order (the usual export); None otherwise."""
+    n = len(case)
+    if n < 2 or not pd.api.types.is_datetime64_any_dtype(ts.dtype):
+        return None
+    t = ts.to_numpy(dtype="datetime64[ns]").view("int64")
+    dc = np.diff(case)
+    dt = np.diff(t)
+    if not bool(np.all((dc > 0) | ((dc == 0) & (dt >= 0)))):
+        return None
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    new[1:] = (dc != 0) | (dt != 0)
+    return np.cumsum(new)
+
+
+def _finish(frame: pd.DataFrame, path, kind: str, log: QualityLog, duplicates: str = "drop",
+            factors: dict | None = None) -> pd.DataFrame:
+    """Shared part of every loader: types, formulas, duplicates, contract check.
+
+    Text columns read by pyarrow are factorised once (:class:`_Factor`): typing, formulas, duplicates
+    and the contract check run on their distinct values and integer codes. ``factors`` (a dict, when
+    given) receives the factors of the text columns of the result."""
     # twin[col]: the same values as the text (object) column col, still in pyarrow-backed strings,
     # so the checks below run on pyarrow's kernels instead of on Python objects
     twin: dict[str, pd.Series] = {}
+    facts: dict[str, _Factor] = {}  # text columns made from a factor
+    dup_codes: dict[str, np.ndarray] = {}  # codes of the typed values of factorised columns
+    seen: dict[int, tuple] = {}  # one factor per pyarrow array (stage is often activity's array)
     for col in frame.columns:
         if col in TIME_COLUMNS or col == "row_id":
             continue
         s = frame[col]
+        if col not in TEXT_COLUMNS and col in ("rating", "duration_s"):
+            continue
+        arr = _arrow_strings(s)
+        if arr is not None:
+            if id(arr) not in seen:
+                seen[id(arr)] = (arr, _factorise(arr, contiguous=col == "customer_id"))
+            typed, f, dup_codes[col] = _factor_typed(seen[id(arr)][1], col, col in TEXT_COLUMNS, frame.index)
+            frame[col] = typed
+            if f is not None:
+                facts[col] = f
+            continue
         if col in TEXT_COLUMNS:
             frame[col] = _as_text(s)
-        elif col not in ("rating", "duration_s"):
-            frame[col] = _infer_extra(s, col)
         else:
-            continue
+            frame[col] = _infer_extra(s, col)
         if frame[col].dtype == object and pd.api.types.is_string_dtype(s) and s.dtype != object:
             twin[col] = s.mask(frame[col].isna().to_numpy())
     text_cols = [c for c in frame.columns if frame[c].dtype == object]
     if text_cols:
+        import pyarrow.compute as pc
+
         formula = np.zeros(len(frame), dtype=bool)
         for c in text_cols:
+            if c in facts:  # the test on each distinct value, spread by the codes
+                f = facts[c]
+                hit = np.append(pc.or_(pc.match_substring_regex(f.uniques, r"^[=+@]"),
+                                       pc.match_substring_regex(f.uniques, r"^-[^\d.]")).to_numpy(zero_copy_only=False),
+                                False)
+                if hit.any():
+                    formula |= hit[f.codes]
+                continue
             s = twin[c].astype("string") if c in twin else frame[c].astype("string")
             formula |= (s.str.match(r"^[=+@]", na=False) | s.str.match(r"^-[^\d.]", na=False)).to_numpy()
         log.add(path, "formula_cell", int(formula.sum()), np.flatnonzero(formula) + 1)
     content = [c for c in frame.columns if c != "row_id"]
     # exact duplicates: the rows' values as per-column codes (missing values equal, as in
-    # DataFrame.duplicated), text columns coded from their twins
-    dup = _duplicated([(twin[c] if c in twin else frame[c]) for c in content])
+    # DataFrame.duplicated), text columns coded from their twins or factors
+    block = None
+    if kind == "events" and "customer_id" in dup_codes and "timestamp" in frame.columns:
+        block = _time_blocks(dup_codes["customer_id"], frame["timestamp"])
+    dup = _duplicated([dup_codes[c] if c in dup_codes else twin[c] if c in twin else frame[c] for c in content],
+                      block)
     if dup.any():
         log.add(path, "exact_duplicate", int(dup.sum()), np.flatnonzero(dup) + 1,
                 detail="kept (duplicates: keep)" if duplicates == "keep" else "")
         if duplicates == "drop":
             frame = frame.loc[~dup].reset_index(drop=True)
-    validate(frame, kind, path, text=twin)
+            facts = {c: _Factor(f.codes[~dup], f.uniques) for c, f in facts.items()}
+    validate(frame, kind, path, text=twin, factors=facts)
+    if factors is not None:
+        factors.update(facts)
     return frame
 
 
@@ -446,9 +662,16 @@ def load_events(path, columns: dict | None = None, stages=None, step: str = "sta
         if neg.any():
             log.add(path, "negative_duration", int(neg.sum()), np.flatnonzero(neg) + 1)
             frame.loc[neg, "duration_s"] = np.nan
-    frame = _finish(frame, path, "events", log, duplicates)
+    factors: dict = {}
+    frame = _finish(frame, path, "events", log, duplicates, factors)
     if stages is not None:
-        unknown = ~frame["stage"].isin(list(stages))
+        f = factors.get("stage")
+        if f is not None:  # the test on each distinct stage, spread by the codes
+            known = np.append(pd.Series(f.uniques.to_numpy(zero_copy_only=False), dtype=object)
+                              .isin(list(stages)).to_numpy(), False)
+            unknown = pd.Series(~known[f.codes], index=frame.index)
+        else:
+            unknown = ~frame["stage"].isin(list(stages))
         if unknown.any():
             names = ", ".join(sorted(map(str, frame.loc[unknown, "stage"].unique()))[:5])
             log.add(path, "unknown_stage", int(unknown.sum()), frame.loc[unknown, "row_id"] + 1, detail=names)

@@ -133,16 +133,33 @@ def _schema(kind: str):
     return pa.DataFrameSchema({}, strict=False)
 
 
-def _holds(frame: pd.DataFrame, kind: str, text: dict | None = None) -> bool:
+def _holds(frame: pd.DataFrame, kind: str, text: dict | None = None, factors: dict | None = None) -> bool:
     """Whether ``frame`` certainly passes :func:`_schema` (checked with vectorised column tests).
 
-    ``text`` may give pyarrow-backed copies of object columns (same values). When this says no,
-    pandera checks the frame and writes the message.
+    ``text`` may give pyarrow-backed copies of object columns (same values); ``factors`` the same
+    columns as integer codes (``.codes``, -1 where missing) into their distinct values (``.uniques``,
+    a pyarrow string array), tested once per distinct value. When this says no, pandera checks the
+    frame and writes the message.
     """
     text = text or {}
+    factors = factors or {}
     if kind == "feedback":  # no column rules
         return True
     for col in ("customer_id",) + (("stage",) if kind == "events" else ()):
+        f = factors.get(col)
+        if f is not None:
+            import numpy as np
+            import pyarrow.compute as pc
+
+            if len(f.codes) and int(f.codes.min()) < 0:
+                return False
+            counts = np.bincount(f.codes, minlength=len(f.uniques))
+            filled = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(f.uniques)), 0).to_numpy(zero_copy_only=False)
+            if not filled[counts > 0].all():
+                return False
+            if kind == "customers" and (counts > 1).any():
+                return False
+            continue
         s = frame[col]
         if s.isna().any():
             return False
@@ -158,11 +175,13 @@ def _holds(frame: pd.DataFrame, kind: str, text: dict | None = None) -> bool:
     return True
 
 
-def validate(frame: pd.DataFrame, kind: str, file="(DataFrame)", text: dict | None = None) -> pd.DataFrame:
+def validate(frame: pd.DataFrame, kind: str, file="(DataFrame)", text: dict | None = None,
+             factors: dict | None = None) -> pd.DataFrame:
     """Check a normalised ``kind`` frame ("events", "customers", "feedback") against its contract.
 
     Raises :class:`JourneyError` on the first failing column with its first rows; returns the frame.
-    ``text``: optional pyarrow-backed copies of its object columns (same values), for speed.
+    ``text``: optional pyarrow-backed copies of its object columns (same values), and ``factors``
+    the same as codes into distinct values (see :func:`_holds`), for speed.
     """
     missing = [c for c in REQUIRED[kind] if c not in frame.columns]
     if missing:
@@ -171,7 +190,7 @@ def validate(frame: pd.DataFrame, kind: str, file="(DataFrame)", text: dict | No
             expected=f"columns {', '.join(REQUIRED[kind])} (found: {', '.join(map(str, frame.columns)) or 'none'})",
             fix="Rename the column in the file, or map it in the config: data: columns: "
                 f"{kind}: {{your_name: {missing[0]}}}.")
-    if _holds(frame, kind, text):
+    if _holds(frame, kind, text, factors):
         return frame
     import warnings
 

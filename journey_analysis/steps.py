@@ -120,6 +120,19 @@ def _case_codes(values: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Codes of the journey id column. Fast path when every id's rows are contiguous (the usual
     export order): compare neighbours instead of hashing every row; else pd.factorize."""
     n = len(values)
+    if n > 1 and values.dtype == object:  # Python objects (the loaders' ids): compare neighbours in numpy
+        v = values.to_numpy()
+        try:
+            new = np.empty(n, dtype=bool)
+            new[0] = True
+            new[1:] = v[1:] != v[:-1]
+        except (TypeError, ValueError):  # values that do not compare (pd.NA): hash them instead
+            return _codes(values, name)
+        firsts = np.flatnonzero(new)
+        ids = v[firsts]  # a missing id starts a run of its own, so it is among these
+        if not pd.isna(ids).any() and len(pd.unique(ids)) == len(firsts):
+            return (np.cumsum(new) - 1).astype(np.int64), ids
+        return _codes(values, name)
     if n > 1 and not isinstance(values.dtype, pd.CategoricalDtype) and values.notna().all():
         try:
             import pyarrow as pa
