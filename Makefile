@@ -49,6 +49,7 @@ bench: $(STAMP) bench-env ## Run the benchmarks (slow; see benchmarks/README.md)
 	$(BIN)/python benchmarks/bench_steps.py --sizes 1,10,100
 	$(BIN)/python benchmarks/bench_sentiment.py
 	$(BIN)/python benchmarks/bench_voice.py
+	$(BIN)/python benchmarks/bench_themes.py
 	$(BIN)/python benchmarks/bench_segment.py
 	$(BIN)/python benchmarks/bench_spark.py --sizes 10 100
 	$(BIN)/python benchmarks/bench_run.py --sizes 100000,800000

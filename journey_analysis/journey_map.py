@@ -251,120 +251,27 @@ def _voice(fb: pd.DataFrame, keys: list[str], rating_type: str) -> pd.DataFrame:
 
 
 def _themes_quotes(fb: pd.DataFrame, step: str, segs: list[str], n_quotes: int) -> pd.DataFrame:
-    """Themes (negative / positive) and up to ``n_quotes`` redacted quotes per (segment, stage).
+    """Themes (negative / positive) and up to ``n_quotes`` redacted quotes per (segment, stage), from
+    :func:`journey_analysis.themes.stage_voice`; the themes are found once on all the feedback
+    (:func:`journey_analysis.themes.theme_members`) and counted per segment."""
+    from journey_analysis import themes
 
-    Uses ``journey_analysis.sentiment.themes`` / ``quotes`` when that module provides them, else a small
-    private fallback (most frequent 1-2-word phrases; quotes closest to the stage's median sentiment).
-    One call per segment (a handful), never per customer.
-    """
-    rows = []
+    cols = ["segment", "stage", "themes_negative", "themes_positive", "top_negative_theme", "quotes",
+            "negative_theme_quote"]
     if fb is None or fb.empty or "text" not in fb.columns:
-        return pd.DataFrame(columns=["segment", "stage", "themes_negative", "themes_positive", "quotes"])
-    try:
-        from journey_analysis import sentiment as _sent
-        themes_fn = getattr(_sent, "themes", None)
-        quotes_fn = getattr(_sent, "quotes", None)
-    except Exception:  # module missing or failing to import: use the fallback
-        themes_fn = quotes_fn = None
-    for seg in segs:
-        sub = fb if seg == ALL else fb[fb["segment"] == seg]
-        sub = sub[sub["text"].fillna("").astype(str).str.strip() != ""]
-        if sub.empty:
-            continue
-        sub = sub.rename(columns={step: "stage"}) if step != "stage" else sub
-        th = _themes(sub, themes_fn)
-        qu = _quotes(sub, quotes_fn, n_quotes)
-        part = th.join(qu, how="outer").reset_index()
-        part.insert(0, "segment", seg)
-        rows.append(part)
-    if not rows:
-        return pd.DataFrame(columns=["segment", "stage", "themes_negative", "themes_positive", "quotes"])
-    return pd.concat(rows, ignore_index=True)
-
-
-def _themes(sub: pd.DataFrame, themes_fn) -> pd.DataFrame:
-    out = None
-    if themes_fn is not None:
-        try:
-            t = themes_fn(sub, by="stage")
-            out = _themes_from_module(t)
-        except Exception:
-            out = None
-    if out is None:
-        out = _themes_fallback(sub)
-    return out
-
-
-def _themes_from_module(t: pd.DataFrame) -> pd.DataFrame:
-    """Turn sentiment.themes output (stage, polarity, phrase/theme, count...) into text per stage."""
-    phrase = next(c for c in ("phrase", "theme", "term", "key_phrase") if c in t.columns)
-    pol = next(c for c in ("polarity", "sentiment", "tone") if c in t.columns)
-    cnt = next((c for c in ("count", "n", "mentions") if c in t.columns), None)
-    t = t.copy()
-    t["label"] = t[phrase].astype(str) + ((" (" + t[cnt].astype(int).astype(str) + ")") if cnt else "")
-    if cnt:
-        t = t.sort_values(["stage", pol, cnt], ascending=[True, True, False])
-    res = {}
-    for name in ("negative", "positive"):
-        part = t[t[pol].astype(str).str.lower().str.startswith(name[:3])]
-        res[f"themes_{name}"] = part.groupby("stage", sort=False)["label"].agg(lambda v: "; ".join(list(v)[:5]))
-    return pd.DataFrame(res).rename_axis("stage")
-
-
-def _themes_fallback(sub: pd.DataFrame) -> pd.DataFrame:
-    from sklearn.feature_extraction.text import CountVectorizer
-
-    res = {}
-    s = pd.to_numeric(sub.get("sentiment"), errors="coerce") if "sentiment" in sub.columns else pd.Series(np.nan, index=sub.index)
-    for name, mask in (("negative", s < NEGATIVE_BELOW), ("positive", s > POSITIVE_ABOVE)):
-        part = sub[mask.fillna(False).to_numpy()]
-        vals = {}
-        for stage, grp in part.groupby("stage", sort=False):
-            try:
-                cv = CountVectorizer(ngram_range=(2, 3), stop_words="english", min_df=2, max_features=2000)
-                X = cv.fit_transform(grp["text"].astype(str))
-            except ValueError:
-                continue
-            counts = np.asarray(X.sum(axis=0)).ravel()
-            terms = cv.get_feature_names_out()
-            top = np.argsort(-counts, kind="stable")[:5]
-            vals[stage] = "; ".join(f"{terms[i]} ({int(counts[i])})" for i in top)
-        res[f"themes_{name}"] = pd.Series(vals, dtype=object)
-    return pd.DataFrame(res).rename_axis("stage")
-
-
-def _quotes(sub: pd.DataFrame, quotes_fn, n: int) -> pd.DataFrame:
-    from journey_analysis.text import redact
-
-    q = None
-    if quotes_fn is not None:
-        try:
-            res = quotes_fn(sub, by="stage", n=n)
-            col = next(c for c in ("quote", "text") if c in res.columns)
-            res = res.copy()
-            res[col] = redact(res[col].astype(str))
-            if "polarity" in res.columns and "sentiment" in sub.columns:
-                # the stage's majority polarity first, so the first quote is typical of the stage
-                neg = (pd.to_numeric(sub["sentiment"], errors="coerce") < NEGATIVE_BELOW).groupby(sub["stage"]).mean()
-                major = np.where(res["stage"].map(neg).fillna(0) > 0.5, "neg", "pos")
-                res["_major"] = res["polarity"].astype(str).str[:3].str.lower() == major
-                res["_pos"] = np.arange(len(res))
-                res = res.sort_values(["stage", "_major", "_pos"], ascending=[True, False, True], kind="stable")
-            q = res.groupby("stage", sort=False)[col].agg(lambda v: list(v)[:n])
-        except Exception:
-            q = None
-    if q is None:
-        tmp = sub[["stage", "text"]].copy()
-        tmp["text"] = tmp["text"].astype(str).str.strip()
-        tmp["len"] = tmp["text"].str.len()
-        s = pd.to_numeric(sub["sentiment"], errors="coerce") if "sentiment" in sub.columns else pd.Series(0.0, index=sub.index)
-        tmp = tmp[(tmp["len"] >= 15) & (tmp["len"] <= 200) & s.reindex(tmp.index).notna()]
-        tmp["dist"] = (s.reindex(tmp.index) - s.reindex(tmp.index).groupby(tmp["stage"]).transform("median")).abs().fillna(0)
-        tmp = tmp.drop_duplicates(["stage", "text"]).sort_values(["stage", "dist", "len"], kind="stable")
-        tmp = tmp.groupby("stage", sort=False).head(n)
-        tmp["text"] = redact(tmp["text"])
-        q = tmp.groupby("stage", sort=False)["text"].agg(list)
-    return pd.DataFrame({"quotes": q}).rename_axis("stage")
+        return pd.DataFrame(columns=cols)
+    fb = fb.rename(columns={step: "stage"}) if step != "stage" else fb
+    fb = fb[fb["text"].fillna("").astype(str).str.strip() != ""]
+    if fb.empty:
+        return pd.DataFrame(columns=cols)
+    if "feedback_id" not in fb.columns:
+        fb = fb.assign(feedback_id=np.arange(len(fb)).astype(str))
+    members = themes.theme_members(fb)
+    parts = [fb.assign(segment=ALL)]
+    if len(segs) > 1:
+        parts.append(fb[fb["segment"].isin(segs[1:])])
+    return themes.stage_voice(pd.concat(parts, ignore_index=True), ["segment", "stage"], members=members,
+                              n_quotes=n_quotes)[cols]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -398,8 +305,9 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
     drop_off_ci_low/high, terminal, stage_time_{n,min,max,mean,median,p90,std}_s and ``_h``,
     stage_time_share_over_expected, dwell_{n,min,max,mean,median,p90,std}_s and ``_h``, service_* likewise, touchpoints/channels (text), top_channel(+_share), feedback_n,
     satisfaction_{mean,sd,n,ci_low,ci_high}, satisfaction_scale, sentiment_{mean,sd,n,ci_low,ci_high,
-    share_negative,share_negative_ci_low/high,share_positive}, themes_negative, themes_positive, quotes
-    (list of redacted strings), quote (the first), expectation, deliverables, expected_max_duration_h,
+    share_negative,share_negative_ci_low/high,share_positive}, themes_negative, themes_positive,
+    top_negative_theme, quotes (list of redacted strings), quote (the first), negative_theme_quote (a
+    negative quote about the top negative theme, see :func:`journey_analysis.themes.stage_voice`), expectation, deliverables, expected_max_duration_h,
     target_satisfaction, expectation_source ("config" = assumed, not measured), duration_gap_h,
     duration_ratio, dwell_share_over_expected, satisfaction_gap, satisfaction_below_target (CI entirely
     below target), low_confidence (bool), low_confidence_reasons, missing (text), needs_review,
@@ -488,7 +396,7 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
               "sentiment_share_positive"):
         if c not in m.columns:
             m[c] = np.nan
-    for c in ("themes_negative", "themes_positive"):
+    for c in ("themes_negative", "themes_positive", "top_negative_theme", "negative_theme_quote"):
         if c not in m.columns:
             m[c] = None
         m[c] = m[c].astype(object).where(m[c].notna(), None)

@@ -1,9 +1,10 @@
-"""Customer voice: sentiment scores, a model learned from the organisation's ratings, themes and quotes.
+"""Customer voice: sentiment scores and a model learned from the organisation's ratings (themes and
+quotes are :mod:`journey_analysis.themes`).
 
 Owns the offline spaCy pipeline (``spacy.blank("en")`` + sentencizer + lookup lemmatizer + the
 ``journey_sentiment`` component that sets ``Doc._.sentiment`` and ``Span._.sentiment`` for sentences),
 :func:`score` / :func:`score_frame` (one score in [-1, 1] per text), :func:`fit_from_ratings`
-(:class:`RatingModel`), :func:`themes` and :func:`quotes` per journey step.
+(:class:`RatingModel`) and per-language models (:func:`score_feedback`).
 
 The lexicon score follows VADER's design (Hutto & Gilbert 2014; its MIT-licensed lexicon ships in
 ``resources/vader_lexicon.txt``) with a customer-service vocabulary of words and phrases
@@ -29,7 +30,6 @@ import pandas as pd
 
 __all__ = ["score", "score_frame", "score_feedback", "get_nlp", "fit_from_ratings", "RatingModel",
            "fit_language_model", "LanguageModel", "VoiceModels", "language_report", "language_sentence",
-           "themes", "quotes",
            "POLARITY_THRESHOLD", "MODEL_VERSION"]
 
 RESOURCES = Path(__file__).resolve().parent / "resources"
@@ -1177,134 +1177,3 @@ def language_sentence(feedback: pd.DataFrame | None, min_rated: int = 200) -> st
         out += (f" Not scored (no lexicon and fewer than {min_rated} rated comments to learn from): "
                 + ", ".join(left) + ".")
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Themes and quotes per step
-# ---------------------------------------------------------------------------------------------
-def _with_sentiment(feedback: pd.DataFrame, by) -> tuple[pd.DataFrame, list]:
-    from journey_analysis.errors import JourneyError
-
-    by = [by] if isinstance(by, str) else list(by)
-    missing = [c for c in ["text", *by] if c not in feedback.columns]
-    if missing:
-        raise JourneyError(f"feedback lacks column(s) {missing}", column=missing[0],
-                           expected="a feedback frame with text and " + ", ".join(by),
-                           fix="load feedback with the project's loader or pass by= an existing column")
-    fb = feedback.copy()
-    if "sentiment" not in fb.columns:
-        fb[["sentiment", "sentiment_status"]] = score_frame(fb["text"])[["sentiment", "sentiment_status"]]
-    fb["polarity"] = np.where(fb["sentiment"] < -POLARITY_THRESHOLD, "negative",
-                              np.where(fb["sentiment"] > POLARITY_THRESHOLD, "positive", None))
-    fb = fb[fb["polarity"].notna()]
-    return fb, by
-
-
-def _phrases(texts: list[str]) -> list[list[str]]:
-    """Per text: distinct key phrases = content lemmas (alphabetic, 3+ letters, not stop words,
-    not redaction tags) and bigrams of adjacent content lemmas within a sentence."""
-    from spacy.lang.en.stop_words import STOP_WORDS
-
-    stop = STOP_WORDS | {"n't", "get", "got", "go", "say", "tell", "would", "could", "also", "really",
-                         "email", "phone", "card", "iban", "url", "postcode"}
-    nlp = get_nlp()
-    out = []
-    for doc in nlp.pipe(texts, batch_size=1000, disable=["journey_sentiment"]):
-        ph, prev = set(), None
-        for t in doc:
-            lem = (t.lemma_ or t.lower_).lower()
-            ok = t.is_alpha and len(lem) > 2 and lem not in stop and t.lower_ not in stop
-            if ok:
-                ph.add(lem)
-                if prev is not None:
-                    ph.add(prev + " " + lem)
-                prev = lem
-            else:
-                prev = None
-            if t.is_sent_start or t.is_punct:
-                prev = lem if ok and not t.is_punct else None
-        out.append(sorted(ph))
-    return out
-
-
-def themes(feedback: pd.DataFrame, by="stage", top: int = 8) -> pd.DataFrame:
-    """Key phrases customers use, per group and polarity.
-
-    Input: a feedback frame (``text``; ``sentiment`` is computed with :func:`score` when absent) and
-    the grouping column(s) ``by``. Feedback with sentiment < -0.05 is "negative", > 0.05 "positive";
-    neutral and unscored feedback is left out. Text is redacted first.
-    Output: columns ``by..., polarity, phrase, count, share``: ``count`` = number of feedback items
-    in the group and polarity that contain the phrase (lemma or bigram of adjacent content lemmas),
-    ``share`` = count / items in that group and polarity. Phrases seen in one item only are dropped;
-    the ``top`` phrases per group and polarity are kept, ranked by count x idf (idf = log(N / items
-    containing the phrase anywhere), so words every comment uses rank lower), ties by phrase.
-    """
-    from journey_analysis.text import redact
-
-    fb, by = _with_sentiment(feedback, by)
-    cols = [*by, "polarity", "phrase", "count", "share"]
-    if fb.empty:
-        return pd.DataFrame(columns=cols)
-    fb = fb.reset_index(drop=True)
-    fb["phrase"] = _phrases(redact(fb["text"].astype(str)).tolist())
-    long = fb[[*by, "polarity", "phrase"]].explode("phrase").dropna(subset=["phrase"])
-    n_docs = fb.groupby([*by, "polarity"], dropna=False).size().rename("n_items")
-    df_all = long["phrase"].value_counts()
-    counts = long.groupby([*by, "polarity", "phrase"], dropna=False).size().rename("count").reset_index()
-    counts = counts[counts["count"] >= 2]
-    counts = counts.join(n_docs, on=[*by, "polarity"])
-    counts["share"] = counts["count"] / counts["n_items"]
-    counts["_rank"] = counts["count"] * np.log(len(fb) / counts["phrase"].map(df_all))
-    counts = counts.sort_values([*by, "polarity", "_rank", "phrase"], ascending=[True] * len(by) + [True, False, True])
-    out = counts.groupby([*by, "polarity"], dropna=False, sort=False).head(top)
-    return out[cols].reset_index(drop=True)
-
-
-_SENT_END = re.compile(r"(?<=[.!?])\s+")
-
-
-def _trim(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    out = ""
-    for sent in _SENT_END.split(text):
-        if len(out) + len(sent) + (1 if out else 0) > limit:
-            break
-        out = f"{out} {sent}" if out else sent
-    if not out:  # first sentence alone is too long: cut at a word boundary
-        out = text[:limit - 1].rsplit(" ", 1)[0] + "…"
-    return out
-
-
-def quotes(feedback: pd.DataFrame, by="stage", n: int = 3) -> pd.DataFrame:
-    """Representative quotes in the customer's own words, per group and polarity.
-
-    Input: a feedback frame (``text``, ``feedback_id`` if present; ``sentiment`` computed when absent)
-    and grouping column(s) ``by``. Polarity as in :func:`themes`. Each text is redacted, trimmed to
-    at most 200 characters at a sentence end (or a word boundary with "…"), and deduplicated on its
-    lower-cased letters and digits. Quotes are the ``n`` items whose sentiment is nearest the median
-    sentiment of their group and polarity (typical, not the extremes); ties go to the quote whose length
-    is nearest the group's median length, then to feedback order.
-    Output: ``by..., polarity, quote, sentiment, feedback_id``.
-    """
-    from journey_analysis.text import redact
-
-    fb, by = _with_sentiment(feedback, by)
-    cols = [*by, "polarity", "quote", "sentiment", "feedback_id"]
-    if fb.empty:
-        return pd.DataFrame(columns=cols)
-    fb = fb.reset_index(drop=True)
-    if "feedback_id" not in fb.columns:
-        fb["feedback_id"] = fb.index.astype(str)
-    fb["quote"] = redact(fb["text"].astype(str)).map(_trim)
-    fb["_norm"] = fb["quote"].str.lower().str.replace(r"[^a-z0-9]+", " ", regex=True).str.strip()
-    fb = fb[fb["_norm"] != ""].drop_duplicates([*by, "polarity", "_norm"])
-    g = fb.groupby([*by, "polarity"], dropna=False)
-    fb["_dist"] = (fb["sentiment"] - g["sentiment"].transform("median")).abs()
-    fb["_len"] = fb["quote"].str.len()
-    fb["_dlen"] = (fb["_len"] - fb.groupby([*by, "polarity"], dropna=False)["_len"].transform("median")).abs()
-    fb["_order"] = np.arange(len(fb))
-    fb = fb.sort_values([*by, "polarity", "_dist", "_dlen", "_order"])
-    out = fb.groupby([*by, "polarity"], dropna=False, sort=False).head(n)
-    return out[cols].reset_index(drop=True)

@@ -130,52 +130,6 @@ def test_batch_scores_equal_component_scores():
     np.testing.assert_allclose(f["sentiment"].to_numpy()[scored], ref[scored], rtol=0, atol=1e-9)
 
 
-FB = pd.DataFrame({
-    "feedback_id": [f"f{i}" for i in range(10)],
-    "stage": ["install"] * 5 + ["support"] * 5,
-    "text": ["The engineer never came, call me on 07700 900123", "Engineer never came and I am still waiting",
-             "Great engineer, quick install!", "Quick install, great engineer and very friendly",
-             "Great engineer, quick install!",
-             "Support was rude and unhelpful", "I was cut off twice and still waiting. Awful.",
-             "Lovely support staff, sorted it quickly", "Support staff sorted it quickly, lovely people",
-             "Il servizio è pessimo"],
-    "rating": [1, 1, 5, 5, 5, 1, 1, 5, 5, 1], "rating_type": "csat",
-})
-
-
-def test_themes_counts_and_shares():
-    th = S.themes(FB, by="stage", top=5)
-    assert list(th.columns) == ["stage", "polarity", "phrase", "count", "share"]
-    row = th[(th.stage == "install") & (th.polarity == "positive") & (th.phrase == "great engineer")]
-    assert row["count"].iloc[0] == 3 and row["share"].iloc[0] == 1.0
-    neg = th[(th.stage == "install") & (th.polarity == "negative")]
-    assert "engineer" in set(neg.phrase)
-    assert not th.phrase.str.contains("phone|07700", case=False).any()
-    assert (th.groupby(["stage", "polarity"]).size() <= 5).all()
-
-
-def test_quotes_redacted_deduplicated_short():
-    q = S.quotes(FB, by="stage", n=3)
-    assert list(q.columns) == ["stage", "polarity", "quote", "sentiment", "feedback_id"]
-    assert not q["quote"].str.contains("07700").any()
-    assert q["quote"].str.contains(r"\[PHONE\]").any()
-    ip = q[(q.stage == "install") & (q.polarity == "positive")]
-    assert len(ip) == 2  # the repeated "Great engineer, quick install!" appears once
-    assert (q["quote"].str.len() <= 200).all()
-    assert "f9" not in set(q.feedback_id)  # not English: not scored, not quoted
-    long = pd.DataFrame({"stage": ["x"], "feedback_id": ["1"],
-                         "text": ["The wait was terrible. " * 30]})
-    lq = S.quotes(long)
-    assert len(lq.quote.iloc[0]) <= 200 and lq.quote.iloc[0].endswith(".")
-
-
-def test_quotes_typical_not_extreme():
-    fb = pd.DataFrame({"stage": "s", "feedback_id": [str(i) for i in range(5)],
-                       "text": ["good", "good service overall", "AMAZING!!! best ever!!!", "fine, good enough", "nice"]})
-    q = S.quotes(fb, n=1)
-    assert q["feedback_id"].iloc[0] != "2"
-
-
 def test_fit_from_ratings_small_and_errors():
     texts = pd.Series(["great engineer quick install", "engineer never came", "on hold for an hour",
                        "lovely staff sorted it", "still waiting for a refund", "brilliant service"] * 8)

@@ -1,0 +1,582 @@
+"""Themes: what customers talk about (subjects, not feelings), traceable to the comments behind them.
+
+Owns :func:`theme_members` (one row per (feedback_id, theme)), :func:`themes` (per group and overall:
+each theme's share, mean sentiment and representative quotes), :func:`quotes` (representative quotes
+per group and polarity), :func:`stage_voice` (the map's themes and quotes per stage) and
+:func:`theme_drivers` (the outcome rate of customers who mention a theme against those who do not).
+
+A theme is a group of subject words of one language found in the data itself, never a model fetched
+at run time (``spacy.blank`` stop words and spacy-lookups-data lemma tables only). See
+:func:`theme_vocabulary` for the rules. Everything is vectorised over a sparse document-term matrix of
+the distinct texts; the rules run once per vocabulary entry, never per comment.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["theme_members", "theme_vocabulary", "themes", "quotes", "stage_voice", "theme_drivers",
+           "ThemeVocabulary", "MIN_SHARE", "MIN_MENTIONS"]
+
+#: A word is a theme candidate when at least this share of the comments of its language use it ...
+MIN_SHARE = 0.002
+#: ... and at least this many.
+MIN_MENTIONS = 2
+#: Characters of a comment read for themes.
+THEME_CHARS = 2_000
+#: Words a determiner or a preposition+article comes before (a sign of a noun), per language. Other
+#: languages: no such test (every content word is a candidate).
+DETERMINERS = {
+    "en": "the a an my our your their his her its this that these those no any every each some".split(),
+    "pt": ("o a os as um uma uns umas do da dos das no na nos nas pelo pela pelos pelas ao aos à às meu minha "
+           "meus minhas seu sua seus suas nosso nossa esse essa este esta desse dessa deste desta nesse nessa "
+           "neste nesta num numa").split(),
+    "de": ("der die das den dem des ein eine einen einem einer eines mein meine meinen meinem meiner dein "
+           "deine sein seine ihr ihre unser unsere euer eure kein keine keinen keinem keiner dieser diese "
+           "dieses diesen diesem im am vom zum zur beim ins ans").split(),
+    "es": ("el la los las un una unos unas del al mi mis tu tus su sus nuestro nuestra este esta estos estas "
+           "ese esa esos esas").split(),
+    "fr": ("le la les un une des du au aux mon ma mes ton ta tes son sa ses notre nos votre vos leur leurs "
+           "ce cet cette ces").split(),
+    "it": ("il lo la i gli le un uno una del dello della dei degli delle al allo alla ai agli alle nel nella "
+           "nei nelle mio mia miei mie suo sua suoi sue questo questa").split(),
+    "nl": "de het een mijn onze uw hun zijn haar deze dit die dat geen".split(),
+}
+#: English prepositions: after one, a WordNet noun that is rarely a verb form is used as a noun ("on hold").
+PREPOSITIONS = {"en": "on of in at for with about after before over by from without per".split()}
+#: English words after which a word is a verb ("can't fault it", "to leave").
+VERB_CUES = {"en": ("to can can't cannot could couldn't will won't would wouldn't should shouldn't must may might "
+                    "don't didn't doesn't do did does i we they you").split()}
+#: Words that come before adjectives and adverbs (very, muito, sehr): a word they precede in at least
+#: :data:`ADJECTIVE_SHARE` of its uses describes (an opinion or a property), it is not a subject.
+INTENSIFIERS = {
+    "en": "very so too really pretty quite extremely super more most less least rather fairly incredibly".split(),
+    "pt": "muito muita bem tão bastante super mais menos pouco pouca meio demais extremamente".split(),
+    "es": "muy tan bastante super más menos poco demasiado".split(),
+    "fr": "très trop assez plus moins peu super vraiment".split(),
+    "it": "molto così troppo più meno poco super".split(),
+    "nl": "erg heel zeer te zo meer minder super".split(),
+}
+ADJECTIVE_SHARE = 0.05
+#: A noun-like word: at least this share of its uses follow a determiner, or (German) are capitalised.
+NOUN_SHARE = 0.2
+CAPITAL_SHARE = 0.6
+#: An English lexicon word with |valence| at least this (VADER's -4..4 scale) is an opinion word.
+OPINION_VALENCE = 1.0
+#: Languages whose spacy-lookups-data lemma table is read (others: the plural rule of :func:`_lemmas`).
+LEMMA_TABLES = ("en", "de")
+#: Plural endings merged into their stem when the stem is also in the data (default: -s, -es).
+PLURAL_ENDINGS = {"de": ("n", "en", "s", "e")}
+#: English nouns that name no subject (quantities and placeholders).
+GENERIC_NOUNS = {"en": frozenset("lot bit little couple kind sort type thing stuff way something anything "
+                                 "everything nothing someone anyone everyone".split())}
+
+_TOKEN = r"(?u)\b[^\W\d_][^\W\d_'’-]*(?:['’-][^\W\d_]+)*\b"
+_TAGS = {"email", "phone", "card", "iban", "url", "postcode"}
+_EMPTY_MEMBERS = ["feedback_id", "theme", "language"]
+
+
+def _lemma_table(lang: str):
+    """spaCy's lookup lemma table of ``lang`` (spacy-lookups-data) for the languages where it maps nouns
+    to nouns (English, German); None otherwise (then plurals are merged by :func:`_lemmas`' rule)."""
+    key = ("lemma", lang)
+    if key not in _CACHE:
+        table = None
+        if lang in LEMMA_TABLES:
+            try:
+                from spacy.lookups import load_lookups
+
+                table = load_lookups(lang, ["lemma_lookup"]).get_table("lemma_lookup")
+            except Exception:
+                table = None
+        _CACHE[key] = table
+    return _CACHE[key]
+
+
+def _lemmas(forms: pd.Series, language: str) -> pd.Series:
+    """Lower-cased lemma of each written form: the lookup table (the form as written, then lower-cased),
+    else the lower-cased form; then a lemma ending in a plural ending (:data:`PLURAL_ENDINGS`) whose stem
+    is another lemma of the vocabulary becomes that stem (plurals: produtos -> produto, Verspätungen stays in the
+    table). Once per vocabulary entry."""
+    low = forms.str.lower().str.replace(r"['’]s$", "", regex=True)
+    forms = forms.str.replace(r"['’]s$", "", regex=True)
+    table = _lemma_table(language)
+    if table is not None:
+        lem = [table.get(f) or table.get(lw) or lw for f, lw in zip(forms, low)]  # vocabulary, not rows
+        lemma = pd.Series(lem, index=forms.index, dtype=object).str.lower()
+    else:
+        lemma = low
+    known = set(lemma)
+    for end in PLURAL_ENDINGS.get(language, ("s", "es")):
+        stem = lemma.str[:-len(end)]
+        plural = lemma.str.endswith(end) & ~lemma.str.endswith("ss") & stem.isin(known) & (stem.str.len() >= 3)
+        lemma = lemma.where(~plural, stem)
+    return lemma
+
+
+def _english_pos() -> dict[str, frozenset]:
+    """WordNet's word lists per part of speech, as spacy-lookups-data ships them (``lemma_index``)."""
+    key = "pos"
+    if key not in _CACHE:
+        try:
+            from spacy.lookups import load_lookups
+
+            t = load_lookups("en", ["lemma_index"]).get_table("lemma_index")
+            _CACHE[key] = {p: frozenset(w for w in t.get(p, []) if "_" not in w) for p in ("noun", "verb", "adj", "adv")}
+        except Exception:
+            _CACHE[key] = {}
+    return _CACHE[key]
+
+
+def _opinion_lexicon() -> dict[str, float]:
+    """English word -> valence from the sentiment lexicons (VADER's and the service vocabulary)."""
+    key = "lex"
+    if key not in _CACHE:
+        from journey_analysis import sentiment
+
+        out: dict[str, float] = {}
+        for name in ("vader_lexicon.txt", "service_lexicon.tsv"):
+            lex = pd.read_csv(sentiment.RESOURCES / name, sep="\t", header=None, usecols=[0, 1], comment="#",
+                              quoting=3, names=["w", "v"], dtype={"w": str}, keep_default_na=False)
+            lex = lex[~lex["w"].str.contains(" ")]
+            out.update(dict(zip(lex["w"].str.lower(), pd.to_numeric(lex["v"], errors="coerce"))))
+        _CACHE[key] = out
+    return _CACHE[key]
+
+
+_CACHE: dict = {}
+
+
+@dataclass
+class ThemeVocabulary:
+    """The themes of one language: ``terms`` (one row per subject word: term, theme, df, noun_share,
+    opinion, kept, reason) and ``themes`` (theme label -> member terms, largest first)."""
+    language: str
+    n_docs: int
+    terms: pd.DataFrame
+    groups: dict = field(default_factory=dict)
+
+
+def _docs(feedback: pd.DataFrame) -> pd.DataFrame:
+    fb = feedback
+    text = fb["text"].astype("string").fillna("").str.slice(0, THEME_CHARS)
+    out = pd.DataFrame({"text": text.astype(object)}, index=fb.index)
+    out["language"] = (fb["language"].astype(object) if "language" in fb.columns else None)
+    return out
+
+
+def theme_vocabulary(texts, language: str = "en", weights=None, sentiment=None) -> tuple[ThemeVocabulary, object, np.ndarray]:
+    """Learn one language's themes from its distinct texts.
+
+    Rules (each applied once per vocabulary entry): tokens are runs of letters (apostrophes and hyphens
+    inside words kept); a word's lemma is spaCy's lookup table for the language (spacy-lookups-data; the
+    lower-cased word when none). A **subject word** is a lemma of 3+ letters, not a stop word of the
+    language (``spacy.blank(lang)``'s list), not a redaction tag, used by at least :data:`MIN_SHARE` of
+    the texts (and :data:`MIN_MENTIONS`), that reads as a noun: in German capitalised in at least
+    :data:`CAPITAL_SHARE` of its uses; in a language with a :data:`DETERMINERS` list preceded by one of
+    them in at least :data:`NOUN_SHARE` of its uses, or (English) a WordNet noun (spacy-lookups-data's
+    ``lemma_index``) whose uses are mostly not verb forms (-ing, -ed, irregular pasts); and that is not
+    an opinion word: in English not in the sentiment lexicon with |valence| >= :data:`OPINION_VALENCE`
+    nor a WordNet adjective or adverb only (a lexicon noun that is never an adjective, "fault", stays);
+    in English and other languages with an :data:`INTENSIFIERS` list, not preceded by one of them in
+    :data:`ADJECTIVE_SHARE` of its uses ("very quick"); in English not after a verb cue
+    (:data:`VERB_CUES`: "to", "can't", pronouns) more often than after a determiner or preposition, and
+    not a generic noun (:data:`GENERIC_NOUNS`). **Grouping**: the written forms of one lemma (prices,
+    price; Züge, Zug; produtos, produto) are one theme, labelled by the most used form. Grouping by
+    meaning beyond that was measured and left out: contexts learned on the data itself (positive PMI,
+    truncated SVD) were noise on thousands of comments (SemEval: "beer" with "lobster"), and spaCy's
+    word clusters merged "installation" with "sale" (demo) and "Bahn" with "Stadt" (GermEval).
+
+    Returns (vocabulary, the document x theme 0/1 sparse matrix of ``texts``, theme labels).
+    """
+    from scipy import sparse
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from journey_analysis.text import stop_words
+
+    texts = list(texts)
+    n = len(texts)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
+    total = float(w.sum())
+    cv = CountVectorizer(lowercase=False, token_pattern=_TOKEN, ngram_range=(1, 2), binary=True, dtype=np.int32)
+    try:
+        X = cv.fit_transform(texts).tocsc()
+    except ValueError:  # no words at all
+        return ThemeVocabulary(language, n, pd.DataFrame()), sparse.csr_matrix((n, 0)), np.array([], dtype=object)
+    vocab = cv.get_feature_names_out()
+    is_bi = np.char.find(vocab.astype(str), " ") >= 0
+    uni = np.flatnonzero(~is_bi)
+    bi = np.flatnonzero(is_bi)
+    df_cs = w @ X  # weighted documents per vocabulary entry
+    # unigrams: case-sensitive form -> lower -> lemma (once per vocabulary entry)
+    forms = pd.Series(vocab[uni].astype(str))
+    low = forms.str.lower()
+    lemma = _lemmas(forms, language)
+    codes, lemmas = pd.factorize(lemma)
+    M = sparse.csr_matrix((np.ones(len(uni)), (np.arange(len(uni)), codes)), shape=(len(uni), len(lemmas)))
+    XL = (X[:, uni] @ M).tocsr()
+    XL.data[:] = 1
+    df = w @ XL
+    uses = df_cs[uni] @ M  # sum over forms (a text with two forms counts twice: close enough)
+    cap = forms.str.match(r"^[^\W\d_]").to_numpy() & (forms.str[:1] != forms.str[:1].str.lower()).to_numpy()
+    cap_share = (df_cs[uni] * cap) @ M / np.maximum(uses, 1)
+    # the word before: bigram "det word", "very word"
+    bforms = pd.Series(vocab[bi].astype(str)).str.split(" ", n=1, expand=True)
+    before = bforms[0].str.lower()
+    pos_of = pd.Series(np.arange(len(uni)), index=forms.to_numpy())
+    second = bforms[1].map(pos_of)
+
+    def preceded(words) -> np.ndarray:
+        ok = (before.isin(set(words)) & second.notna()).to_numpy()
+        n_ = np.bincount(codes[second[ok].astype(int).to_numpy()], weights=df_cs[bi][ok], minlength=len(lemmas))
+        return n_ / np.maximum(uses, 1)
+
+    terms = pd.DataFrame({"term": lemmas.astype(object), "df": df, "uses": uses, "cap_share": cap_share,
+                          "det_share": preceded(DETERMINERS.get(language, ())),
+                          "prep_share": preceded(PREPOSITIONS.get(language, ())),
+                          "verb_cue_share": preceded(VERB_CUES.get(language, ())),
+                          "intensified_share": preceded(INTENSIFIERS.get(language, ()))})
+    # verb forms (English): -ing / -ed / irregular forms whose lemma differs and is not a plural
+    if language == "en":
+        vform = (lemma != low) & ~(low == lemma + "s") & ~(low == lemma + "es") & ~low.str.endswith("ies") \
+            & ~((low.str.len() > lemma.str.len()) & low.str.endswith("s") & ~low.str.endswith("ss"))
+        terms["verb_share"] = (df_cs[uni] * vform.to_numpy()) @ M / np.maximum(uses, 1)
+    else:
+        terms["verb_share"] = 0.0
+    # the most used written form of each lemma: the label
+    fdf = pd.DataFrame({"code": codes, "form": forms, "df": df_cs[uni]})
+    best = fdf.sort_values(["code", "df", "form"], ascending=[True, False, True]).drop_duplicates("code")
+    terms["label"] = best.set_index("code")["form"].reindex(np.arange(len(lemmas))).to_numpy()
+    stops = {s.lower() for s in stop_words(language)}
+    t = terms["term"]
+    reason = pd.Series("", index=terms.index, dtype=object)
+    min_df = max(MIN_MENTIONS, MIN_SHARE * total)
+    reason[terms["df"] < min_df] = "rare"
+    reason[(reason == "") & ((t.str.len() < 3) | t.isin(stops) | t.isin(_TAGS) | t.str.contains("['’]") | t.isin(GENERIC_NOUNS.get(language, frozenset())) | terms["label"].str.lower().isin(stops))] = "stop word"
+    if language == "en":
+        pos = _english_pos()
+        lex = _opinion_lexicon()
+        val = t.map(lex).astype(float)
+        noun = t.isin(pos.get("noun", frozenset()))
+        adj_only = ~noun & (t.isin(pos.get("adj", frozenset())) | t.isin(pos.get("adv", frozenset())))
+        adj = t.isin(pos.get("adj", frozenset())) | t.isin(pos.get("adv", frozenset()))
+        # a lexicon word is an opinion unless it is a noun and never an adjective ("fault", "complaint")
+        reason[(reason == "") & (val.abs() >= OPINION_VALENCE) & ~(noun & ~adj)] = "opinion word"
+        reason[(reason == "") & adj_only] = "opinion word"
+        nominal = terms["det_share"] + terms["prep_share"]
+        nounish = ((noun & (terms["verb_share"] < 0.5) & (nominal >= 0.5 * NOUN_SHARE))
+                   | (terms["det_share"] >= NOUN_SHARE)) & (terms["verb_cue_share"] < nominal)
+        reason[(reason == "") & ~nounish] = "not a subject (verb or other)"
+    elif language == "de":
+        reason[(reason == "") & (terms["cap_share"] < CAPITAL_SHARE)] = "not a subject (not capitalised)"
+    elif language in DETERMINERS:
+        reason[(reason == "") & (terms["det_share"] < NOUN_SHARE)] = "not a subject (no determiner before it)"
+    if language != "de":  # German adjectives are not capitalised: the capital test is enough
+        reason[(reason == "") & (terms["intensified_share"] >= ADJECTIVE_SHARE)] = "opinion word (very ...)"
+    terms["reason"] = reason
+    terms["kept"] = reason == ""
+    cand = np.flatnonzero(terms["kept"].to_numpy())
+    cand = cand[np.argsort(-terms["df"].to_numpy()[cand], kind="stable")]
+    head_of = cand.copy()  # one lemma, one theme (see the module docstring: no word clusters)
+    terms["theme"] = None
+    terms.loc[cand, "theme"] = terms["label"].to_numpy()[head_of]
+    heads = np.unique(head_of)
+    heads = heads[np.argsort(-df[heads], kind="stable")]
+    col = {h: i for i, h in enumerate(heads)}
+    G = sparse.csr_matrix((np.ones(len(cand)), (cand, [col[h] for h in head_of])), shape=(len(lemmas), len(heads)))
+    D = (XL @ G).tocsr()
+    D.data[:] = 1
+    labels = terms["label"].to_numpy()[heads]
+    groups = {labels[i]: terms.loc[cand[head_of == h], "term"].tolist() for i, h in enumerate(heads)}
+    return ThemeVocabulary(language, n, terms, groups), D, labels
+
+
+# ---------------------------------------------------------------------------------------------
+# Members: one row per (feedback_id, theme)
+# ---------------------------------------------------------------------------------------------
+def _feedback_ids(fb: pd.DataFrame) -> pd.Series:
+    if "feedback_id" in fb.columns:
+        return fb["feedback_id"].astype(str)
+    return pd.Series(fb.index.astype(str), index=fb.index)
+
+
+def _row_languages(fb: pd.DataFrame, text: pd.Series, has: np.ndarray) -> pd.Series:
+    """Each comment's language: the ``language`` column (``und`` and missing take the data's most common
+    language), else :func:`journey_analysis.text.identify_languages`."""
+    if "language" in fb.columns:
+        lang = fb["language"].astype(object)
+    else:
+        from journey_analysis.text import identify_languages
+
+        lang = pd.Series(None, index=fb.index, dtype=object)
+        if has.any():
+            lang[has] = identify_languages(text[has])["language"].astype(object)
+    known = lang[has & lang.notna().to_numpy() & (lang != "und").to_numpy()]
+    main = known.value_counts().index[0] if len(known) else "en"
+    return lang.where(lang.notna() & (lang != "und"), main)
+
+
+def theme_members(feedback: pd.DataFrame | None) -> pd.DataFrame:
+    """Which comment mentions which theme: one row per (feedback_id, theme).
+
+    Input: a feedback frame with ``text`` (and ``feedback_id``, else the index is the id; ``language``,
+    else it is identified). Text is redacted (:func:`journey_analysis.text.redact`) and read up to
+    :data:`THEME_CHARS` characters. Each language's themes are learned from that language's comments
+    (:func:`theme_vocabulary`, once per distinct text); a comment mentions a theme when it uses one of
+    the theme's words. Output columns: ``feedback_id``, ``theme`` (the label), ``language``; ordered by
+    feedback order, then theme size. ``attrs["themes"]`` lists every theme (theme, language, members,
+    mentions) and ``attrs["terms"]`` every word considered, with the rule that kept or dropped it.
+    """
+    from journey_analysis.text import redact
+
+    if feedback is None or len(feedback) == 0 or "text" not in feedback.columns:
+        out = pd.DataFrame({c: pd.Series(dtype=object) for c in _EMPTY_MEMBERS})
+        out.attrs.update({"themes": [], "terms": []})
+        return out
+    fb = feedback.reset_index(drop=True)
+    text = fb["text"].astype("string").fillna("").str.slice(0, THEME_CHARS)
+    has = (text.str.strip() != "").to_numpy(dtype=bool)
+    lang = _row_languages(fb, text, has)
+    ids = _feedback_ids(fb).to_numpy()
+    parts, catalogue, terms = [], [], []
+    for code in sorted(lang[has].unique()):  # languages (a handful), not rows
+        rows = np.flatnonzero(has & (lang == code).to_numpy())
+        sub = redact(text.iloc[rows].astype(str))
+        codes_, distinct = pd.factorize(sub)
+        weights = np.bincount(codes_, minlength=len(distinct))
+        voc, D, labels = theme_vocabulary(list(distinct), code, weights=weights)
+        if D.shape[1] == 0:
+            continue
+        Dr = D[codes_].tocoo()  # rows x themes
+        parts.append(pd.DataFrame({"_row": rows[Dr.row], "_rank": Dr.col, "theme": labels[Dr.col], "language": code}))
+        mentions = np.asarray(D.multiply(weights[:, None]).sum(0)).ravel()
+        catalogue.append(pd.DataFrame({"theme": labels, "language": code,
+                                       "members": [", ".join(voc.groups[lb]) for lb in labels],
+                                       "mentions": mentions.astype(int)}))
+        terms.append(voc.terms.assign(language=code))
+    if not parts:
+        out = pd.DataFrame({c: pd.Series(dtype=object) for c in _EMPTY_MEMBERS})
+        out.attrs.update({"themes": [], "terms": []})
+        return out
+    m = pd.concat(parts, ignore_index=True).sort_values(["_row", "_rank"], kind="stable")
+    m["feedback_id"] = ids[m["_row"].to_numpy()]
+    out = m[_EMPTY_MEMBERS].drop_duplicates(["feedback_id", "theme"]).reset_index(drop=True)
+    cat = pd.concat(catalogue, ignore_index=True).sort_values(["mentions", "theme"], ascending=[False, True])
+    out.attrs["themes"] = cat.to_dict("records")
+    tcols = ["language", "term", "label", "df", "det_share", "kept", "reason", "theme"]
+    out.attrs["terms"] = pd.concat(terms, ignore_index=True)[tcols].to_dict("records")
+    return out
+
+
+def _members_for(feedback: pd.DataFrame, members: pd.DataFrame | None) -> pd.DataFrame:
+    return theme_members(feedback) if members is None else members
+
+
+def _scored(feedback: pd.DataFrame) -> pd.DataFrame:
+    """Feedback with text, its id as text and ``sentiment`` (computed with sentiment.score_frame when absent)."""
+    fb = feedback.copy()
+    fb["feedback_id"] = _feedback_ids(fb).to_numpy()
+    if "sentiment" not in fb.columns:
+        from journey_analysis.sentiment import score_frame
+
+        fb["sentiment"] = score_frame(fb["text"])["sentiment"].to_numpy()
+    fb["sentiment"] = pd.to_numeric(fb["sentiment"], errors="coerce")
+    txt = fb["text"].astype("string").fillna("")
+    return fb[(txt.str.strip() != "").to_numpy()]
+
+
+def themes(feedback: pd.DataFrame | None, by=None, *, members: pd.DataFrame | None = None, top: int | None = 10,
+           n_quotes: int = 2) -> pd.DataFrame:
+    """What customers talk about, per group (``by``: a column or list of columns; None = overall).
+
+    Built on :func:`theme_members` (pass ``members`` to reuse them). Per group and theme: ``mentions``
+    (comments mentioning it), ``share`` = mentions / comments with text in the group,
+    ``sentiment_mean`` and ``share_negative`` (sentiment < -0.05) of the mentioning comments,
+    ``negative_n`` / ``positive_n``, and ``quotes``: up to ``n_quotes`` redacted comments mentioning it
+    whose sentiment is nearest the theme's median in the group (:func:`quotes`' rule). Themes are ranked
+    by mentions (ties by label), ``top`` per group (None: all). Output: ``by..., theme, mentions, share,
+    sentiment_mean, share_negative, negative_n, positive_n, quotes``.
+    """
+    from journey_analysis.sentiment import POLARITY_THRESHOLD
+
+    by = [] if by is None else ([by] if isinstance(by, str) else list(by))
+    cols = [*by, "theme", "mentions", "share", "sentiment_mean", "share_negative", "negative_n", "positive_n",
+            "quotes"]
+    if feedback is None or len(feedback) == 0 or "text" not in feedback.columns:
+        return pd.DataFrame(columns=cols)
+    fb = _scored(feedback)
+    mem = _members_for(feedback, members)
+    if fb.empty or mem.empty:
+        return pd.DataFrame(columns=cols)
+    key = by if by else ["_all"]
+    fb = fb.assign(_all="all")
+    n_group = fb.groupby(key, dropna=False, sort=False).size().rename("_n")
+    j = mem[["feedback_id", "theme"]].merge(fb[["feedback_id", "text", "sentiment", *key]], on="feedback_id")
+    j["_neg"] = (j["sentiment"] < -POLARITY_THRESHOLD).astype(float).where(j["sentiment"].notna())
+    j["_pos"] = (j["sentiment"] > POLARITY_THRESHOLD).astype(int)
+    g = j.groupby([*key, "theme"], dropna=False, sort=False)
+    out = g.agg(mentions=("feedback_id", "size"), sentiment_mean=("sentiment", "mean"),
+                share_negative=("_neg", "mean"), negative_n=("_neg", "sum"), positive_n=("_pos", "sum")).reset_index()
+    out["negative_n"] = out["negative_n"].fillna(0).astype(int)
+    out = out.join(n_group, on=key)
+    out["share"] = out["mentions"] / out["_n"]
+    q = _typical(j, [*key, "theme"], n_quotes)
+    out = out.merge(q, on=[*key, "theme"], how="left")
+    out["quotes"] = [v if isinstance(v, list) else [] for v in out["quotes"]]
+    out = out.sort_values([*key, "mentions", "theme"], ascending=[True] * len(key) + [False, True], kind="stable")
+    if top is not None:
+        out = out.groupby(key, dropna=False, sort=False).head(top)
+    return out[cols].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Quotes
+# ---------------------------------------------------------------------------------------------
+_SENT_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def trim_quote(text: str, limit: int = 200) -> str:
+    """A comment shortened to at most ``limit`` characters at a sentence end (else at a word, with "…")."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    out = ""
+    for sent in _SENT_END.split(text):
+        if len(out) + len(sent) + (1 if out else 0) > limit:
+            break
+        out = f"{out} {sent}" if out else sent
+    if not out:  # first sentence alone is too long: cut at a word boundary
+        out = text[:limit - 1].rsplit(" ", 1)[0] + "…"
+    return out
+
+
+def _typical_rows(frame: pd.DataFrame, key: list, n: int) -> pd.DataFrame:
+    """Up to ``n`` comments per ``key`` group, redacted and trimmed (``quote``), de-duplicated on their
+    lower-cased letters and digits, nearest the group's median sentiment, then nearest its median
+    length, then in feedback order."""
+    from journey_analysis.text import redact
+
+    f = frame[frame["sentiment"].notna()].copy()
+    if f.empty:
+        return f.assign(quote=pd.Series(dtype=object))
+    f["quote"] = redact(f["text"].astype(str)).map(trim_quote)
+    f["_norm"] = f["quote"].str.lower().str.replace(r"[\W_]+", " ", regex=True).str.strip()
+    f = f[f["_norm"] != ""].drop_duplicates([*key, "_norm"])
+    g = f.groupby(key, dropna=False, sort=False)
+    f["_dist"] = (f["sentiment"] - g["sentiment"].transform("median")).abs()
+    f["_len"] = f["quote"].str.len()
+    f["_dlen"] = (f["_len"] - f.groupby(key, dropna=False, sort=False)["_len"].transform("median")).abs()
+    f["_order"] = np.arange(len(f))
+    f = f.sort_values([*key, "_dist", "_dlen", "_order"], kind="stable")
+    return f.groupby(key, dropna=False, sort=False).head(n)
+
+
+def _typical(frame: pd.DataFrame, key: list, n: int) -> pd.DataFrame:
+    """:func:`_typical_rows` as one list per group: columns key..., quotes."""
+    f = _typical_rows(frame, key, n)
+    if f.empty:
+        return pd.DataFrame(columns=[*key, "quotes"])
+    return f.groupby(key, dropna=False, sort=False)["quote"].agg(list).rename("quotes").reset_index()
+
+
+def quotes(feedback: pd.DataFrame, by="stage", n: int = 3) -> pd.DataFrame:
+    """Representative quotes in the customer's own words, per group and polarity.
+
+    Input: a feedback frame (``text``, ``feedback_id`` if present; ``sentiment`` computed when absent)
+    and grouping column(s) ``by``. Feedback with sentiment < -0.05 is "negative", > 0.05 "positive";
+    neutral and unscored feedback is left out. Each text is redacted, trimmed to at most 200 characters
+    at a sentence end (or a word boundary with "…"), and deduplicated on its lower-cased letters and
+    digits. Quotes are the ``n`` items whose sentiment is nearest the median sentiment of their group
+    and polarity (typical, not the extremes); ties go to the quote whose length is nearest the group's
+    median length, then to feedback order. Output: ``by..., polarity, quote, sentiment, feedback_id``.
+    """
+    from journey_analysis.errors import JourneyError
+    from journey_analysis.sentiment import POLARITY_THRESHOLD
+
+    by = [by] if isinstance(by, str) else list(by)
+    missing = [c for c in ["text", *by] if c not in feedback.columns]
+    if missing:
+        raise JourneyError(f"feedback lacks column(s) {missing}", column=missing[0],
+                           expected="a feedback frame with text and " + ", ".join(by),
+                           fix="load feedback with the project's loader or pass by= an existing column")
+    cols = [*by, "polarity", "quote", "sentiment", "feedback_id"]
+    fb = _scored(feedback) if len(feedback) else feedback.iloc[0:0]
+    if fb.empty:
+        return pd.DataFrame(columns=cols)
+    fb = fb.assign(polarity=np.where(fb["sentiment"] < -POLARITY_THRESHOLD, "negative",
+                                     np.where(fb["sentiment"] > POLARITY_THRESHOLD, "positive", None)))
+    fb = fb[fb["polarity"].notna()].reset_index(drop=True)
+    if fb.empty:
+        return pd.DataFrame(columns=cols)
+    out = _typical_rows(fb, [*by, "polarity"], n)
+    return out[cols].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The map's voice lane
+# ---------------------------------------------------------------------------------------------
+def _theme_text(t: pd.DataFrame, key: list, count: str, top: int) -> pd.Series:
+    part = t[t[count] >= 2].sort_values([*key, count, "theme"], ascending=[True] * len(key) + [False, True],
+                                          kind="stable").groupby(key, sort=False).head(top)
+    label = part["theme"].astype(str) + " (" + part[count].astype(int).astype(str) + ")"
+    return label.groupby([part[k] for k in key], sort=False).agg("; ".join)
+
+
+def stage_voice(feedback: pd.DataFrame, by, *, members: pd.DataFrame | None = None, n_quotes: int = 3,
+                top: int = 5) -> pd.DataFrame:
+    """The map's voice of the customer per group (``by``, e.g. ["segment", "stage"]).
+
+    ``themes_negative`` / ``themes_positive``: the ``top`` themes (:func:`themes`) by the number of
+    negative (sentiment < -0.05) / positive (> 0.05) comments mentioning them, at least 2, as
+    "label (n); ..."; ``top_negative_theme`` the first of them. ``quotes``: up to ``n_quotes`` typical
+    comments (:func:`quotes`), those of the group's majority polarity first. ``negative_theme_quote``:
+    a negative comment that mentions ``top_negative_theme`` (typical of those), the quote to show first
+    where the stage is a pain point. Feedback rows may repeat (one per group they belong to); themes are
+    matched by ``feedback_id``.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    cols = [*by, "themes_negative", "themes_positive", "top_negative_theme", "quotes", "negative_theme_quote"]
+    if feedback is None or len(feedback) == 0 or "text" not in feedback.columns:
+        return pd.DataFrame(columns=cols)
+    mem = theme_members(feedback.drop_duplicates("feedback_id") if "feedback_id" in feedback.columns
+                        else feedback) if members is None else members
+    t = themes(feedback, by, members=mem, top=None, n_quotes=0)
+    res = pd.DataFrame(index=pd.MultiIndex.from_frame(feedback[by].drop_duplicates()) if len(by) > 1
+                       else pd.Index(feedback[by[0]].drop_duplicates(), name=by[0]))
+    if len(t):
+        res["themes_negative"] = _theme_text(t, by, "negative_n", top)
+        res["themes_positive"] = _theme_text(t, by, "positive_n", top)
+        first = t[t["negative_n"] >= 2].sort_values([*by, "negative_n", "theme"],
+                                                   ascending=[True] * len(by) + [False, True], kind="stable")
+        res["top_negative_theme"] = first.groupby(by, sort=False)["theme"].first()
+    for c in ("themes_negative", "themes_positive", "top_negative_theme"):
+        if c not in res.columns:
+            res[c] = None
+    q = quotes(feedback, by=by, n=n_quotes)
+    if len(q):
+        fb = _scored(feedback)
+        from journey_analysis.sentiment import POLARITY_THRESHOLD
+
+        neg = (fb["sentiment"] < -POLARITY_THRESHOLD).groupby([fb[k] for k in by]).mean()
+        q["_major"] = (q["polarity"] == "negative") == (q.set_index(by).index.map(neg).fillna(0) > 0.5)
+        q["_pos"] = np.arange(len(q))
+        q = q.sort_values([*by, "_major", "_pos"], ascending=[True] * len(by) + [False, True], kind="stable")
+        res["quotes"] = q.groupby(by, sort=False)["quote"].agg(lambda v: list(v)[:n_quotes])
+        # a negative comment about the group's top negative theme
+        tn = res["top_negative_theme"].dropna()
+        if len(tn):
+            key = tn.rename("theme").reset_index()
+            j = mem[["feedback_id", "theme"]].merge(key, on="theme").merge(
+                fb[["feedback_id", "text", "sentiment", *by]], on=["feedback_id", *by])
+            j = j[j["sentiment"] < -POLARITY_THRESHOLD]
+            r = _typical_rows(j, by, 1)
+            if len(r):
+                res["negative_theme_quote"] = r.set_index(by)["quote"]
+    for c in ("quotes", "negative_theme_quote"):
+        if c not in res.columns:
+            res[c] = None
+    res["quotes"] = [v if isinstance(v, list) else [] for v in res["quotes"]]
+    return res.reset_index()[cols]

@@ -1,0 +1,156 @@
+"""Themes as subjects (journey_analysis.themes): hand-made cases, the demo, and real comments in three
+languages (SemEval-2014 restaurant sentences, B2W Portuguese reviews, GermEval German rail feedback)."""
+from __future__ import annotations
+
+import csv
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from journey_analysis import themes as T
+from journey_analysis.errors import JourneyError
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+if not SHARED.is_dir():
+    SHARED = Path("/work/shared/data")
+SENT = SHARED / "sentiment"
+
+FB = pd.DataFrame({
+    "feedback_id": [f"f{i}" for i in range(10)],
+    "stage": ["install"] * 5 + ["support"] * 5,
+    "text": ["The engineer never came, call me on 07700 900123", "Engineer never came and I am still waiting",
+             "Great engineer, quick install!", "Quick install, great engineer and very friendly",
+             "Great engineer, quick install!",
+             "Support was rude and unhelpful", "I was cut off twice and still waiting. Awful.",
+             "Lovely support staff, sorted it quickly", "Support staff sorted it quickly, lovely people",
+             "Il servizio è pessimo"],
+    "rating": [1, 1, 5, 5, 5, 1, 1, 5, 5, 1], "rating_type": "csat",
+})
+
+
+def test_members_trace_every_count():
+    m = T.theme_members(FB)
+    assert list(m.columns) == ["feedback_id", "theme", "language"]
+    assert not m.duplicated(["feedback_id", "theme"]).any()
+    eng = set(m.loc[m.theme == "engineer", "feedback_id"])
+    assert eng == {"f0", "f1", "f2", "f3", "f4"}
+    assert not m.theme.str.lower().isin(["great", "quick", "friendly", "lovely", "phone", "07700"]).any()
+    th = T.themes(FB, by="stage", members=m)
+    assert list(th.columns) == ["stage", "theme", "mentions", "share", "sentiment_mean", "share_negative",
+                                "negative_n", "positive_n", "quotes"]
+    row = th[(th.stage == "install") & (th.theme == "engineer")].iloc[0]
+    assert row["mentions"] == 5 and row["share"] == 1.0 and row["negative_n"] == 2
+    # every count is the number of member rows of that stage
+    j = m.merge(FB[["feedback_id", "stage"]], on="feedback_id")
+    counts = j.groupby(["stage", "theme"]).size()
+    assert all(counts[(r.stage, r.theme)] == r.mentions for r in th.itertuples())
+    assert all("07700" not in q for qs in th["quotes"] for q in qs)
+    overall = T.themes(FB, members=m)
+    assert "stage" not in overall.columns and overall.iloc[0]["theme"] == "engineer"
+
+
+def test_empty_and_missing():
+    assert T.theme_members(None).empty and T.theme_members(FB.iloc[0:0]).empty
+    assert T.themes(FB.drop(columns="text")).empty
+    assert T.theme_members(pd.DataFrame({"text": ["", None]})).empty
+
+
+def test_quotes_redacted_deduplicated_short():
+    q = T.quotes(FB, by="stage", n=3)
+    assert list(q.columns) == ["stage", "polarity", "quote", "sentiment", "feedback_id"]
+    assert not q["quote"].str.contains("07700").any()
+    assert q["quote"].str.contains(r"\[PHONE\]").any()
+    ip = q[(q.stage == "install") & (q.polarity == "positive")]
+    assert len(ip) == 2  # the repeated "Great engineer, quick install!" appears once
+    assert (q["quote"].str.len() <= 200).all()
+    assert "f9" not in set(q.feedback_id)  # not English: not scored, not quoted
+    lq = T.quotes(pd.DataFrame({"stage": ["x"], "feedback_id": ["1"], "text": ["The wait was terrible. " * 30]}))
+    assert len(lq.quote.iloc[0]) <= 200 and lq.quote.iloc[0].endswith(".")
+    with pytest.raises(JourneyError):
+        T.quotes(FB, by="segment")
+
+
+def test_quotes_typical_not_extreme():
+    fb = pd.DataFrame({"stage": "s", "feedback_id": [str(i) for i in range(5)],
+                       "text": ["good", "good service overall", "AMAZING!!! best ever!!!", "fine, good enough", "nice"]})
+    assert T.quotes(fb, n=1)["feedback_id"].iloc[0] != "2"
+
+
+def test_stage_voice_negative_theme_quote():
+    v = T.stage_voice(FB.assign(segment="All"), ["segment", "stage"], n_quotes=2)
+    inst = v.set_index("stage").loc["install"]
+    assert inst["top_negative_theme"] == "engineer"
+    assert inst["themes_negative"].startswith("engineer (2)")
+    assert "never came" in inst["negative_theme_quote"] and "07700" not in inst["negative_theme_quote"]
+    assert len(inst["quotes"]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Real comments
+# ---------------------------------------------------------------------------------------------
+def _semeval():
+    root = ET.parse(SHARED / "themes" / "semeval2014_restaurants_train.xml").getroot()
+    rows = [(s.get("id"), s.find("text").text, [c.get("category") for c in s.iter("aspectCategory")])
+            for s in root.iter("sentence")]
+    return pd.DataFrame(rows, columns=["feedback_id", "text", "categories"])
+
+
+def test_semeval_themes_are_subjects_of_their_category():
+    """The SemEval criteria of issue 14 (benchmarks/bench_themes.py prints the figures)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_themes", ROOT / "benchmarks" / "bench_themes.py")
+    bt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bt)
+    r = bt.evaluate(_semeval())
+    assert r["ours"]["opinion_words"] <= 1
+    assert r["ours"]["mean_lift"] >= 1.3 * r["baseline"]["mean_lift"]
+    assert {"food", "service", "price", "anecdotes/miscellaneous"} <= set(r["ours"]["main_categories"])
+
+
+def test_b2w_portuguese_themes_name_subjects():
+    b = pd.read_csv(SENT / "b2w_10k.csv", usecols=["review_text"]).rename(columns={"review_text": "text"})
+    b = b.assign(language="pt", feedback_id=b.index.astype(str))
+    cat = pd.DataFrame(T.theme_members(b).attrs["themes"])
+    top = cat["theme"].str.lower().head(12).tolist()
+    assert {"produto", "entrega", "prazo"} <= set(top)
+    opinion = {"ótimo", "ótima", "bom", "boa", "ruim", "excelente", "recomendo", "péssimo", "gostei", "perfeito"}
+    assert not opinion & set(cat["theme"].str.lower().head(30))
+
+
+def test_germeval_german_themes_name_subjects():
+    parts = [pd.read_csv(SENT / f"germeval2017_de_{p}.tsv", sep="\t", header=None, quoting=csv.QUOTE_NONE,
+                         usecols=[1]).set_axis(["text"], axis=1) for p in ("dev", "test")]
+    g = pd.concat(parts, ignore_index=True).assign(language="de")
+    cat = pd.DataFrame(T.theme_members(g).attrs["themes"])
+    top = cat["theme"].head(30).tolist()
+    assert {"Bahn", "Zug", "S-Bahn"} <= set(top)
+    assert not {"fahren", "gut", "schlecht", "toll", "super"} & {t.lower() for t in top}
+    assert "Verspätung" in cat["theme"].head(60).tolist()
+
+
+def test_demo_themes(demo_feedback):
+    fb = demo_feedback
+    m = T.theme_members(fb)
+    words = set(m["theme"].str.lower())
+    assert not words & {"leave", "happen", "great", "good", "bad", "happy", "quick", "easy"}
+    v = T.stage_voice(fb.assign(segment="All"), ["segment", "stage"], members=m).set_index("stage")
+    neg_support = v.loc["support", "themes_negative"]
+    assert "hold" in neg_support and "agent" in neg_support
+    assert v.loc["onboarding", "top_negative_theme"] == "engineer"
+    q = v.loc["onboarding", "negative_theme_quote"].lower()
+    assert "engineer" in q
+
+
+@pytest.fixture(scope="module")
+def demo_feedback():
+    from journey_analysis import sentiment
+
+    fb = pd.read_csv(ROOT / "data" / "raw" / "demo" / "feedback.csv.gz", keep_default_na=False, dtype=str)
+    fb = fb[fb["text"] != ""].reset_index(drop=True)
+    fb["sentiment"] = sentiment.score_frame(fb["text"])["sentiment"].to_numpy()
+    return fb
