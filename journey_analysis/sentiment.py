@@ -750,12 +750,115 @@ def score(texts, **kw) -> pd.Series:
 # Learning from ratings
 # ---------------------------------------------------------------------------------------------
 def _lemma_strings(texts: list[str]) -> list[str]:
-    """Lower-cased lemmas joined by spaces (punctuation kept as tokens, so n-grams stop at it)."""
-    nlp = get_nlp()
-    out = []
-    for doc in nlp.pipe(texts, batch_size=1000, disable=["sentencizer", "journey_sentiment"]):
-        out.append(" ".join(t.lemma_.lower() if t.lemma_ else t.lower_ for t in doc if not t.is_space))
-    return out
+    """Lower-cased lemmas joined by spaces (punctuation kept as tokens), the text the blended model's
+    n-grams are read from: the same strings as the pipeline's lookup lemmas of each token
+    (``get_nlp()``), computed once per distinct token (see :func:`_lemma_tokens`)."""
+    tok, doc, n = _lemma_tokens(texts, words=False)
+    parts = np.split(tok.astype(object), np.cumsum(np.bincount(doc, minlength=n))[:-1])
+    return [" ".join(p) for p in parts]
+
+
+#: Word pattern of the blended model's n-grams, read from the lemma strings (scikit-learn's default
+#: with inner apostrophes: "n't", "'s" -> "s"); punctuation is not a word.
+_WORD_PATTERN = r"(?u)\b\w[\w']*\b"
+
+
+def _lemma_tokens(texts: list[str], words: bool = True):
+    """The lemma tokens of many texts at once: :func:`_token_re` over the texts joined by NUL (in
+    pieces of at most ``_TOKENIZE_CHARS`` characters), then, once per distinct token, the lookup lemma
+    of spaCy's English tables (the pipeline's lemmatizer: ``table.get(text, text)``) lower-cased.
+    ``words``: split each lemma further into the words of :data:`_WORD_PATTERN` (what the n-grams
+    count; punctuation drops out). Returns (token strings, the text each belongs to, number of texts)."""
+    pat = _token_re()
+    n = len(texts)
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=n)
+    cum = np.concatenate([[0], np.cumsum(lens + 1)])
+    toks: list[str] = []
+    a = 0
+    while a < n:
+        b = min(n, int(max(a + 1, np.searchsorted(cum, cum[a] + _TOKENIZE_CHARS, side="right") - 1)))
+        toks.extend(pat.findall("\x00".join(t.replace("\x00", " ") for t in texts[a:b])))
+        toks.append("\x00")
+        a = b
+    if not n:
+        return np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64), 0
+    codes, uniq = pd.factorize(pd.Series(toks, dtype=object))
+    table = _lemma_table("en")
+    lem = [(table.get(t, t) or t).lower() for t in uniq.tolist()]
+    sep = np.array([t == "\x00" for t in uniq.tolist()])
+    is_sep = sep[codes]
+    doc = (np.cumsum(is_sep) - is_sep)[~is_sep]
+    codes = codes[~is_sep]
+    if not words:
+        return np.array(lem, dtype=object)[codes], doc, n
+    word_re = re.compile(_WORD_PATTERN)
+    split = [word_re.findall(x) for x in lem]
+    k = np.fromiter(map(len, split), dtype=np.int64, count=len(split))
+    flat = np.array([w for ws in split for w in ws], dtype=object)
+    start = np.concatenate([[0], np.cumsum(k)[:-1]])
+    rep = k[codes]
+    pos = np.repeat(start[codes] - (np.cumsum(rep) - rep), rep) + np.arange(int(rep.sum()))
+    return flat[pos], np.repeat(doc, rep), n
+
+
+def _ngram_counts(texts: list[str]):
+    """Counts of the blended model's word uni- and bigrams (:func:`_lemma_tokens`) per text, as
+    scikit-learn's ``CountVectorizer(ngram_range=(1, 2), token_pattern=_WORD_PATTERN)`` counts them on
+    :func:`_lemma_strings`. Returns (csr matrix texts x terms, the terms as an object array)."""
+    from scipy.sparse import csr_matrix
+
+    w, doc, n = _lemma_tokens(texts)
+    wc, wu = pd.factorize(pd.Series(w, dtype=object))
+    pair = np.flatnonzero(doc[1:] == doc[:-1])
+    pc, pu = pd.factorize(wc[pair].astype(np.int64) * len(wu) + wc[pair + 1])
+    wu = np.asarray(wu, dtype=object)
+    bigrams = (wu[pu // max(len(wu), 1)] + " " + wu[pu % max(len(wu), 1)]) if len(pu) else np.zeros(0, dtype=object)
+    terms = np.concatenate([wu, bigrams]).astype(object)
+    rows = np.concatenate([doc, doc[pair]])
+    cols = np.concatenate([wc, pc + len(wu)])
+    m = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, len(terms)))
+    m.sum_duplicates()
+    return m, terms
+
+
+@dataclass
+class _Tfidf:
+    """TF-IDF of word n-gram counts, as scikit-learn's ``TfidfVectorizer(sublinear_tf=True, min_df=2)``
+    (smooth idf, l2 norm; vocabulary sorted): ``terms`` (sorted) and their ``idf``."""
+    terms: pd.Index
+    idf: np.ndarray
+
+    @classmethod
+    def fit(cls, counts, terms, rows=None, min_df: int = 2) -> tuple["_Tfidf", np.ndarray]:
+        """Learn from ``counts[rows]``; returns (the fitted model, the columns of ``counts`` it keeps, in its order)."""
+        c = counts if rows is None else counts[rows]
+        df = np.bincount(c.indices, minlength=c.shape[1])
+        cols = np.flatnonzero(df >= min_df)
+        if not len(cols):
+            raise ValueError("After pruning, no terms remain. Try a lower min_df or a higher max_df.")
+        cols = cols[np.argsort(terms[cols].astype(str), kind="stable")]
+        idf = np.log((1 + c.shape[0]) / (1 + df[cols])) + 1.0
+        return cls(pd.Index(terms[cols]), idf), cols
+
+    def weigh(self, counts):
+        """TF-IDF rows from counts whose columns are already this model's terms."""
+        from sklearn.preprocessing import normalize
+
+        x = counts.astype(np.float64).tocsr(copy=True)
+        x.data = np.log(x.data) + 1.0
+        x = x.multiply(self.idf[None, :]).tocsr()
+        return normalize(x, norm="l2", copy=False)
+
+    def transform(self, texts: list[str]):
+        from scipy.sparse import csr_matrix
+
+        counts, terms = _ngram_counts(texts)
+        at = self.terms.get_indexer(terms)
+        keep = at >= 0
+        c = counts.tocoo()
+        ok = keep[c.col]
+        m = csr_matrix((c.data[ok], (c.row[ok], at[c.col[ok]])), shape=(counts.shape[0], len(self.terms)))
+        return self.weigh(m)
 
 
 @dataclass
@@ -780,20 +883,28 @@ class RatingModel:
 
         if lex is None:
             lex = score(texts, languages=languages).fillna(0.0).to_numpy()
-        X = self.vectorizer.transform(_lemma_strings(texts.fillna("").astype(str).tolist()))
+        X = self.vectorizer.transform(texts.fillna("").astype(str).tolist())
         return hstack([X, csr_matrix(lex.reshape(-1, 1) * _LEX_WEIGHT)]).tocsr(), lex
 
     def predict(self, texts, languages=None) -> pd.Series:
         """Scores in [-1, 1] for texts (index kept); NaN where :func:`score` gives NaN (empty, not English).
         ``languages``: as in :func:`score_frame` (``["en"]`` when the texts are known to be English)."""
         s = _as_series(texts)
-        base = score(s, languages=languages)
-        X, _ = self._features(s, lex=base.fillna(0.0).to_numpy())
-        pred = np.clip(self.model.predict(X), -1.0, 1.0)
+        return self._predict(s, score(s, languages=languages))
+
+    def _predict(self, s: pd.Series, base: pd.Series) -> pd.Series:
+        """:meth:`predict` given the texts' lexicon scores ``base`` (aligned); identical texts once."""
+        codes, uniq = pd.factorize(s.fillna("").astype(str))
+        first = np.unique(codes, return_index=True)[1]
+        X, _ = self._features(pd.Series(uniq, dtype=object), lex=base.fillna(0.0).to_numpy()[first])
+        pred = np.clip(self.model.predict(X), -1.0, 1.0)[codes]
         pred[base.isna().to_numpy()] = np.nan
         return pd.Series(pred, index=s.index, name="sentiment")
 
 
+#: At most this many rated English texts teach the blended model (a seeded sample beyond it): at
+#: 100,000 its cross-validated accuracy has long stopped moving, and a run's time stays bounded.
+MAX_FIT_TEXTS = 100_000
 _LEX_WEIGHT = 3.0  # scale of the lexicon column among TF-IDF features (ridge penalises it less)
 
 
@@ -807,7 +918,7 @@ def _class3(x: np.ndarray, t: float) -> np.ndarray:
 
 
 def fit_from_ratings(texts, ratings, scale=(1, 5), random_state: int = 0, n_splits: int = 5,
-                     alpha: float = 1.0, languages=None) -> RatingModel:
+                     alpha: float = 1.0, languages=None, max_texts: int | None = MAX_FIT_TEXTS) -> RatingModel:
     """Learn a domain model from texts with ratings and say whether it beats the lexicon.
 
     Inputs: texts and ratings (same length; rows with a missing rating, empty or non-English text
@@ -819,8 +930,12 @@ def fit_from_ratings(texts, ratings, scale=(1, 5), random_state: int = 0, n_spli
     (rating classes: |x| <= 1/3 of the half-range neutral, i.e. 2-4 of 1-5 stars -> 3 neutral only;
     model classes: VADER's +-0.05); 2-class accuracy on the polar ratings (model > 0 is positive).
     ``languages``: passed to :func:`score_frame` (``["en"]`` when the texts are known to be English).
+    ``max_texts``: with more usable rated texts than this, the model is learned and cross-validated on
+    a sample of that many (seeded with ``random_state``; None: all); ``meta`` holds ``n_rated`` and
+    ``n_fitted``. Identical texts are tokenised once; the TF-IDF (:class:`_Tfidf`) equals
+    scikit-learn's ``TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)`` on the lemma
+    strings, fitted on each fold's training texts.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import Ridge
     from sklearn.metrics import accuracy_score, f1_score
     from sklearn.model_selection import KFold
@@ -847,19 +962,23 @@ def fit_from_ratings(texts, ratings, scale=(1, 5), random_state: int = 0, n_spli
                            expected=f"at least {4 * n_splits}", fix="collect more rated feedback")
     t, y = t[keep].astype(str).reset_index(drop=True), _to_unit(rr[keep], scale)
     lex = lex_all["sentiment"].to_numpy()[keep]
-    lem = np.array(_lemma_strings(t.tolist()), dtype=object)
+    n_rated = len(y)
+    if max_texts is not None and n_rated > max_texts:  # a seeded sample of the rated texts
+        pick = np.sort(np.random.default_rng(random_state).choice(n_rated, size=max_texts, replace=False))
+        t, y, lex = t.iloc[pick].reset_index(drop=True), y[pick], lex[pick]
+    codes, uniq = pd.factorize(t)  # identical texts tokenised once
+    counts_u, terms = _ngram_counts(uniq.tolist())
+    counts = counts_u[codes]
+    lexcol = csr_matrix(lex[:, None] * _LEX_WEIGHT)
 
-    def make():
-        return (TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, token_pattern=r"(?u)\b\w[\w']*\b"),
-                Ridge(alpha=alpha))
+    def features(tf, cols, rows):
+        return hstack([tf.weigh(counts[rows][:, cols]), lexcol[rows]]).tocsr()
 
     pred = np.zeros(len(y))
     for tr, te in KFold(n_splits, shuffle=True, random_state=random_state).split(y):
-        vec, mdl = make()
-        Xtr = hstack([vec.fit_transform(lem[tr]), csr_matrix(lex[tr, None] * _LEX_WEIGHT)]).tocsr()
-        Xte = hstack([vec.transform(lem[te]), csr_matrix(lex[te, None] * _LEX_WEIGHT)]).tocsr()
-        mdl.fit(Xtr, y[tr])
-        pred[te] = np.clip(mdl.predict(Xte), -1, 1)
+        tf, cols = _Tfidf.fit(counts, terms, tr)
+        mdl = Ridge(alpha=alpha).fit(features(tf, cols, tr), y[tr])
+        pred[te] = np.clip(mdl.predict(features(tf, cols, te)), -1, 1)
     ycls = _class3(y, 1 / 3)
     polar = ycls != 0
     rows = []
@@ -873,11 +992,10 @@ def fit_from_ratings(texts, ratings, scale=(1, 5), random_state: int = 0, n_spli
     rep = pd.DataFrame(rows).set_index("model")
     wins = bool(rep.loc["blended", "pearson_r"] >= rep.loc["lexicon", "pearson_r"] + 0.01
                 and rep.loc["blended", "accuracy_3class"] >= rep.loc["lexicon", "accuracy_3class"])
-    vec, mdl = make()
-    X = hstack([vec.fit_transform(lem), csr_matrix(lex[:, None] * _LEX_WEIGHT)]).tocsr()
-    mdl.fit(X, y)
+    vec, cols = _Tfidf.fit(counts, terms)
+    mdl = Ridge(alpha=alpha).fit(features(vec, cols, slice(None)), y)
     return RatingModel(vectorizer=vec, model=mdl, scale=tuple(scale), cv_report=rep, wins=wins,
-                       random_state=random_state)
+                       random_state=random_state, meta={"n_rated": n_rated, "n_fitted": int(len(y))})
 
 
 #: Below this cross-validated Spearman correlation a language's learned model is not used.
@@ -887,13 +1005,14 @@ MODEL_CHARS = 2_000
 
 
 def _lemma_table(lang: str):
-    """spaCy's lookup lemma table for ``lang`` (from spacy-lookups-data), loaded once; {} when none."""
+    """spaCy's lookup lemma table for ``lang`` (from spacy-lookups-data, the file spaCy's lookup
+    lemmatizer reads), loaded once as a plain dict form -> lemma; {} when none."""
     key = ("lemma", lang)
     if key not in _LEX_CACHE:
         try:
-            from spacy.lookups import load_lookups
+            from spacy.util import load_language_data, registry
 
-            _LEX_CACHE[key] = load_lookups(lang, ["lemma_lookup"]).get_table("lemma_lookup")
+            _LEX_CACHE[key] = dict(load_language_data(registry.lookups.get(lang)["lemma_lookup"]))
         except Exception:
             _LEX_CACHE[key] = {}
     return _LEX_CACHE[key]
@@ -910,8 +1029,9 @@ def _spacy_words(texts: list[str], lang: str) -> list[str]:
     except Exception:
         nlp = spacy.blank("xx")
     lemma = _lemma_table(lang)
+    codes, uniq = pd.factorize(pd.Series(texts, dtype=object))  # identical texts tokenised once
     out = []
-    for doc in nlp.tokenizer.pipe(texts, batch_size=1000):
+    for doc in nlp.tokenizer.pipe(uniq.tolist(), batch_size=1000):
         words = []
         for t in doc:
             if t.is_space:
@@ -920,7 +1040,7 @@ def _spacy_words(texts: list[str], lang: str) -> list[str]:
             lem = lemma.get(low) if lemma else None
             words.append(lem.lower() if isinstance(lem, str) else low)
         out.append(" ".join(words))
-    return out
+    return np.array(out, dtype=object)[codes].tolist()
 
 
 @dataclass
@@ -1025,7 +1145,8 @@ class VoiceModels:
 
 
 def score_feedback(feedback: pd.DataFrame | None, rating_type: str = "csat", scale=(1, 5), *, languages=None,
-                   min_rated: int = 200, random_state: int = 0) -> tuple[pd.DataFrame | None, VoiceModels | None]:
+                   min_rated: int = 200, random_state: int = 0,
+                   max_fit_texts: int | None = MAX_FIT_TEXTS) -> tuple[pd.DataFrame | None, VoiceModels | None]:
     """Score every feedback text in the language it is written in.
 
     Per row: ``language`` and ``language_confidence`` (:func:`journey_analysis.text.identify_languages`,
@@ -1036,7 +1157,9 @@ def score_feedback(feedback: pd.DataFrame | None, rating_type: str = "csat", sca
     - English: the lexicon ("lexicon") for every text. With at least ``min_rated`` rated English texts
       (``rating`` of ``rating_type`` on ``scale``), :func:`fit_from_ratings` learns a blended model and,
       only when it wins, scores the English texts **without** a rating ("learned"); rated texts keep the
-      lexicon score, so text and rating stay independent evidence.
+      lexicon score, so text and rating stay independent evidence. With more than ``max_fit_texts``
+      rated English texts the model is learned (and cross-validated) on a sample of that many, seeded
+      with ``random_state`` (None: on all of them).
     - Any other language with at least ``min_rated`` rated texts: :func:`fit_language_model` learns from
       them; rated texts get their cross-fitted out-of-fold prediction ("learned_cv": no text's score
       comes from its own rating), unrated texts the model fitted on all of them ("learned"). A model
@@ -1072,10 +1195,11 @@ def score_feedback(feedback: pd.DataFrame | None, rating_type: str = "csat", sca
     en_rated = rated & (lang == "en") & has_text
     if en_rated.sum() >= min_rated:
         english = fit_from_ratings(out.loc[en_rated, "text"], rating[en_rated], scale=scale, random_state=random_state,
-                                   languages=["en"])  # already identified as English
+                                   languages=["en"], max_texts=max_fit_texts)  # already identified as English
         unrated = ~rated & (lang == "en") & has_text & out["rating"].isna().to_numpy()
-        if english.wins and unrated.any():
-            out.loc[unrated, "sentiment"] = english.predict(out.loc[unrated, "text"], languages=["en"]).to_numpy()
+        if english.wins and unrated.any():  # the lexicon scores of these texts are already in out
+            out.loc[unrated, "sentiment"] = english._predict(out.loc[unrated, "text"],
+                                                             out.loc[unrated, "sentiment"]).to_numpy()
             out.loc[unrated, "sentiment_source"] = "learned"
     models = {}
     langs = pd.Series(lang[has_text & rated], dtype=object).value_counts()
