@@ -7,7 +7,7 @@ case ids ("<copy>_<case>") and row_id = copy * n + row; written once to Parquet 
 Work measured, the same for both engines, in a fresh subprocess each (so peak memory is the run's own):
 read the Parquet file + ``step_stats`` + ``transitions`` + ``variants`` (step = activity).
 * pandas: ``pd.read_parquet`` + journey_analysis.steps;
-* Spark: ``read_events_spark`` + journey_analysis.spark (session start timed separately).
+* Spark: ``read_events_spark`` + journey_analysis.engines.spark (session start timed separately).
 Peak memory = the largest sum of resident memory of the run's process tree (Python and, for Spark, the
 JVM it launches), sampled every 0.1 s with psutil. Results are checked equal (rtol 1e-9) at every size.
 
@@ -128,7 +128,7 @@ def child_run(engine: str, path: str, driver_memory: str) -> None:
         from journey_analysis.gather import load_events
         events = load_events(path, {"activity": "stage"}, stages=config.stage_names)
     else:
-        from journey_analysis import spark as SP
+        from journey_analysis.engines import spark as SP
         spark = SP.get_spark("local[2]", {"spark.driver.memory": driver_memory, "spark.sql.shuffle.partitions": "8"})
         res["session_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -162,7 +162,7 @@ def child(engine: str, path: str, driver_memory: str, work: str = "steps") -> No
         res["read_s"] = time.perf_counter() - t0
         mod, data = S, ev
     else:
-        from journey_analysis import spark as SP
+        from journey_analysis.engines import spark as SP
         spark = SP.get_spark("local[2]", {"spark.driver.memory": driver_memory,
                                           "spark.sql.shuffle.partitions": "8"})
         res["session_s"] = time.perf_counter() - t0

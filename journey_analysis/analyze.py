@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from journey_analysis.errors import JourneyError
-from journey_analysis.journey_map import ALL, MIN_N, NEGATIVE_BELOW, _event_dwell, map_segment
+from journey_analysis.journey_map import ALL, MIN_N, NEGATIVE_BELOW, map_segment
 
 #: Weights of the pain-point score (they sum to 1; every component is scaled to 0-1 first).
 PAIN_WEIGHTS: dict[str, float] = {
@@ -558,9 +558,9 @@ def moments_of_truth(events: pd.DataFrame | None, feedback: pd.DataFrame | None,
     cand = []  # (feature, kind, stage, label, status, reason)
     F = pd.DataFrame(index=y.index)
     T = pd.DataFrame(index=y.index)
-    from journey_analysis.spark import is_spark_frame
+    from journey_analysis.engines import engine_for
 
-    if events is not None and not is_spark_frame(events) and len(events) == 0:
+    if events is not None and engine_for(events).is_empty(events):
         events = None  # a customers-only run: attributes alone
     if events is not None:
         F = customer_stage_features(events, feedback, config, step, outcome_stages=default_excl).reindex(y.index)

@@ -62,6 +62,13 @@ _UNIT_WORDS = {"s": "h", "h": "h", "d": "d", "days": "d", "pct": "%"}
 # --------------------------------------------------------------------------------------------------
 # what kind of value a column holds
 # --------------------------------------------------------------------------------------------------
+def slug(value) -> str:
+    """`value` as a name part: lower case, runs of anything but letters and digits -> ``_``
+    (``"Web Chat"`` -> ``web_chat``); ``blank`` when nothing is left."""
+    s = re.sub(r"[^0-9a-zA-Z]+", "_", str(value).strip().lower()).strip("_")
+    return s or "blank"
+
+
 def kind(column: str, series: pd.Series | None = None) -> str:
     """The display kind of a column, from its name (then its dtype): one of ``seconds``, ``hours``,
     ``days``, ``share``, ``pct``, ``count``, ``rating``, ``signed``, ``two``, ``bool``, ``number``,

@@ -18,48 +18,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from journey_analysis.engines import dispatch
 from journey_analysis.errors import JourneyError
+from journey_analysis.reading import OFFSET as _OFFSET
+from journey_analysis.reading import check_path as _check_path
+from journey_analysis.reading import read_head as _read_head
+from journey_analysis.reading import sniff_delimiter as _sniff_delimiter
+from journey_analysis.reading import suffixes as _suffixes
 from journey_analysis.schema import MAX_TEXT_CHARS, QualityLog, validate
 
 TIME_COLUMNS = {"timestamp", "end_timestamp", "start_timestamp", "created_at"}
 TEXT_COLUMNS = {"customer_id", "feedback_id", "stage", "touchpoint", "channel", "journey", "source",
                 "rating_type", "text", "activity", "case_id"}
-_OFFSET = r"(?:[zZ]|[+-]\d\d:?\d\d|\bUTC)\s*$"
-
-
-def _check_path(path) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise JourneyError("File not found.", file=path,
-                           fix="Check the path (relative paths in a config are read from the config's folder).")
-    if path.is_dir():
-        raise JourneyError("Expected a data file but found a directory.", file=path,
-                           fix="Point to the file itself (CSV, Parquet, Excel or XES), not its folder.")
-    if path.stat().st_size == 0:
-        raise JourneyError("The file is empty (0 bytes).", file=path, expected="a header row and data rows",
-                           fix="Export the data again; the file may have been truncated.")
-    return path
-
-
-def _suffixes(path: Path) -> list[str]:
-    return [s.lower() for s in path.suffixes]
-
-
-def _read_head(path: Path, n: int = 65536) -> bytes:
-    opener = gzip.open if _suffixes(path)[-1:] == [".gz"] else open
-    with opener(path, "rb") as fh:
-        return fh.read(n)
-
-
-def _sniff_delimiter(sample: str) -> str:
-    lines = [ln for ln in sample.splitlines() if ln.strip()][:20]
-    if not lines:
-        return ","
-    try:
-        return csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
-    except csv.Error:
-        header = lines[0]
-        return max(",;\t|", key=header.count)
 
 
 def _utf8_problem(path: Path) -> str | None:
@@ -782,19 +752,7 @@ def link_feedback(feedback: pd.DataFrame, events: pd.DataFrame, step: str = "sta
         need &= False
     if need.any():
         keys = ["customer_id"] + (["journey"] if "journey" in out.columns and "journey" in events.columns else [])
-        from journey_analysis.spark import is_spark_frame
-
-        if is_spark_frame(events):  # the same rule on Spark, reading the events of these customers only
-            from journey_analysis.spark import link_feedback_spark
-
-            merged = link_feedback_spark(out.loc[need], events, keys, step)
-        else:
-            ev = events[keys + ["timestamp", step] + (["row_id"] if "row_id" in events.columns else [])]
-            ev = ev.sort_values(["timestamp"] + (["row_id"] if "row_id" in ev.columns else []), kind="stable")
-            left = out.loc[need, keys + ["timestamp"]].reset_index().sort_values("timestamp", kind="stable")
-            merged = pd.merge_asof(left, ev.rename(columns={step: "_linked"}), on="timestamp", by=keys,
-                                   direction="backward", allow_exact_matches=True)
-            merged = merged.set_index("index")["_linked"]
+        merged = _last_step_before(events, out.loc[need], keys, step)
         ok = merged.notna()
         out.loc[merged.index[ok], step] = merged[ok].to_numpy()
         out.loc[merged.index[ok], "stage_source"] = "linked"
@@ -804,6 +762,18 @@ def link_feedback(feedback: pd.DataFrame, events: pd.DataFrame, step: str = "sta
         log.add(file, "feedback_linked", int(linked.sum()), np.flatnonzero(linked) + 1, severity="info")
         log.add(file, "feedback_unlinked", int(unl.sum()), np.flatnonzero(unl) + 1, severity="info")
     return out
+
+
+@dispatch(op="last_step_before")
+def _last_step_before(events: pd.DataFrame, need: pd.DataFrame, keys: list[str], step: str) -> pd.Series:
+    """The step of each row of `need` by :func:`link_feedback`'s rule (a Series on `need`'s index;
+    missing: no earlier event). On Spark: :func:`journey_analysis.engines.spark.last_step_before`."""
+    ev = events[keys + ["timestamp", step] + (["row_id"] if "row_id" in events.columns else [])]
+    ev = ev.sort_values(["timestamp"] + (["row_id"] if "row_id" in ev.columns else []), kind="stable")
+    left = need[keys + ["timestamp"]].reset_index().sort_values("timestamp", kind="stable")
+    merged = pd.merge_asof(left, ev.rename(columns={step: "_linked"}), on="timestamp", by=keys,
+                           direction="backward", allow_exact_matches=True)
+    return merged.set_index("index")["_linked"]
 
 
 @dataclass
@@ -863,7 +833,7 @@ def gather(config) -> Gathered:
     Without an event log the events are an empty frame in the contract. Keys that match no known
     customer (the customers table when there is one, else the customers with events) are counted
     (``no_customer``) and left out, so they never become customers. With ``engine: spark`` the events
-    are read and checked on Spark (:func:`journey_analysis.spark.load_events_spark`: same contract,
+    are read and checked on Spark (:func:`journey_analysis.engines.spark.load_events_spark`: same contract,
     checks and rules) and stay a Spark DataFrame; customers and feedback are read with pandas.
     """
     from journey_analysis import sources as S
@@ -877,18 +847,18 @@ def gather(config) -> Gathered:
     if on_spark and not (len(ev_tables) == 1 and ev_tables[0].milestones is None and _spark_reads(ev_tables[0])):
         # lists of tables, wide milestone tables, constant or column values: shaped and checked by the
         # sources layer with the pandas rules (the same quality log), then handed to Spark as events
-        from journey_analysis import spark
+        from journey_analysis.engines import spark
 
         events, n = S.load_source("events", ev_tables, log, config, tables_of)
         notes += n
         events = spark.to_spark(events, spark.get_spark(config=config)).persist()
     elif on_spark:
-        from journey_analysis import spark
+        from journey_analysis.engines import spark
 
         t = ev_tables[0]
         session = spark.get_spark(config=config)
         if t.id and t.id != "customer_id" and "customer_id" not in t.columns:
-            head, _ = spark._read_source(t.path, session)
+            head, _ = spark.read_source(t.path, session)
             if "customer_id" in head.columns:
                 S._apply_id(pd.DataFrame(columns=list(head.columns)), t, "events")  # raises the two-ids message
         events = spark.load_events_spark(t.path, spark_mapping(t), stages=config.stage_names,
@@ -922,7 +892,7 @@ def gather(config) -> Gathered:
         if ev_tables and on_spark:
             spark.check_customers_spark(events, customers, log, ev_file)
             if any(e["check"] == "unknown_customer" for e in log.entries):
-                events = S.spark_keep_known(events, customers)
+                events = spark.keep_customers(events, customers)
         elif ev_tables:
             unknown = ~events["customer_id"].isin(customers["customer_id"])
             log.add(ev_file, "unknown_customer", int(unknown.sum()), events.loc[unknown, "row_id"] + 1)
@@ -954,7 +924,7 @@ def gather(config) -> Gathered:
             if customers is not None:
                 known = feedback["customer_id"].isin(customers["customer_id"])
             elif on_spark:
-                known = S.spark_ids_known(events, feedback["customer_id"])
+                known = spark.ids_known(events, feedback["customer_id"])
             else:
                 known = feedback["customer_id"].isin(events["customer_id"])
             phantom = (has_id & ~known).to_numpy()

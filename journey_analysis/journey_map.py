@@ -128,14 +128,6 @@ def _check_events(events: pd.DataFrame, step: str) -> None:
                                fix="Load events with journey_analysis.gather.load_events, or pass step= the step column.")
 
 
-def _event_dwell(events: pd.DataFrame, step: str) -> pd.DataFrame:
-    """Per-event dwell (:func:`journey_analysis.steps.event_dwell`) after the map's own input check."""
-    from journey_analysis.steps import event_dwell
-
-    _check_events(events, step)
-    return event_dwell(events, step)
-
-
 def _t975(n) -> np.ndarray:
     from scipy import stats
 
@@ -168,15 +160,9 @@ def wilson(k, n, z: float = 1.96):
 def _segment_events(events, labels: pd.Series):
     """The events of the customers in ``labels`` (customer id as text -> segment) with a ``segment``
     column; a lazy join when ``events`` is a Spark DataFrame."""
-    from journey_analysis.spark import is_spark_frame
+    from journey_analysis.engines import engine_for
 
-    if is_spark_frame(events):
-        from journey_analysis.spark import attach_labels
-
-        return attach_labels(events, labels, "segment")
-    seg = events["customer_id"].astype(str).map(labels)
-    keep = seg.notna().to_numpy()
-    return events.loc[keep].assign(segment=seg.to_numpy()[keep])
+    return engine_for(events).attach_labels(events, labels, "segment")
 
 
 def _share_text(ev, keys: list[str], col: str) -> pd.DataFrame:
@@ -437,24 +423,13 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
 
 
 def _share_over(events: pd.DataFrame, step: str, expected_h: pd.Series, labels: pd.Series | None) -> pd.DataFrame:
-    """Share of dwell times (:func:`_event_dwell`) above the stage's expected maximum, per (segment, stage)."""
-    from journey_analysis.spark import is_spark_frame
+    """Share of dwell times above the stage's expected maximum, per (segment, stage)
+    (:func:`journey_analysis.steps.dwell_share_over`, the map's input check first)."""
+    from journey_analysis.steps import dwell_share_over
 
-    if is_spark_frame(events):
-        from journey_analysis.spark import dwell_share_over
-
-        exp_s = (pd.to_numeric(expected_h, errors="coerce") * 3600.0).dropna()
-        return dwell_share_over(events, step, exp_s.to_dict(), labels)
-    ev = _event_dwell(events, step)
-    exp_s = ev[step].map(pd.to_numeric(expected_h, errors="coerce") * 3600.0)
-    ok = (ev["dwell_s"].notna() & exp_s.notna()).to_numpy()
-    tmp = ev.loc[ok, ["customer_id", step]].assign(_o=(ev.loc[ok, "dwell_s"] > exp_s[ok]).astype(float))
-    out = [tmp.groupby(step)["_o"].mean().rename("dwell_share_over_expected").reset_index().assign(segment=ALL)]
-    if labels is not None:
-        tmp["segment"] = tmp["customer_id"].map(labels)
-        out.append(tmp[tmp["segment"].notna()].groupby(["segment", step])["_o"].mean()
-                   .rename("dwell_share_over_expected").reset_index())
-    return pd.concat(out, ignore_index=True).rename(columns={step: "stage"})[["segment", "stage", "dwell_share_over_expected"]]
+    _check_events(events, step)
+    exp_s = (pd.to_numeric(expected_h, errors="coerce") * 3600.0).dropna()
+    return dwell_share_over(events, step, exp_s.to_dict(), labels, overall=ALL)
 
 
 def _flags(m: pd.DataFrame, has_channel: bool, fb, rating_type: str) -> pd.DataFrame:

@@ -229,27 +229,13 @@ def stage_metrics(events: pd.DataFrame, feedback: pd.DataFrame | None, stages, s
     ``sentiment_se`` (sd / sqrt(n)), ``sentiment_n`` (scored feedback at the stage),
     ``satisfaction_mean``, ``satisfaction_se``, ``satisfaction_n`` (ratings of ``rating_type``).
     """
-    from journey_analysis.spark import is_spark_frame
-    from journey_analysis.steps import event_dwell
+    from journey_analysis.steps import stage_dwell_summary
 
     stages = list(stages)
-    if is_spark_frame(events):  # the same per-step aggregates, computed on Spark
-        from journey_analysis.spark import stage_dwell_summary
-
-        out = stage_dwell_summary(events, step)
-        iqr = out.pop("dwell_q75_s") - out.pop("dwell_q25_s")
-        last_customers = out.pop("last_customers")
-        out = out[["customers", "dwell_median_s", "dwell_n"]]
-    else:
-        ev = event_dwell(events, step)
-        ev["is_last"] = ev["dwell_s"].isna().to_numpy()  # every event has a time, so only the last has no dwell
-        g = ev.groupby(step, sort=False)
-        out = pd.DataFrame({"customers": g["customer_id"].nunique()})
-        d = g["dwell_s"]
-        out["dwell_median_s"] = d.median()
-        iqr = d.quantile(0.75) - d.quantile(0.25)
-        out["dwell_n"] = d.count()
-        last_customers = ev[ev["is_last"]].groupby(step, sort=False)["customer_id"].nunique()
+    out = stage_dwell_summary(events, step)
+    iqr = out.pop("dwell_q75_s") - out.pop("dwell_q25_s")
+    last_customers = out.pop("last_customers")
+    out = out[["customers", "dwell_median_s", "dwell_n"]]
     out["dwell_median_se_s"] = IQR_SE * iqr / np.sqrt(out["dwell_n"].where(out["dwell_n"] > 0))
     p = (last_customers.reindex(out.index).fillna(0) / out["customers"]).astype(float)
     completion = list(terminal or []) or stages[-1:]

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from journey_analysis.engines import dispatch
 from journey_analysis.errors import JourneyError
 
 #: The notebooks of a run, in order (file stems in ``notebooks/``).
@@ -183,6 +184,7 @@ def atomic_write_text(path, text: str) -> Path:
     return _atomic_write_bytes(Path(path), text.encode("utf-8"))
 
 
+@dispatch
 def save_artifact(obj, path) -> Path:
     """Write one pipeline artifact atomically and return its path.
 
@@ -194,7 +196,7 @@ def save_artifact(obj, path) -> Path:
     ``obj=None`` (the run has no such data, e.g. no customers file or no feedback) removes any stale
     ``path`` and writes the marker ``<name>.absent`` instead, so that :func:`load_artifact` returns None.
     A Spark DataFrame (``engine: spark``) is written by Spark as a Parquet directory at ``path``, also
-    atomically (:func:`journey_analysis.spark.write_parquet_dir`).
+    atomically (:func:`journey_analysis.engines.spark.save_artifact`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,12 +210,6 @@ def save_artifact(obj, path) -> Path:
         _atomic_write_bytes(absent, b"no such data in this run\n")
         return absent
     absent.unlink(missing_ok=True)
-    from journey_analysis.spark import is_spark_frame
-
-    if is_spark_frame(obj):  # the Spark engine's events: a Parquet directory, written by Spark
-        from journey_analysis.spark import write_parquet_dir
-
-        return write_parquet_dir(obj, path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     suffix = path.suffix.lower()
     try:
@@ -250,7 +246,7 @@ def load_artifact(path, config=None):
     Returns None when the earlier stage saved None (the run has no such data: marker ``<name>.absent``).
     A missing file raises :class:`JourneyError` saying which notebook to run first. A Parquet
     directory (the Spark engine's events) is read lazily with Spark, in the session the run config
-    `config` describes (its ``spark:`` settings; :func:`journey_analysis.spark.get_spark`).
+    `config` describes (its ``spark:`` settings; :func:`journey_analysis.engines.spark.get_spark`).
     """
     path = Path(path)
     if not path.exists() and _absent_marker(path).exists():
@@ -261,9 +257,9 @@ def load_artifact(path, config=None):
                                "and processed_dir parameters.")
     suffix = path.suffix.lower()
     if suffix == ".parquet" and path.is_dir():
-        from journey_analysis import spark
+        from journey_analysis.engines import get
 
-        return spark.get_spark(config=config).read.parquet(str(path))
+        return get("spark").read_events(path, config=config)
     if suffix == ".parquet":
         import pandas as pd
 
@@ -281,6 +277,7 @@ def load_artifact(path, config=None):
     return path.read_text(encoding="utf-8")
 
 
+@dispatch
 def subsample_customers(events, customers=None, feedback=None, n_customers: int | None = None,
                         random_state: int = 0):
     """A seeded sample of ``n_customers`` customers (all when None or when there are fewer).
@@ -289,16 +286,10 @@ def subsample_customers(events, customers=None, feedback=None, n_customers: int 
     ``customers``, else ``feedback``, when there is no event log)
     with ``numpy.random.default_rng(random_state)``; returns ``(events, customers, feedback)`` keeping
     only their rows (feedback without a customer id is kept). Used for quick runs
-    (``--param n_customers=500``). Events on Spark: :func:`journey_analysis.spark.subsample_customers`.
+    (``--param n_customers=500``). Events on Spark: :func:`journey_analysis.engines.spark.subsample_customers`.
     """
     import numpy as np
 
-    from journey_analysis.spark import is_spark_frame
-
-    if is_spark_frame(events):  # a seeded sample by hash, computed on Spark (not numpy's sample)
-        from journey_analysis import spark
-
-        return spark.subsample_customers(events, customers, feedback, n_customers, random_state)
     pool = events if len(events) else customers if customers is not None else feedback  # no event log: customers
     ids = np.sort(pool["customer_id"].dropna().astype(str).unique()) if pool is not None and "customer_id" in pool else []
     if n_customers is None or n_customers >= len(ids):

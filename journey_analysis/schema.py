@@ -14,6 +14,9 @@ import pandas as pd
 
 from journey_analysis.errors import JourneyError
 
+#: Columns of events whose per-customer sum is the ``monetary`` feature (first one present).
+MONEY_COLUMNS = ("revenue", "value", "amount", "monetary")
+
 #: Required columns per contract (after the column mapping).
 REQUIRED = {
     "events": ("customer_id", "timestamp", "stage"),
@@ -90,12 +93,12 @@ def _raise_from_pandera(exc, file, kind: str) -> None:
         f"The {kind} data breaks its contract: column {column!r} fails {check} "
         f"in {len(bad)} row(s) (values: {values}).",
         file=file, column=column, rows=rows,
-        expected=_EXPECTED.get((kind, column), "see the data contracts in the README"),
+        expected=EXPECTED.get((kind, column), "see the data contracts in the README"),
         fix="Correct those rows in the source file or map the right column with `columns:` in the config.",
     )
 
 
-_EXPECTED = {
+EXPECTED = {
     ("events", "customer_id"): "a non-empty customer id on every row",
     ("events", "timestamp"): "a date-time on every row (ISO 8601, e.g. 2024-05-01T10:00:00+01:00)",
     ("events", "stage"): "a non-empty stage name on every row",
@@ -234,3 +237,12 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
                 out[col] = s.astype(object)
                 out.loc[mask, col] = "'" + text[mask].astype(str)
     return out
+
+
+def require_columns(columns, needed: list[str]) -> None:
+    """Raise :class:`JourneyError` naming the first of `needed` that is not in `columns` (both engines)."""
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise JourneyError(f"events lack column(s) {missing}", column=missing[0],
+                           expected=f"columns {needed}",
+                           fix="rename the columns (config data.columns) or pass step=/case=")

@@ -24,9 +24,7 @@ scikit-learn, joblib and matplotlib/seaborn are imported inside the functions th
 """
 from __future__ import annotations
 
-import sys
 
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from journey_analysis.engines import dispatch, to_pandas
 from journey_analysis.errors import JourneyError
+from journey_analysis.formatting import slug as _slug
+from journey_analysis.schema import MONEY_COLUMNS
 
 #: Rating scales (min, max) used to normalise ratings to 0-1 (same as ``config.RATING_SCALES``).
 RATING_SCALES: dict[str, tuple[float, float]] = {"csat": (1, 5), "stars": (1, 5), "ces": (1, 7), "nps": (0, 10)}
@@ -47,8 +48,6 @@ RARE_LEVEL_SHARE = 0.01
 MAX_LEVELS = 20
 #: Separator between a categorical column and its level in one-hot column names (``plan=premium``).
 ONE_HOT_SEP = "="
-#: Columns of events whose per-customer sum is the ``monetary`` feature (first one present).
-MONEY_COLUMNS = ("revenue", "value", "amount", "monetary")
 
 _SOURCE_ORDER = {"behaviour": 0, "experience": 1, "demographic": 2, "descriptor": 3, "outcome": 4}
 
@@ -64,16 +63,6 @@ def _cfg(config, dotted: str, default=None):
             return default
         obj = obj.get(part) if isinstance(obj, dict) else getattr(obj, part, None)
     return default if obj is None else obj
-
-
-def _is_spark(obj) -> bool:
-    """A PySpark DataFrame? (never imports pyspark)"""
-    return "pyspark" in sys.modules and (type(obj).__module__ or "").startswith("pyspark.")
-
-
-def _slug(value) -> str:
-    s = re.sub(r"[^0-9a-zA-Z]+", "_", str(value).strip().lower()).strip("_")
-    return s or "blank"
 
 
 def _require(frame: pd.DataFrame, columns, what: str) -> None:
@@ -105,8 +94,10 @@ def _row_shares(rows: pd.Series, cols: pd.Series) -> pd.DataFrame:
                         index=pd.Index(r_labels, name=rows.name), columns=pd.Index(c_labels, name=cols.name))
 
 
+@dispatch(op="customer_behaviour")
 def _behaviour(events, step, purchase_stage, support_stage, as_of, notes):
-    """Behaviour features per customer from events (vectorised groupby / crosstab)."""
+    """Behaviour features per customer from events (vectorised groupby / crosstab; on Spark:
+    :func:`journey_analysis.engines.spark.customer_behaviour`)."""
     _require(events, ["customer_id", "timestamp", step], "events")
     ev = events[["customer_id", "timestamp", step]].copy()
     for extra in ("channel",) + MONEY_COLUMNS:
@@ -310,12 +301,7 @@ def customer_features(events: pd.DataFrame, customers: pd.DataFrame | None = Non
     notes: dict[str, tuple[str, str, str]] = {}
     sources: dict[str, str] = {}
 
-    if _is_spark(events):  # the behaviour block runs on Spark; the rest is this function's own code
-        from journey_analysis import spark
-
-        behaviour = spark.behaviour_spark(events, step, purchase_stage, support_stage, as_of)
-        customers = spark.to_pandas_if_spark(customers)
-        feedback = spark.to_pandas_if_spark(feedback)
+    customers, feedback = to_pandas(customers), to_pandas(feedback)  # collected when they are Spark frames
     if behaviour is not None:  # (per-customer behaviour frame, notes) computed elsewhere, e.g. on Spark
         beh, beh_notes = behaviour
         beh = beh.copy()
@@ -1221,3 +1207,25 @@ def plot_sizes(segmentation: Segmentation):
     ax.set_xlabel("customers")
     fig.tight_layout()
     return fig
+
+
+def segment_spark(features_sdf, k="auto", k_range=(2, 8), random_state: int = 0, *,
+                  sample_size: int = 200_000, id_col: str = "customer_id", config=None, **kwargs):
+    """k-means segmentation when the customers are too many for one machine.
+
+    `features_sdf`: a Spark DataFrame, one row per customer (`id_col` + numeric feature columns),
+    e.g. ``to_spark(customer_features(...)[0].reset_index())`` or features built on Spark. Method:
+    a seeded uniform sample of about `sample_size` customers (Spark ``sample(fraction, seed)``) is
+    collected and fitted with :func:`segment_customers` (the same scaling, k choice, stability,
+    profiles and names as the pandas engine); then *every* customer is assigned to its nearest centre
+    on Spark (:func:`journey_analysis.engines.spark.assign_segments_spark`). Returns
+    ``(segmentation, assignments_sdf)``; the segmentation's `labels` cover the sample only.
+    See docs/spark.md for why this rather than MLlib's KMeans.
+    """
+    from journey_analysis.engines import spark
+
+    pdf, n = spark.sample_rows(features_sdf, sample_size, random_state, id_col)
+    seg = segment_customers(pdf, k=k, k_range=k_range, random_state=random_state, config=config, **kwargs)
+    seg.sample_rows = len(pdf)
+    seg.population_rows = n
+    return seg, spark.assign_segments_spark(seg, features_sdf, id_col=id_col)

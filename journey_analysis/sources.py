@@ -312,25 +312,6 @@ def normalise_outcome(customers: pd.DataFrame, config, file) -> pd.DataFrame:
     return out
 
 
-def spark_keep_known(events, customers: pd.DataFrame):
-    """Spark events without the rows of ids missing from the customers table (rule ``unknown_customer``)."""
-    spark = events.sparkSession
-    ids = spark.createDataFrame(pd.DataFrame({"customer_id": customers["customer_id"].astype(str).to_numpy()}),
-                                schema="customer_id string")
-    return events.join(ids, "customer_id", "left_semi").select(*events.columns)
-
-
-def spark_ids_known(events, ids: pd.Series) -> pd.Series:
-    """For each id of ``ids`` (pandas), whether the Spark events have that customer (one semi-join)."""
-    spark = events.sparkSession
-    distinct = pd.DataFrame({"customer_id": pd.unique(ids.dropna().astype(str))})
-    if distinct.empty:
-        return pd.Series(False, index=ids.index)
-    sdf = spark.createDataFrame(distinct, schema="customer_id string")
-    found = sdf.join(events.select("customer_id").distinct(), "customer_id", "left_semi").toPandas()
-    return ids.astype(str).isin(set(found["customer_id"])) & ids.notna()
-
-
 def kpi_metric_names(config) -> list[str]:
     """The metric names a KPI may use in this run: the numeric columns of the journey map and of the
     per-stage metrics (:func:`journey_analysis.report.stage_metrics`), and ``<rating_type>_mean``.

@@ -23,19 +23,19 @@ into journeys at every inactivity gap longer than that many seconds (see :func:`
 """
 from __future__ import annotations
 
-import functools
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from journey_analysis.engines import dispatch
 from journey_analysis.errors import JourneyError
+from journey_analysis.schema import require_columns
 
 __all__ = [
     "step_stats", "step_tables", "transitions", "start_end_counts", "funnel", "funnel_dropoffs", "variants",
     "journey_durations", "cut_sessions", "bottlenecks", "pair_lifecycle", "event_dwell", "overview", "count_by",
-    "TRANSITION_TIMES", "stage_visits", "customer_stage_time",
+    "TRANSITION_TIMES", "stage_visits", "customer_stage_time", "stage_dwell_summary", "dwell_share_over",
 ]
 
 TRANSITION_TIMES = ("dwell", "waiting", "waiting_clipped", "end_to_end")
@@ -68,20 +68,6 @@ class _Log:
     raw_case: np.ndarray | None = None
     raw_grp: np.ndarray | None = None
     repeats_removed: np.ndarray | None = None  # per kept row: how many repeats were merged into it
-
-
-def _spark_engine(fn):
-    """Run the same-named function of :mod:`journey_analysis.spark` when `events` is a PySpark
-    DataFrame (same arguments, same pandas result); pyspark is never imported otherwise."""
-    @functools.wraps(fn)
-    def dispatch(events, *args, **kwargs):
-        if "pyspark" in sys.modules and (type(events).__module__ or "").startswith("pyspark."):
-            from journey_analysis import spark
-
-            return getattr(spark, fn.__name__)(events, *args, **kwargs)
-        return fn(events, *args, **kwargs)
-
-    return dispatch
 
 
 def _as_list(by) -> list[str]:
@@ -183,15 +169,6 @@ def _check_columns(events: pd.DataFrame, needed: list[str]):
         raise JourneyError("events must be a pandas DataFrame", expected="DataFrame",
                            fix="load events with the package's loaders")
     require_columns(events.columns, needed)
-
-
-def require_columns(columns, needed: list[str]) -> None:
-    """Raise :class:`JourneyError` naming the first of `needed` that is not in `columns` (both engines)."""
-    missing = [c for c in needed if c not in columns]
-    if missing:
-        raise JourneyError(f"events lack column(s) {missing}", column=missing[0],
-                           expected=f"columns {needed}",
-                           fix="rename the columns (config data.columns) or pass step=/case=")
 
 
 def _prepare(events: pd.DataFrame, step: str, by=None, case: str = "customer_id",
@@ -452,7 +429,7 @@ def _dwell(log: _Log) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------
-@_spark_engine
+@dispatch
 def step_stats(events: pd.DataFrame, step: str = "stage", by=None, *, case: str = "customer_id",
                session_gap_s: float | None = None, collapse_repeats: bool = False,
                inactivity_gap_s: float | None = None, as_of=None,
@@ -591,7 +568,7 @@ def _pair_times(log: _Log, time: str) -> np.ndarray:
     return out
 
 
-@_spark_engine
+@dispatch
 def overview(events: pd.DataFrame, step: str = "stage", *, case: str = "customer_id") -> dict:
     """Headline figures of an event log (both engines): `events` (rows), `customers` (distinct
     `case`), `first` and `last` (timestamps, UTC), `steps` (distinct `step` values) and
@@ -604,7 +581,7 @@ def overview(events: pd.DataFrame, step: str = "stage", *, case: str = "customer
                                         else None)}
 
 
-@_spark_engine
+@dispatch
 def count_by(events: pd.DataFrame, keys, *, distinct: str | None = None, name: str = "n") -> pd.DataFrame:
     """Rows (or, with `distinct`, distinct non-missing values of that column) per group of `keys`
     (both engines). A missing key value is a group of its own. Columns: keys..., `name` (int64);
@@ -617,7 +594,7 @@ def count_by(events: pd.DataFrame, keys, *, distinct: str | None = None, name: s
     return out.sort_values(keys, kind="stable", ignore_index=True)
 
 
-@_spark_engine
+@dispatch
 def event_dwell(events: pd.DataFrame, step: str = "stage", *, case: str = "customer_id",
                 session_gap_s: float | None = None) -> pd.DataFrame:
     """Per event, in journey order (customer, timestamp, row_id): `case` (as text), `step`, `timestamp`,
@@ -643,6 +620,42 @@ def event_dwell(events: pd.DataFrame, step: str = "stage", *, case: str = "custo
     return pd.DataFrame({case: _taken(events[case].astype(str), log.pos), step: _taken(events[step], log.pos),
                          "timestamp": _taken(events["timestamp"], log.pos), "dwell_s": dwell,
                          "next_step": nxt}, index=events.index[log.pos])
+
+
+@dispatch
+def stage_dwell_summary(events: pd.DataFrame, step: str = "stage") -> pd.DataFrame:
+    """Per step (the index): ``customers`` (distinct customers with an event there), ``dwell_n``,
+    ``dwell_median_s``, ``dwell_q25_s``, ``dwell_q75_s`` (dwell of :func:`event_dwell`; pandas'
+    linear quantiles) and ``last_customers`` (customers whose last event is there)."""
+    ev = event_dwell(events, step)
+    g = ev.groupby(step, sort=False)
+    d = g["dwell_s"]
+    out = pd.DataFrame({"customers": g["customer_id"].nunique(), "dwell_n": d.count(),
+                        "dwell_median_s": d.median(), "dwell_q25_s": d.quantile(0.25),
+                        "dwell_q75_s": d.quantile(0.75)})
+    # every event has a time, so only a customer's last event has no dwell
+    out["last_customers"] = ev[ev["dwell_s"].isna().to_numpy()].groupby(step, sort=False)["customer_id"].nunique()
+    return out
+
+
+@dispatch
+def dwell_share_over(events: pd.DataFrame, step: str, expected_s: dict, labels: pd.Series | None = None, *,
+                     overall: str) -> pd.DataFrame:
+    """Share of dwell times (:func:`event_dwell`) above the step's expected maximum (`expected_s`:
+    step -> seconds; steps without one are left out), per step for all customers (segment `overall`)
+    and per (segment, step) for the customers in `labels` (customer id as text -> segment).
+    Columns: segment, stage, dwell_share_over_expected."""
+    cols = ["segment", "stage", "dwell_share_over_expected"]
+    exp = {str(k): float(v) for k, v in expected_s.items() if v is not None and np.isfinite(v)}
+    ev = event_dwell(events, step)
+    exp_s = ev[step].map(exp)
+    ok = (ev["dwell_s"].notna() & exp_s.notna()).to_numpy()
+    tmp = ev.loc[ok, ["customer_id", step]].assign(_o=(ev.loc[ok, "dwell_s"] > exp_s[ok]).astype(float))
+    out = [tmp.groupby(step)["_o"].mean().rename(cols[2]).reset_index().assign(segment=overall)]
+    if labels is not None:
+        tmp["segment"] = tmp["customer_id"].map(labels)
+        out.append(tmp[tmp["segment"].notna()].groupby(["segment", step])["_o"].mean().rename(cols[2]).reset_index())
+    return pd.concat(out, ignore_index=True).rename(columns={step: "stage"})[cols]
 
 
 def _taken(col: pd.Series, pos: np.ndarray):
@@ -673,7 +686,7 @@ def _visits(log: _Log):
     return idx, (end - t0) / _NS
 
 
-@_spark_engine
+@dispatch
 def stage_visits(events: pd.DataFrame, step: str = "stage", by=None, *, case: str = "customer_id",
                  expected_s: dict | None = None) -> pd.DataFrame:
     """Time in a stage as customers live it: statistics over **visits** per (by..., step).
@@ -719,7 +732,7 @@ def stage_visits(events: pd.DataFrame, step: str = "stage", by=None, *, case: st
     return _sort(out, _as_list(by), ["visits", step], [False, True])
 
 
-@_spark_engine
+@dispatch
 def customer_stage_time(events: pd.DataFrame, step: str = "stage", *, case: str = "customer_id",
                         exclude_next=()) -> pd.DataFrame:
     """Per (customer, step) with a visit: `visits`, `stage_time_s`, the customer's total stage time
@@ -748,7 +761,7 @@ def customer_stage_time(events: pd.DataFrame, step: str = "stage", *, case: str 
     return out.sort_values([case, step], kind="stable", ignore_index=True)
 
 
-@_spark_engine
+@dispatch
 def transitions(events: pd.DataFrame, step: str = "stage", by=None, *, case: str = "customer_id",
                 session_gap_s: float | None = None, collapse_repeats: bool = False,
                 time: str = "dwell", order: str = "timestamp") -> pd.DataFrame:
@@ -801,7 +814,7 @@ def _transitions(log: _Log, by, time: str = "dwell") -> pd.DataFrame:
     return _sort(out, _as_list(by), ["count", "from_step", "to_step"], [False, True, True])
 
 
-@_spark_engine
+@dispatch
 def start_end_counts(events: pd.DataFrame, step: str = "stage", by=None, *,
                      case: str = "customer_id", session_gap_s: float | None = None,
                      collapse_repeats: bool = False, order: str = "timestamp") -> pd.DataFrame:
@@ -824,7 +837,7 @@ def _case_labels(log: _Log) -> np.ndarray:
     return log.case_labels
 
 
-@_spark_engine
+@dispatch
 def journey_durations(events: pd.DataFrame, by=None, *, case: str = "customer_id",
                       session_gap_s: float | None = None, order: str = "timestamp") -> pd.DataFrame:
     """Per journey: `case` (or `journey_id` when cut by `session_gap_s`), by... (value on the first
@@ -847,7 +860,7 @@ def journey_durations(events: pd.DataFrame, by=None, *, case: str = "customer_id
     return out.sort_values(label, kind="stable", ignore_index=True)
 
 
-@_spark_engine
+@dispatch
 def cut_sessions(events: pd.DataFrame, gap_s: float, *, case: str = "customer_id") -> pd.DataFrame:
     """Cut each customer's history into journeys at inactivity gaps longer than `gap_s` seconds.
 
@@ -898,7 +911,7 @@ def _variant_ids(log: _Log) -> tuple[np.ndarray, np.ndarray]:
     return vcode.astype(np.int64), rep
 
 
-@_spark_engine
+@dispatch
 def variants(events: pd.DataFrame, step: str = "stage", top: int | None = None, by=None, *,
              case: str = "customer_id", session_gap_s: float | None = None,
              collapse_repeats: bool = False, sep: str = " -> ",
@@ -1015,7 +1028,7 @@ def _funnel_core(events, steps, by, case, session_gap_s, within, step):
     return log, steps, reached_at, entry_ts
 
 
-@_spark_engine
+@dispatch
 def funnel(events: pd.DataFrame, steps, by=None, within: float | None = None, *,
            step: str = "stage", case: str = "customer_id",
            session_gap_s: float | None = None) -> pd.DataFrame:
@@ -1099,7 +1112,7 @@ def _dropoff_table(log: _Log, steps, reached, by) -> pd.DataFrame:
     return vc.drop(columns="nxt")
 
 
-@_spark_engine
+@dispatch
 def funnel_dropoffs(events: pd.DataFrame, steps, by=None, within: float | None = None, *,
                     step: str = "stage", case: str = "customer_id",
                     session_gap_s: float | None = None) -> pd.DataFrame:

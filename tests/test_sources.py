@@ -273,10 +273,10 @@ def test_spark_engine_refuses_shapes_it_cannot_run(tmp_path, data, words):
 
 
 def _events_and_quality(cfg_path):
-    from journey_analysis.spark import is_spark_frame
+    from journey_analysis.engines import to_pandas
 
     g = gather(load_config(cfg_path))
-    ev = g.events.toPandas() if is_spark_frame(g.events) else g.events
+    ev = to_pandas(g.events)
     cols = [c for c in ["row_id", "customer_id", "timestamp", "stage", "channel", "source"] if c in ev.columns]
     ev = ev[cols].sort_values("row_id").reset_index(drop=True)
     ev["timestamp"] = pd.to_datetime(ev["timestamp"], utc=True).astype("datetime64[us, UTC]")
@@ -328,7 +328,7 @@ def test_config_needs_some_data_and_stages_with_events(tmp_path):
 
 def test_a_table_with_a_key_reads_the_same_on_spark_as_on_pandas(tmp_path):
     pytest.importorskip("pyspark")
-    from journey_analysis import spark as SP
+    from journey_analysis.engines import spark as SP
 
     from shapes import helpdesk_head
 

@@ -1,4 +1,4 @@
-"""Tests for journey_analysis.spark: the Spark engine returns the pandas engine's results.
+"""Tests for journey_analysis.engines.spark: the Spark engine returns the pandas engine's results.
 
 Runs PySpark in local mode (local[2]) with one session for the module. On the shared real event
 logs (helpdesk, receipt, BPIC-2012) and the demo data, every Spark function equals its pandas twin
@@ -21,7 +21,7 @@ if importlib.util.find_spec("pyspark") is None:
     pytest.skip("pyspark is not installed (pip install 'journey-analysis[spark]')", allow_module_level=True)
 
 from journey_analysis import segment as SG  # noqa: E402
-from journey_analysis import spark as SP  # noqa: E402
+from journey_analysis.engines import spark as SP  # noqa: E402
 from journey_analysis import steps as S  # noqa: E402
 from journey_analysis.errors import JourneyError  # noqa: E402
 from journey_analysis.eventlog import read_csv_log  # noqa: E402
@@ -168,7 +168,7 @@ def test_stage_visits_and_journey_ends_equal_pandas(demo):
 
 def test_demo_customer_features_equal_pandas(demo):
     d, sdf = demo
-    ours, ours_report = SP.customer_features(sdf, d.customers, d.feedback, outcome="churned")
+    ours, ours_report = SG.customer_features(sdf, d.customers, d.feedback, outcome="churned")
     ref, ref_report = SG.customer_features(d.events, d.customers, d.feedback, outcome="churned")
     assert list(ours.index) == list(ref.index)
     assert_same(ours.reset_index(), ref.reset_index(), "customer_features")
@@ -180,7 +180,7 @@ def test_segment_spark_assigns_everyone_like_predict(demo, spark):
     feats, _ = SG.customer_features(d.events, d.customers, d.feedback, outcome="churned")
     num = feats.select_dtypes("number")
     fsdf = SP.to_spark(num.reset_index(), spark, add_row_id=False)
-    seg, assigned = SP.segment_spark(fsdf, k=3, sample_size=400, random_state=0, n_stability=0)
+    seg, assigned = SG.segment_spark(fsdf, k=3, sample_size=400, random_state=0, n_stability=0)
     got = assigned.toPandas().set_index("customer_id")["segment"].reindex(num.index)
     assert got.notna().all() and len(got) == len(num)
     assert seg.sample_rows < len(num)

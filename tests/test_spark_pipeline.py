@@ -21,7 +21,7 @@ import yaml
 if importlib.util.find_spec("pyspark") is None:
     pytest.skip("pyspark is not installed (pip install 'journey-analysis[spark]')", allow_module_level=True)
 
-from journey_analysis import spark as SP  # noqa: E402
+from journey_analysis.engines import spark as SP  # noqa: E402
 from journey_analysis.datasets import write_demo  # noqa: E402
 from journey_analysis.errors import JourneyError  # noqa: E402
 from journey_analysis.gather import link_feedback, load_events  # noqa: E402
@@ -99,7 +99,7 @@ def test_spark_loader_follows_the_pandas_rules(spark, name):
     assert not isinstance(spark_result, JourneyError), f"{name}: Spark refused it: {spark_result}"
     cols = ["file", "check", "severity", "rows", "first_rows", "rule", "detail"]
     pd.testing.assert_frame_equal(logs[1].frame()[cols], logs[0].frame()[cols])
-    got = SP._to_pandas(spark_result.orderBy("row_id"))
+    got = SP.to_pandas(spark_result.orderBy("row_id"))
     _same_values(got[list(pandas_result.columns)], pandas_result, name)
 
 
@@ -117,7 +117,7 @@ def test_partitioned_parquet_events_load_like_the_csv(spark, tmp_path):
     assert len(list(lake.glob("month=*"))) == 12
     got = SP.load_events_spark(lake, spark=spark)
     assert "month" in got.columns
-    _same_values(SP._to_pandas(got.orderBy("row_id"))[list(ref.columns)], ref, "partitioned")
+    _same_values(SP.to_pandas(got.orderBy("row_id"))[list(ref.columns)], ref, "partitioned")
     by_uri = SP.load_events_spark(lake.as_uri(), spark=spark)  # a storage URI goes to Spark as written
     assert by_uri.count() == len(ref)
     with pytest.raises(JourneyError, match="not found"):

@@ -1,12 +1,16 @@
-"""Spark engine: the step statistics and customer features of :mod:`journey_analysis.steps` and
-:mod:`journey_analysis.segment` computed on a PySpark DataFrame, returning the same small pandas frames.
+"""The Spark engine (:mod:`journey_analysis.engines`): the per-event operations of
+:mod:`journey_analysis.steps`, :mod:`journey_analysis.segment`, :mod:`journey_analysis.gather` and the
+run computed on a PySpark DataFrame, returning the same small pandas frames.
 
-This module owns the Spark session (:func:`get_spark`), reading events from a data lake
-(:func:`read_events_spark`: Parquet directories, partitioned or not, and CSV), the Spark versions of
-``step_stats``, ``transitions``, ``start_end_counts``, ``funnel``, ``funnel_dropoffs``, ``variants``,
-``journey_durations`` and ``customer_features``, and k-means at scale (:func:`segment_spark`).
-PySpark is an optional extra (``pip install journey-analysis[spark]``): nothing here imports it at
-module import time, and :func:`is_spark_frame` never imports it.
+This module owns the Spark session (:func:`get_spark`), reading and checking events from a data lake
+(:func:`read_events_spark`, :func:`load_events_spark`: Parquet directories, partitioned or not, and
+CSV), the Spark versions of ``step_stats``, ``transitions``, ``start_end_counts``, ``funnel``,
+``funnel_dropoffs``, ``variants``, ``journey_durations`` and the other operations the seam names,
+the per-customer behaviour of the features (:func:`customer_behaviour`) and the assignment step of
+k-means at scale (:func:`assign_segments_spark`, used by :func:`journey_analysis.segment.segment_spark`).
+It imports only the layers below it (reading, schema, formatting, config, errors), never a private
+name. PySpark is an optional extra (``pip install journey-analysis[spark]``): nothing here imports it
+at module import time.
 
 How the numbers are made (same definitions as :mod:`journey_analysis.steps`):
 
@@ -30,19 +34,19 @@ Options of the pandas functions that change the order or cut journeys (``by``, `
 """
 from __future__ import annotations
 
-import sys
 from functools import reduce
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from journey_analysis.engines import is_spark_frame
 from journey_analysis.errors import JourneyError
 
 __all__ = [
-    "is_spark_frame", "get_spark", "read_events_spark", "to_spark", "step_stats", "transitions",
+    "get_spark", "read_events_spark", "load_events_spark", "to_spark", "step_stats", "transitions",
     "start_end_counts", "cut_sessions", "funnel", "funnel_dropoffs", "variants", "journey_durations",
-    "customer_features", "segment_spark", "assign_segments_spark",
+    "customer_behaviour", "assign_segments_spark", "sample_rows",
 ]
 
 _NS = 1_000_000_000
@@ -62,20 +66,6 @@ _MISSING_MARK = "JOURNEY_MISSING:"
 # --------------------------------------------------------------------------------------------
 # Session and input
 # --------------------------------------------------------------------------------------------
-def is_spark_frame(obj) -> bool:
-    """True when `obj` is a PySpark DataFrame (classic or Spark Connect).
-
-    Never imports pyspark: if pyspark is not already imported, `obj` cannot be one of its frames.
-    """
-    if "pyspark" not in sys.modules:
-        return False
-    mod = type(obj).__module__ or ""
-    if not mod.startswith("pyspark."):
-        return False
-    from pyspark.sql import DataFrame
-    return isinstance(obj, DataFrame)
-
-
 def _require_pyspark():
     try:
         import pyspark  # noqa: F401
@@ -128,7 +118,7 @@ def get_spark(master: str | None = None, config=None, app_name: str = "journey-a
     conf = dict(DEFAULT_CONF)
     if str(master).startswith("local"):
         conf.update(LOCAL_CONF)
-    log4j = Path(__file__).with_name("resources") / "log4j2-spark.properties"
+    log4j = Path(__file__).resolve().parent.parent / "resources" / "log4j2-spark.properties"
     conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={log4j.as_uri()}"  # quiet start-up
     conf.update({str(k): str(v) for k, v in settings.items()})
     builder = SparkSession.builder.master(master).appName(app_name)
@@ -215,7 +205,7 @@ def _read_parquet(spark, targets: list[str]):
         raise
 
 
-def _read_source(path_or_dir, spark, fmt: str | None = None):
+def read_source(path_or_dir, spark, fmt: str | None = None):
     """The rows of a Parquet file/directory, CSV file(s) or a list of them, as read (CSV: every
     column as text, an empty field missing; files one by one in name order). Returns (frame, paths).
 
@@ -223,7 +213,7 @@ def _read_source(path_or_dir, spark, fmt: str | None = None):
     are: Parquet unless the name ends in .csv(.gz|.bz2), CSV comma-separated (nothing is read ahead
     of Spark, so no delimiter sniffing or local checks)."""
     from journey_analysis.config import is_uri
-    from journey_analysis.gather import _check_path, _read_head, _sniff_delimiter
+    from journey_analysis.reading import check_path, read_head, sniff_delimiter
 
     items = list(path_or_dir) if isinstance(path_or_dir, (list, tuple)) else [path_or_dir]
     if any(is_uri(p) for p in items):
@@ -255,8 +245,8 @@ def _read_source(path_or_dir, spark, fmt: str | None = None):
         for p in paths:
             files += sorted(q for q in p.rglob("*.csv*") if q.is_file()) if p.is_dir() else [p]
         for f in files:
-            _check_path(f)  # the pandas loader's messages for an empty file
-        sep = _sniff_delimiter(_read_head(files[0]).decode("utf-8", errors="replace"))
+            check_path(f)  # the pandas loader's messages for an empty file
+        sep = sniff_delimiter(read_head(files[0]).decode("utf-8", errors="replace"))
         reader = _csv_reader(spark, sep)
         parts = [reader.csv(str(f)) for f in files]
         sdf = reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), parts)
@@ -296,7 +286,7 @@ def read_events_spark(path_or_dir, spark=None, columns: dict | None = None, *, f
     from pyspark.sql import functions as F
 
     spark = _session(spark)
-    sdf, paths = _read_source(path_or_dir, spark, fmt)
+    sdf, paths = read_source(path_or_dir, spark, fmt)
     if columns:
         for src, dst in columns.items():
             if src in sdf.columns and src != dst:
@@ -395,12 +385,12 @@ def load_events_spark(path, columns: dict | None = None, stages=None, step: str 
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    from journey_analysis.gather import _OFFSET
-    from journey_analysis.schema import _EXPECTED, REQUIRED, QualityLog, validate
+    from journey_analysis.reading import OFFSET
+    from journey_analysis.schema import EXPECTED, REQUIRED, QualityLog, validate
 
     log = QualityLog() if log is None else log
     spark = _session(spark)
-    sdf, _ = _read_source(path, spark, fmt)
+    sdf, _ = read_source(path, spark, fmt)
     for src, dst in (columns or {}).items():
         if src in sdf.columns and src != dst:
             sdf = sdf.withColumnRenamed(src, dst)
@@ -431,7 +421,7 @@ def load_events_spark(path, columns: dict | None = None, stages=None, step: str 
             values[col] = F.when(~blank, text.try_cast("timestamp"))
             raws[f"_raw_{col}"] = raw
             flags[f"_f_{col}_bad"] = ~blank & values[col].isNull()
-            flags[f"_f_{col}_naive"] = ~blank & ~text.rlike(_OFFSET)
+            flags[f"_f_{col}_naive"] = ~blank & ~text.rlike(OFFSET)
             flags[f"_f_{col}_set"] = ~blank
         else:
             values[col] = _ts_column(sdf, col)
@@ -515,7 +505,7 @@ def load_events_spark(path, columns: dict | None = None, stages=None, step: str 
     for col, flag in (("customer_id", "_f_customer"), ("stage", "_f_stage")):
         if n[flag]:
             fail(f"The events data breaks its contract: {n[flag]} row(s) have no value in column {col!r}.", col,
-                 flag, _EXPECTED[("events", col)],
+                 flag, EXPECTED[("events", col)],
                  "Correct those rows in the source file or map the right column with `columns:` in the config.")
     if n["_f_unknown"]:
         found = flagged.filter(F.col("_f_unknown")).select("stage").distinct().orderBy("stage").limit(5).collect()
@@ -555,7 +545,7 @@ def check_customers_spark(events, customers: pd.DataFrame, log, file) -> None:
         j.unpersist()
 
 
-def link_feedback_spark(need: pd.DataFrame, events, keys: list[str], step: str = "stage") -> pd.Series:
+def last_step_before(events, need: pd.DataFrame, keys: list[str], step: str = "stage") -> pd.Series:
     """The stage of each feedback row in `need` (its `keys` and `timestamp`) by
     :func:`journey_analysis.gather.link_feedback`'s rule, with the events on Spark: the customer's last
     event at or before the feedback time (equal times: the later row of the file). Only the events of
@@ -582,6 +572,25 @@ def link_feedback_spark(need: pd.DataFrame, events, keys: list[str], step: str =
     return pd.Series(got.astype(object).where(got.notna(), None).to_numpy(), index=need.index)
 
 
+def keep_customers(events, customers: pd.DataFrame):
+    """Spark events without the rows of ids missing from the customers table (rule ``unknown_customer``)."""
+    spark = events.sparkSession
+    ids = spark.createDataFrame(pd.DataFrame({"customer_id": customers["customer_id"].astype(str).to_numpy()}),
+                                schema="customer_id string")
+    return events.join(ids, "customer_id", "left_semi").select(*events.columns)
+
+
+def ids_known(events, ids: pd.Series) -> pd.Series:
+    """For each id of ``ids`` (pandas), whether the Spark events have that customer (one semi-join)."""
+    spark = events.sparkSession
+    distinct = pd.DataFrame({"customer_id": pd.unique(ids.dropna().astype(str))})
+    if distinct.empty:
+        return pd.Series(False, index=ids.index)
+    sdf = spark.createDataFrame(distinct, schema="customer_id string")
+    found = sdf.join(events.select("customer_id").distinct(), "customer_id", "left_semi").toPandas()
+    return ids.astype(str).isin(set(found["customer_id"])) & ids.notna()
+
+
 # --------------------------------------------------------------------------------------------
 # Preparation: one window per journey
 # --------------------------------------------------------------------------------------------
@@ -600,7 +609,7 @@ def _check(sdf, needed: list[str]):
     if not is_spark_frame(sdf):
         raise JourneyError("events must be a PySpark DataFrame here", expected="pyspark.sql.DataFrame",
                            fix="use journey_analysis.steps for pandas frames")
-    from journey_analysis.steps import require_columns
+    from journey_analysis.schema import require_columns
 
     require_columns(sdf.columns, needed)
 
@@ -1176,20 +1185,22 @@ def funnel_dropoffs(events, steps, by=None, within: float | None = None, *, step
 # --------------------------------------------------------------------------------------------
 # Customer features and k-means at scale
 # --------------------------------------------------------------------------------------------
-def _behaviour_spark(events, step, purchase_stage, support_stage, as_of):
-    """The behaviour block of :func:`journey_analysis.segment.customer_features` with the heavy
-    per-customer aggregation on Spark; the arithmetic on the (one row per customer) result is the
-    same pandas code as segment's, so the numbers are identical."""
+def customer_behaviour(events, step, purchase_stage, support_stage, as_of, notes):
+    """The behaviour block of :func:`journey_analysis.segment.customer_features` (its ``_behaviour``)
+    with the heavy per-customer aggregation on Spark; the arithmetic on the (one row per customer)
+    result is the same pandas code as segment's, so the numbers are identical. Returns the frame
+    indexed by customer_id; what was skipped or kept is added to `notes`."""
     from pyspark.sql import functions as F
 
-    from journey_analysis import segment as SG
+    from journey_analysis.formatting import slug
+    from journey_analysis.schema import MONEY_COLUMNS
 
     _check(events, ["customer_id", "timestamp", step])
     cols = events.columns
     ts = _ts_column(events, "timestamp")
     s = F.col(step).cast("string")
     money = None
-    for c in SG.MONEY_COLUMNS:
+    for c in MONEY_COLUMNS:
         if c in cols:
             from pyspark.sql import types as T
             if isinstance(events.schema[c].dataType, T.NumericType):
@@ -1209,7 +1220,6 @@ def _behaviour_spark(events, step, purchase_stage, support_stage, as_of):
         aggs.append(F.sum(F.when(~F.isnan("_m"), F.col("_m"))).alias("_money"))
     per = _to_pandas(ev.groupBy("customer_id").agg(*aggs)).set_index("customer_id").sort_index()
     per.index = per.index.astype(object)
-    notes = {}
     out = pd.DataFrame({"n_events": per["n_events"].astype(float), "n_stages": per["n_stages"].astype(float)},
                        index=pd.Index(per.index, name="customer_id"))
     last_ts = pd.to_datetime(per["_last"].astype(np.int64), utc=True)
@@ -1228,7 +1238,7 @@ def _behaviour_spark(events, step, purchase_stage, support_stage, as_of):
         tab = cnt.pivot_table(index="customer_id", columns="_c", values="count", aggfunc="sum", fill_value=0)
         tab.index = tab.index.astype(object)
         shares = tab.div(tab.sum(axis=1), axis=0).reindex(out.index)
-        shares.columns = [f"share_channel_{SG._slug(c)}" for c in shares.columns]
+        shares.columns = [f"share_channel_{slug(c)}" for c in shares.columns]
         shares = shares.T.groupby(level=0).sum().T
         out = out.join(shares)
     else:
@@ -1239,37 +1249,17 @@ def _behaviour_spark(events, step, purchase_stage, support_stage, as_of):
     if money is not None:
         out["monetary"] = per["_money"].astype(float)
         notes["monetary"] = ("behaviour", "kept", f"sum of events.{money} per customer")
-    return out, notes
+    return out
 
 
-def behaviour_spark(events, step, purchase_stage, support_stage, as_of):
-    """The per-customer behaviour block of :func:`journey_analysis.segment.customer_features`
-    computed on Spark: ``(frame indexed by customer_id, notes)`` for its ``behaviour=`` argument."""
-    return _behaviour_spark(events, step, purchase_stage, support_stage, as_of)
+def to_pandas(frame) -> pd.DataFrame:
+    """A Spark DataFrame collected to pandas (with the engine's error messages)."""
+    return _to_pandas(frame)
 
 
-def to_pandas_if_spark(frame):
-    """A Spark DataFrame collected to pandas; anything else unchanged."""
-    return _to_pandas(frame) if frame is not None and is_spark_frame(frame) else frame
-
-
-def customer_features(events, customers=None, feedback=None, config=None, step: str | None = None, *,
-                      outcome: str | None = None, purchase_stage: str = "purchase",
-                      support_stage: str = "support", as_of=None, reference=None):
-    """:func:`journey_analysis.segment.customer_features` with events on Spark.
-
-    The per-customer behaviour aggregates (events, distinct steps, first/last/purchase time,
-    support contacts, channel counts, active months, money) run on Spark; the result (one row per
-    customer) and `customers` / `feedback` (pandas, or Spark frames collected with ``toPandas``)
-    then go through segment's own code for experience, demographics, imputation and the report, so
-    the features are the pandas engine's. Returns ``(features, report)``.
-    """
-    from journey_analysis import segment as SG
-
-    step = step or SG._cfg(config, "step", "stage")
-    return SG.customer_features(events, customers, feedback, config, step, outcome=outcome,
-                                purchase_stage=purchase_stage, support_stage=support_stage,
-                                as_of=as_of, reference=reference)
+def is_empty(events) -> bool:
+    """Whether the Spark events have no row (one small job)."""
+    return bool(_collect(events.isEmpty))
 
 
 def assign_segments_spark(segmentation, features_sdf, id_col: str = "customer_id"):
@@ -1305,32 +1295,16 @@ def assign_segments_spark(segmentation, features_sdf, id_col: str = "customer_id
     return sdf.select(F.col(id_col), label.cast("int").alias("segment"))
 
 
-def segment_spark(features_sdf, k="auto", k_range=(2, 8), random_state: int = 0, *,
-                  sample_size: int = 200_000, id_col: str = "customer_id", config=None, **kwargs):
-    """k-means segmentation when the customers are too many for one machine.
-
-    `features_sdf`: a Spark DataFrame, one row per customer (`id_col` + numeric feature columns),
-    e.g. ``to_spark(customer_features(...)[0].reset_index())`` or features built on Spark. Method:
-    a seeded uniform sample of about `sample_size` customers (Spark ``sample(fraction, seed)``) is
-    collected and fitted with :func:`journey_analysis.segment.segment_customers` (the same scaling,
-    k choice, stability, profiles and names as the pandas engine); then *every* customer is
-    assigned to its nearest centre on Spark (:func:`assign_segments_spark`). Returns
-    ``(segmentation, assignments_sdf)``; the segmentation's `labels` cover the sample only.
-    See docs/spark.md for why this rather than MLlib's KMeans.
-    """
-    from journey_analysis import segment as SG
-
+def sample_rows(features_sdf, sample_size: int, random_state: int = 0, id_col: str = "customer_id"):
+    """A seeded uniform sample of about `sample_size` rows (Spark ``sample(fraction, seed)``; all rows
+    when there are fewer) collected to pandas, indexed by `id_col` (sorted), and the number of rows."""
     if not is_spark_frame(features_sdf):
         raise JourneyError("segment_spark needs a Spark DataFrame of features",
                            expected="pyspark.sql.DataFrame", fix="use segment.segment_customers for pandas")
     n = features_sdf.count()
     frac = min(1.0, float(sample_size) / max(n, 1))
     sample = features_sdf if frac >= 1.0 else features_sdf.sample(False, frac, seed=int(random_state))
-    pdf = _to_pandas(sample).set_index(id_col).sort_index()
-    seg = SG.segment_customers(pdf, k=k, k_range=k_range, random_state=random_state, config=config, **kwargs)
-    seg.sample_rows = len(pdf)
-    seg.population_rows = int(n)
-    return seg, assign_segments_spark(seg, features_sdf, id_col=id_col)
+    return _to_pandas(sample).set_index(id_col).sort_index(), int(n)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1363,7 +1337,7 @@ def overview(events, step: str = "stage", *, case: str = "customer_id") -> dict:
     """:func:`journey_analysis.steps.overview` on Spark: one aggregation over the events."""
     from pyspark.sql import functions as F
 
-    from journey_analysis.steps import require_columns
+    from journey_analysis.schema import require_columns
 
     require_columns(events.columns, [case, "timestamp", step])
     aggs = [F.count(F.lit(1)).alias("events"), F.countDistinct(case).alias("customers"),
@@ -1398,14 +1372,13 @@ def attach_labels(events, labels: pd.Series, name: str = "segment", *, case: str
     return events.join(lab_sdf, case, "inner")
 
 
-def dwell_share_over(events, step: str, expected_s: dict, labels: pd.Series | None = None) -> pd.DataFrame:
+def dwell_share_over(events, step: str, expected_s: dict, labels: pd.Series | None = None, *,
+                     overall: str) -> pd.DataFrame:
     """Share of dwell times above the stage's expected maximum (seconds, `expected_s`: step ->
-    seconds), per stage for all customers ("All customers") and per (segment, stage) for the
-    customers in `labels` (customer id -> segment; the map's rule, see journey_map._share_over).
+    seconds), per stage for all customers (segment `overall`) and per (segment, stage) for the
+    customers in `labels` (customer id -> segment; :func:`journey_analysis.steps.dwell_share_over`).
     Returns pandas: segment, stage, dwell_share_over_expected."""
     from pyspark.sql import functions as F
-
-    from journey_analysis.journey_map import ALL
 
     exp = {str(k): float(v) for k, v in expected_s.items() if v is not None and np.isfinite(v)}
     cols = ["segment", "stage", "dwell_share_over_expected"]
@@ -1414,7 +1387,7 @@ def dwell_share_over(events, step: str, expected_s: dict, labels: pd.Series | No
     ev = event_dwell(events, step).filter(F.col(step).isin(list(exp)) & F.col("dwell_s").isNotNull())
     lookup = F.create_map(*[x for k, v in exp.items() for x in (F.lit(k), F.lit(v))])
     ev = ev.withColumn("_o", (F.col("dwell_s") > lookup[F.col(step)]).cast("double"))
-    parts = [_to_pandas(ev.groupBy(step).agg(F.avg("_o").alias(cols[2]))).assign(segment=ALL)]
+    parts = [_to_pandas(ev.groupBy(step).agg(F.avg("_o").alias(cols[2]))).assign(segment=overall)]
     if labels is not None:
         seg = attach_labels(ev, labels, "segment")
         parts.append(_to_pandas(seg.groupBy("segment", step).agg(F.avg("_o").alias(cols[2]))))
@@ -1442,7 +1415,8 @@ def customer_stage_dwell(events, step: str = "stage", outcome_stages=()) -> pd.D
 def stage_dwell_summary(events, step: str = "stage") -> pd.DataFrame:
     """Per step: customers, dwell_n, dwell_median_s, dwell_q25_s, dwell_q75_s (exact percentiles) and
     last_customers (customers with a last event there): the input of
-    :func:`journey_analysis.report.stage_metrics`. Indexed by step."""
+    :func:`journey_analysis.report.stage_metrics` (:func:`journey_analysis.steps.stage_dwell_summary`).
+    Indexed by step."""
     from pyspark.sql import functions as F
 
     ev = event_dwell(events, step)
@@ -1481,6 +1455,21 @@ def subsample_customers(events, customers=None, feedback=None, n_customers: int 
     if feedback is not None:
         feedback = feedback[feedback["customer_id"].isin(keep) | feedback["customer_id"].isna()].reset_index(drop=True)
     return events, customers, feedback
+
+
+def save_artifact(events, path) -> Path:
+    """:func:`journey_analysis.runner.save_artifact` for the Spark engine's events: a Parquet directory
+    at `path` written by Spark (:func:`write_parquet_dir`); a stale ``<name>.absent`` marker is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_name(f"{path.name}.absent").unlink(missing_ok=True)
+    return write_parquet_dir(events, path)
+
+
+def read_events(path, config=None):
+    """A Parquet directory written by :func:`save_artifact`, read lazily in the session the run config
+    `config` describes (:func:`get_spark`)."""
+    return get_spark(config=config).read.parquet(str(path))
 
 
 def write_parquet_dir(events, path) -> Path:
