@@ -433,35 +433,51 @@ def _tables():
 
 
 def _token_arrays(texts: list[str], batch_size: int = 1000):
-    """Tokenise texts with :func:`_token_re`, all at once: no token spans whitespace, so the texts are
-    cut into whitespace-separated chunks (``str.split``) and only the distinct chunks go through the
-    pattern (joined by NUL, in pieces of at most ``_TOKENIZE_CHARS`` characters); a text's tokens are
-    its chunks' tokens in order. Token attributes are computed once per distinct token.
-    Returns (attributes array with columns LOWER, ORTH, IS_UPPER, IS_ALPHA, LENGTH as spaCy hashes and
-    flags; tokens per text)."""
+    """Tokenise texts with :func:`_token_re`, all at once (see :func:`_chunk_token_arrays`)."""
+    from journey_analysis.text import chunk_texts
+
+    return _chunk_token_arrays(*chunk_texts(texts), len(texts))
+
+
+def _chunk_token_arrays(occ: np.ndarray, chunks: list[str], n: int):
+    """The tokens of ``n`` texts given as chunks (:func:`journey_analysis.text.chunk_texts`: chunk ids
+    in text order, 0 after each text; the distinct chunks): (distinct-token id of every token, in text
+    order; attributes of the distinct tokens, columns LOWER, ORTH, IS_UPPER, IS_ALPHA, LENGTH as spaCy
+    hashes and flags; tokens per text).
+
+    No token spans whitespace, so a text's tokens are its chunks' tokens in order, and only the
+    distinct chunks that occur are tokenised: an ASCII chunk of letters and digits is one token
+    (:func:`_token_re` matches it whole, unless it starts with "cannot"); the others go through the
+    pattern (joined by NUL, in pieces of at most ``_TOKENIZE_CHARS`` characters). Token attributes
+    are computed once per distinct token."""
+    from operator import methodcaller
+
     from spacy.strings import get_string_id as h
 
-    n = len(texts)
     if not n:
-        return np.zeros((0, 5), dtype=np.uint64), np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=np.intp), np.zeros((0, 5), dtype=np.uint64), np.zeros(0, dtype=np.int64)
     pat = _token_re()
-    # chunks of all texts, a lone NUL after each text (NUL inside a text counts as a space)
-    joined = " \x00 ".join(texts)
-    if joined.count("\x00") != n - 1:
-        joined = " \x00 ".join(t.replace("\x00", " ") for t in texts)
-    chunks = (joined + " \x00").split()
-    ccodes, uniq = pd.factorize(np.array(chunks, dtype=object))
-    ul = uniq.tolist()
-    sep = ul.index("\x00")
-    ul[sep] = ""  # the text separator has no tokens
-    lens = np.fromiter(map(len, ul), dtype=np.int64, count=len(ul))
+    present = np.zeros(len(chunks), dtype=bool)
+    present[occ] = True
+    present[0] = True
+    used = np.flatnonzero(present)  # used[0] = 0: the end of a text, no tokens
+    occ = (np.cumsum(present) - 1)[occ]
+    ul = [chunks[i] for i in used.tolist()]
+    m = len(ul)
+    one = (np.fromiter(map(str.isascii, ul), dtype=bool, count=m)
+           & np.fromiter(map(str.isalnum, ul), dtype=bool, count=m))
+    one[one] = ~np.fromiter(map(methodcaller("startswith", "cannot"), map(str.lower, (ul[i] for i in np.flatnonzero(one).tolist()))),
+                            dtype=bool, count=int(one.sum()))
+    one_ix, many_ix = np.flatnonzero(one), np.flatnonzero(~one)
+    many = [ul[i] for i in many_ix.tolist()]
+    lens = np.fromiter(map(len, many), dtype=np.int64, count=len(many))
     cum = np.concatenate([[0], np.cumsum(lens + 1)])
-    toks: list[str] = []
-    a, m = 0, len(ul)
-    while a < m:
+    toks: list[str] = [ul[i] for i in one_ix.tolist()]
+    a, mm = 0, len(many)
+    while a < mm:
         b = int(max(a + 1, np.searchsorted(cum, cum[a] + _TOKENIZE_CHARS, side="right") - 1))
-        b = min(b, m)
-        toks.extend(pat.findall("\x00".join(ul[a:b])))
+        b = min(b, mm)
+        toks.extend(pat.findall("\x00".join(many[a:b])))
         toks.append("\x00")
         a = b
     tcodes, utok = pd.factorize(pd.Series(toks, dtype=object))
@@ -477,47 +493,53 @@ def _token_arrays(texts: list[str], batch_size: int = 1000):
     attrs[:, 2] = np.fromiter(map(str.isupper, ut), dtype=bool, count=u)
     attrs[:, 3] = np.fromiter(map(str.isalpha, ut), dtype=bool, count=u)
     attrs[:, 4] = np.fromiter(map(len, ut), dtype=np.int64, count=u)
-    is_nul = np.asarray(utok == "\x00")[tcodes]
-    owner = np.cumsum(is_nul) - is_nul               # distinct chunk of each token
-    tok_rows = tcodes[~is_nul]
-    per_chunk = np.bincount(owner[~is_nul], minlength=m)
-    first = np.concatenate([[0], np.cumsum(per_chunk)[:-1]])
-    # every chunk occurrence in text order -> its chunk's token rows
-    occ_sep = ccodes == sep
-    occ = ccodes[~occ_sep]
+    # tokens of each used chunk, chunk by chunk
+    n1 = len(one_ix)
+    mcodes = tcodes[n1:]
+    is_nul = mcodes == utok.get_loc("\x00")
+    owner = (np.cumsum(is_nul) - is_nul)[~is_nul]    # which of `many` each of their tokens belongs to
+    per_many = np.bincount(owner, minlength=mm)
+    per_chunk = np.zeros(m, dtype=np.int64)
+    per_chunk[one_ix] = 1
+    per_chunk[many_ix] = per_many
+    first = np.cumsum(per_chunk) - per_chunk
+    chunk_tok = np.empty(int(per_chunk.sum()), dtype=np.intp)
+    chunk_tok[first[one_ix]] = tcodes[:n1]
+    rank = np.arange(len(owner)) - (np.cumsum(per_many) - per_many)[owner]
+    chunk_tok[first[many_ix][owner] + rank] = mcodes[~is_nul]
+    # every chunk occurrence in text order -> its chunk's tokens
+    end = occ == 0
+    doc = np.cumsum(end) - end
     k = per_chunk[occ]
-    doc = (np.cumsum(occ_sep) - occ_sep)[~occ_sep]
-    start_out = np.cumsum(k) - k
-    idx = np.arange(int(k.sum())) + np.repeat(first[occ] - start_out, k)
-    return attrs[tok_rows[idx]], np.bincount(doc, weights=k, minlength=n).astype(np.int64)
+    idx = np.arange(int(k.sum())) + np.repeat(first[occ] - (np.cumsum(k) - k), k)
+    return chunk_tok[idx], attrs, np.bincount(doc, weights=k, minlength=n).astype(np.int64)
 
 
-def _score_arrays(arr: np.ndarray, counts: np.ndarray, p: dict | None = None) -> np.ndarray:
+def _score_arrays(codes: np.ndarray, attrs: np.ndarray, counts: np.ndarray, p: dict | None = None) -> np.ndarray:
     """Document scores for many tokenised texts at once; the same definition, operations and order of
     floating-point operations as :func:`_valences` + :func:`_compound` (without lemmas), so results
     equal the component's ``Doc._.sentiment`` on a Doc without a lemmatizer.
 
-    ``arr``: the tokens of all texts, in order, columns LOWER, ORTH, IS_UPPER, IS_ALPHA, LENGTH;
-    ``counts``: tokens per text. Vectorised: table lookups with ``np.searchsorted``; phrase matches by
-    n-gram keys; intensifier, negation and clause rules by shifts within a text; sums per text in
-    token order (as Python's ``sum``)."""
+    ``codes``: the tokens of all texts, in order, as rows of ``attrs`` (the distinct tokens, columns
+    LOWER, ORTH, IS_UPPER, IS_ALPHA, LENGTH); ``counts``: tokens per text. Vectorised: table lookups
+    once per distinct token; phrase matches by n-gram keys; intensifier, negation and clause rules by
+    shifts within a text; sums per text in token order (as Python's ``sum``)."""
     p = PARAMS if p is None else p
-    n_docs, N = len(counts), len(arr)
+    n_docs, N = len(counts), len(codes)
     out = np.zeros(n_docs)
     if N == 0:
         return out
     keys, valtab, flagtab, phr, pref2 = _tables()
-    lows = arr[:, 0]
+    low_u = attrs[:, 0]
     starts = np.concatenate([[0], np.cumsum(counts)])
     d = np.repeat(np.arange(n_docs), counts)
     gpos = np.arange(N)
     end = starts[1:][d]                      # one past the last token of the token's text
     pos = gpos - starts[:-1][d]              # position within the text
-    ix = keys.get_indexer(lows)  # hash table lookup; -1 (not found) -> the last, empty row
+    ix = keys.get_indexer(low_u)  # hash table lookup per distinct token; -1 (not found) -> the last, empty row
     ix[ix < 0] = len(keys)
-    F = flagtab[ix]
-    W = valtab[ix]
-    _, _, S = _lexicons()
+    F = flagtab[ix][codes]
+    W = valtab[ix][codes]
 
     # phrases: longest match at each start, then greedy left-to-right without overlaps
     val = np.zeros(N)
@@ -525,7 +547,7 @@ def _score_arrays(arr: np.ndarray, counts: np.ndarray, p: dict | None = None) ->
     cand = np.flatnonzero(F & _F_PHRASE)
     cand = cand[cand + 2 <= end[cand]]
     if len(cand):  # keep starts whose first two tokens begin some phrase
-        key2 = _ngram_keys([lows[cand], lows[cand + 1]])
+        key2 = _ngram_keys([low_u[codes[cand]], low_u[codes[cand + 1]]])
         cand = cand[pref2[np.minimum(np.searchsorted(pref2, key2), len(pref2) - 1)] == key2]
     if len(cand):
         best_len = np.zeros(len(cand), dtype=np.int64)
@@ -535,11 +557,12 @@ def _score_arrays(arr: np.ndarray, counts: np.ndarray, p: dict | None = None) ->
             if not len(ok):
                 continue
             c = cand[ok]
-            key = _ngram_keys([lows[c + m] for m in range(k)])
+            lc = [low_u[codes[c + m]] for m in range(k)]
+            key = _ngram_keys(lc)
             j = np.minimum(np.searchsorted(pk, key), len(pk) - 1)
             hit = pk[j] == key
             for m in range(k):
-                hit &= ptoks[j, m] == lows[c + m]
+                hit &= ptoks[j, m] == lc[m]
             best_len[ok[hit]] = k
             best_val[ok[hit]] = pv[j[hit]]
         m = best_len > 0
@@ -562,12 +585,13 @@ def _score_arrays(arr: np.ndarray, counts: np.ndarray, p: dict | None = None) ->
     if len(s):
         v = W[s]
         sign = np.where(v > 0, 1.0, -1.0)
-        lower_differs = np.bincount(d, weights=lows != arr[:, 1], minlength=n_docs) > 0
-        alpha = arr[:, 3] == 1
-        n_alpha = np.bincount(d, weights=alpha, minlength=n_docs)
-        n_alpha_upper = np.bincount(d, weights=alpha & (arr[:, 2] == 1), minlength=n_docs)
+        lower_differs = np.bincount(d, weights=(attrs[:, 0] != attrs[:, 1])[codes], minlength=n_docs) > 0
+        alpha_u = attrs[:, 3] == 1
+        n_alpha = np.bincount(d, weights=alpha_u[codes], minlength=n_docs)
+        n_alpha_upper = np.bincount(d, weights=(alpha_u & (attrs[:, 2] == 1))[codes], minlength=n_docs)
         caps_doc = lower_differs & ~((n_alpha > 0) & (n_alpha_upper == n_alpha))
-        caps = caps_doc[d[s]] & (arr[s, 2] == 1) & (arr[s, 4] > 1)
+        cs = codes[s]
+        caps = caps_doc[d[s]] & (attrs[cs, 2] == 1) & (attrs[cs, 4] > 1)
         v = np.where(caps, v + sign * p["caps"], v)
         alive = np.ones(len(s), dtype=bool)
         for dist, decay in ((1, 1.0), (2, 0.95), (3, 0.9)):
@@ -650,11 +674,25 @@ def _score_arrays(arr: np.ndarray, counts: np.ndarray, p: dict | None = None) ->
 
 def _score_texts(texts: list[str], batch_size: int = 1000) -> np.ndarray:
     """Document scores for texts (already cut to ``MAX_CHARS``), vectorised over the batch."""
-    out = np.zeros(len(texts))
+    from journey_analysis.text import chunk_texts
+
+    return _score_chunks(*chunk_texts(texts), np.arange(len(texts)), batch_size)
+
+
+def _score_chunks(occ: np.ndarray, chunks: list[str], rows: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """Document scores of the texts ``rows`` of texts given as chunks
+    (:func:`journey_analysis.text.chunk_texts`), vectorised over blocks of texts."""
+    out = np.zeros(len(rows))
+    if not len(rows):
+        return out
+    ends = np.flatnonzero(occ == 0)  # the end marker of each text
+    begins = np.concatenate([[0], ends[:-1] + 1])
     block = max(batch_size, 1) * 20  # texts scored together (bounds memory: ~100 bytes per token)
-    for a in range(0, len(texts), block):
-        arr, counts = _token_arrays(texts[a:a + block], batch_size)
-        out[a:a + block] = _score_arrays(arr, counts)
+    for a in range(0, len(rows), block):
+        r = rows[a:a + block]
+        k = ends[r] + 1 - begins[r]  # chunk occurrences of each text, its end marker included
+        take = np.arange(int(k.sum())) + np.repeat(begins[r] - (np.cumsum(k) - k), k)
+        out[a:a + block] = _score_arrays(*_chunk_token_arrays(occ[take], chunks, len(r)))
     return out
 
 
@@ -708,13 +746,17 @@ def score_frame(texts, *, languages=None, cache_path: str | Path | None = None, 
     ``get_nlp()(text)._.sentiment``. ``batch_size`` is kept for compatibility (the tokenizer reads up
     to 1,000,000 characters per call).
     """
-    from journey_analysis.text import _as_strings, identify_languages
+    from journey_analysis.text import _as_strings, chunk_texts, identify_languages
 
     s = _as_series(texts)
     strs, _ = _as_strings(s)  # missing -> "" (labelled "empty")
     codes, uniq = pd.factorize(np.array(strs, dtype=object))  # identical texts: identified and scored once
     u = uniq.tolist()
-    lf = identify_languages([t[:LANGUAGE_CHARS] for t in u], languages)
+    head = [t[:LANGUAGE_CHARS] for t in u]
+    # one cut into whitespace chunks serves language identification and, for texts of at most
+    # LANGUAGE_CHARS characters, the tokenizer
+    chunks = chunk_texts(head)
+    lf = identify_languages(head, languages, chunks=chunks)
     lang = lf["language"].to_numpy(dtype=object)
     status_u = np.where(lf["language_rule"].to_numpy() == "empty", "empty",
                         np.where(lang == "en", "scored", "not_english"))
@@ -724,12 +766,18 @@ def score_frame(texts, *, languages=None, cache_path: str | Path | None = None, 
         if cache_path is not None:
             _load_disk_cache(Path(cache_path))
         keys = [_key(u[i]) for i in todo_u]
-        todo = [(k, u[i]) for k, i in zip(keys, todo_u) if k not in _CACHE]
-        if todo:
+        cached = np.fromiter(map(_CACHE.__contains__, keys), dtype=bool, count=len(keys))
+        todo = todo_u[~cached]
+        if len(todo):
             # the document score needs neither sentences nor lemmas (inflections are in the lexicon):
             # tokens only, then the component's rules vectorised over the whole batch
-            vals_new = _score_texts([t[:MAX_CHARS] for _, t in todo], batch_size=batch_size)
-            _CACHE.update(zip((k for k, _ in todo), vals_new.tolist()))
+            lens = np.fromiter((len(u[i]) for i in todo.tolist()), dtype=np.int64, count=len(todo))
+            short, long = todo[lens <= LANGUAGE_CHARS], todo[lens > LANGUAGE_CHARS]
+            vals_new = np.zeros(len(todo))
+            vals_new[lens <= LANGUAGE_CHARS] = _score_chunks(*chunks, short, batch_size=batch_size)
+            vals_new[lens > LANGUAGE_CHARS] = _score_texts([u[i][:MAX_CHARS] for i in long.tolist()],
+                                                           batch_size=batch_size)
+            _CACHE.update(zip((keys[j] for j in np.flatnonzero(~cached).tolist()), vals_new.tolist()))
             if cache_path is not None:
                 _save_disk_cache(Path(cache_path))
         vals_u[todo_u] = [_CACHE[k] for k in keys]

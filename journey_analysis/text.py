@@ -9,12 +9,14 @@ lingua and spaCy are imported inside the functions).
 """
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["redact", "redact_feedback", "identify_languages", "detect_language", "PII_TAGS", "GUARD_LANGUAGES"]
+__all__ = ["redact", "redact_feedback", "identify_languages", "detect_language", "chunk_texts", "PII_TAGS",
+           "GUARD_LANGUAGES"]
 
 PII_TAGS = ("[EMAIL]", "[PHONE]", "[CARD]", "[IBAN]", "[URL]", "[POSTCODE]")
 
@@ -231,43 +233,89 @@ def _stop_bits(codes: tuple[str, ...]) -> dict[str, int]:
     return _LANG_CACHE[key]
 
 
-def _word_stats(low: list[str], codes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """For lower-cased texts: (per text and language of ``codes``, how many of its words are stop words of
-    that language only, among ``codes``; letters per text). Words (``[^\\W\\d_]+``) never span
-    whitespace, so the texts are cut into whitespace-separated chunks (``str.split``) and only the
-    distinct chunks are read by the word pattern (one regex pass over them joined by NUL) and looked up
-    (one hash lookup per word of a distinct chunk); a text's counts are the sums over its chunks."""
-    n = len(low)
+def chunk_texts(texts: list[str]) -> tuple[np.ndarray, list[str]]:
+    """The whitespace-separated chunks of texts, for passes that read each distinct chunk once (no word
+    or token spans whitespace; a NUL inside a text counts as whitespace): (id of every chunk in text
+    order, with id 0 after each text; the distinct chunks, id 0 being ""). Split and deduplicated by
+    pyarrow (``utf8_split_whitespace``: the same whitespace as ``str.split``, tested on every code
+    point); only the distinct chunks become Python strings. Texts pyarrow cannot encode (lone
+    surrogates) take ``str.split`` and ``pd.factorize``, with the same result."""
+    n = len(texts)
+    if not n:
+        return np.zeros(0, dtype=np.intp), [""]
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        arr = pa.array(texts, type=pa.large_string())
+    except (UnicodeEncodeError, pa.ArrowException):
+        joined = " \x00 ".join(t.replace("\x00", " ") for t in texts)
+        codes, uniq = pd.factorize(np.array(("\x00 " + joined + " \x00").split(), dtype=object))
+        ul = uniq.tolist()
+        ul[0] = ""
+        return codes[1:], ul
+    if pc.any(pc.match_substring(arr, "\x00")).as_py():
+        arr = pc.replace_substring(arr, "\x00", " ")
+    pieces = pc.utf8_split_whitespace(arr)
+    flat = pc.list_flatten(pieces)
+    keep = pc.not_equal(pc.binary_length(flat), 0)  # pyarrow keeps empty pieces at the ends; str.split does not
+    parent = pc.list_parent_indices(pieces).filter(keep).to_numpy().astype(np.intp)
+    enc = pc.dictionary_encode(flat.filter(keep))
+    codes = enc.indices.to_numpy().astype(np.intp) + 1
+    occ = np.zeros(len(codes) + n, dtype=np.intp)
+    occ[np.arange(len(codes)) + parent] = codes  # each text's chunks, then its end marker (0)
+    return occ, [""] + enc.dictionary.to_pylist()
+
+
+def _chunk_docs(occ: np.ndarray) -> np.ndarray:
+    """The text of every chunk occurrence of :func:`chunk_texts` (its end marker included)."""
+    end = occ == 0
+    return np.cumsum(end) - end
+
+
+def _word_stats(texts: list[str], codes: tuple[str, ...], chunks=None) -> tuple[np.ndarray, np.ndarray]:
+    """For texts: (per text and language of ``codes``, how many of its lower-cased words are stop words
+    of that language only, among ``codes``; letters per text). Words (``[^\\W\\d_]+``) never span
+    whitespace, so only the distinct chunks (:func:`chunk_texts`, or ``chunks`` when the caller has
+    them) are lower-cased and cut into words (a chunk of letters only is one word; the others go
+    through the word pattern, joined by NUL) and their words looked up; a text's counts are the sums
+    over its chunks."""
+    n = len(texts)
     hits = np.zeros((n, len(codes)), dtype=np.int64)
     if not n:
         return hits, np.zeros(0, dtype=np.int64)
+    occ, ul = chunk_texts(texts) if chunks is None else chunks
     bits = _stop_bits(codes)
-    joined = " \x00 ".join(low)
-    if joined.count("\x00") != n - 1:  # NUL inside a text: a space
-        joined = " \x00 ".join(t.replace("\x00", " ") for t in low)
-    occ, uniq = pd.factorize(np.array((joined + " \x00").split(), dtype=object))
-    ul = uniq.tolist()
-    sep = ul.index("\x00")
-    ul[sep] = ""  # the text separator has no words
-    words = _WORD_OR_NUL.findall("\x00".join(ul) + "\x00")
-    wb = np.fromiter(map(bits.get, words, [0] * len(words)), dtype=np.int64, count=len(words))
-    wlen = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-    is_nul = np.fromiter((w == "\x00" for w in words), dtype=bool, count=len(words))
-    owner = np.cumsum(is_nul) - is_nul  # distinct chunk of each word
-    m = len(ul)
-    c_letters = np.bincount(owner, weights=np.where(is_nul, 0, wlen), minlength=m).astype(np.int64)
+    L = len(codes)
+    # NUL is neither cased nor case-ignorable: lower-casing the joined chunks lower-cases each one
+    low = "\x00".join(ul).lower().split("\x00")
+    m = len(low)
+    one = np.fromiter(map(str.isalpha, low), dtype=bool, count=m)  # all letters: the chunk is one word
+    one_ix, many_ix = np.flatnonzero(one), np.flatnonzero(~one)
+    w_many = _WORD_OR_NUL.findall("\x00".join([low[i] for i in many_ix.tolist()]) + "\x00")
+    words = [low[i] for i in one_ix.tolist()] + w_many
+    k = len(words)
+    is_nul = np.zeros(k, dtype=bool)
+    is_nul[len(one_ix):] = np.fromiter(map("\x00".__eq__, w_many), dtype=bool, count=len(w_many))
+    nul_m = is_nul[len(one_ix):]
+    owner = np.concatenate([one_ix, many_ix[np.cumsum(nul_m) - nul_m]])  # the chunk of each word
+    wb = np.fromiter(map(bits.get, words, itertools.repeat(0)), dtype=np.int64, count=k)
+    wlen = np.fromiter(map(len, words), dtype=np.int64, count=k)
+    c_letters = np.bincount(owner[~is_nul], weights=wlen[~is_nul], minlength=m)
+    doc = _chunk_docs(occ)
+    letters = np.bincount(doc, weights=c_letters[occ], minlength=n).astype(np.int64)
     single = ~is_nul & (wb > 0) & ((wb & (wb - 1)) == 0)  # exactly one language has the word
-    occ_sep = occ == sep
-    doc = np.cumsum(occ_sep) - occ_sep  # text of each chunk occurrence
-    letters = np.bincount(doc, weights=c_letters[occ], minlength=n + 1)[:n].astype(np.int64)
     if single.any():
-        c_hits = np.zeros((m, len(codes)), dtype=np.int64)
-        np.add.at(c_hits, (owner[single], np.log2(wb[single]).astype(np.int64)), 1)
-        with_hits = np.flatnonzero(c_hits.any(axis=1))
-        sel = np.isin(occ, with_hits)
-        d_sel, rows = doc[sel], c_hits[occ[sel]]
-        for b in range(len(codes)):
-            hits[:, b] = np.bincount(d_sel, weights=rows[:, b], minlength=n)[:n]
+        sc = owner[single]
+        order = np.argsort(sc, kind="stable")
+        lang = np.log2(wb[single][order]).astype(np.int64)  # single-language words, chunk by chunk
+        per_chunk = np.bincount(sc, minlength=m)
+        first = np.cumsum(per_chunk) - per_chunk
+        kk = per_chunk[occ]
+        sel = kk > 0
+        occ_s, kk = occ[sel], kk[sel]
+        idx = np.arange(int(kk.sum())) + np.repeat(first[occ_s] - (np.cumsum(kk) - kk), kk)
+        hits = np.bincount(np.repeat(doc[sel], kk) * L + lang[idx], minlength=n * L).reshape(n, L).astype(np.int64)
     return hits, letters
 
 
@@ -344,14 +392,16 @@ def _lingua_posterior(texts: list[str], pool: list[str], prior: dict,
     return np.where(pc >= MIN_CONFIDENCE, np.array(pool, dtype=object)[best], "und"), pc
 
 
-def identify_languages(texts, languages=None, *, sample_size: int = SAMPLE_SIZE, random_state: int = 0) -> pd.DataFrame:
+def identify_languages(texts, languages=None, *, sample_size: int = SAMPLE_SIZE, random_state: int = 0,
+                       chunks=None) -> pd.DataFrame:
     """The language of every text: ISO 639-1 code, confidence and the rule that decided it.
 
     Input: a str, list or Series of texts; ``languages``: the codes the data may hold (from the config),
     or None to take them from a sample of the data. Output: a DataFrame (index of the input) with
     ``language`` (e.g. "en", "pt"; "und" when undetermined; missing for empty text),
     ``language_confidence`` (0-1) and ``language_rule``; ``.attrs["languages"]`` holds the candidate
-    languages with their prior weights.
+    languages with their prior weights. ``chunks``: :func:`chunk_texts` of the same texts when the caller
+    already has them (used when the texts are distinct; the result is the same either way).
 
     Rules, per distinct text (identical texts are identified once):
 
@@ -394,7 +444,7 @@ def identify_languages(texts, languages=None, *, sample_size: int = SAMPLE_SIZE,
         raise JourneyError(f"unknown language code(s) {bad}", expected="ISO 639-1 codes lingua knows "
                            "(en, pt, de, fr, es...)", fix="correct the languages list")
     codes = tuple(GUARD_LANGUAGES) + tuple(c for c in configured if c not in GUARD_LANGUAGES)
-    hits, letters = _word_stats([t.lower() for t in u], codes)
+    hits, letters = _word_stats(u, codes, chunks if chunks is not None and len(u) == len(strs) else None)
     empty = np.fromiter((not t.strip() for t in u), dtype=bool, count=n)
     if configured:
         prior = {c: 1.0 / len(configured) for c in configured}

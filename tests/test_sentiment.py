@@ -111,7 +111,9 @@ def _varied_texts(n=400, seed=0):
     return out + [" b", "  good  ", "\nGOOD\n", "good\n", "a \n good", "NOT GOOD AT ALL", "not   good",
                   "not not good", "never not bad", "can't praise it enough", "not better", "NOT better",
                   "Not bad at all!!!", "kept on hold on hold", "although good, bad. Though terrible but great",
-                  "good\x00bad", "good\u3000bad", "\u3000good", "good\t\tbad", "?", "good????", "word " * 3000]
+                  "good\x00bad", "good\u3000bad", "\u3000good", "good\t\tbad", "?", "good????", "word " * 3000,
+                  "cannot", "I cannot stand it", "CANNOT recommend", "Cannot5 good", "cannots good", "cannot's bad",
+                  "abc123 good 123abc", "Ünd good", "good\x85bad\u2028great"]
 
 
 def test_batch_scores_equal_component_scores():

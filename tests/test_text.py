@@ -172,3 +172,50 @@ def test_identify_languages_on_real_feedback():
         decided = ref != "und"
         agree = (ref[decided] == got.loc[some.index[decided], "language"]).mean()
         assert agree >= 0.98 and decided.mean() > 0.9, (code, agree, decided.mean())
+
+
+def test_chunk_texts_same_as_str_split():
+    """chunk_texts (pyarrow's whitespace split, deduplicated) gives each text's str.split() chunks, NUL as
+    whitespace, every Python whitespace character included; texts pyarrow cannot encode take the
+    Python path with the same result."""
+    import sys
+
+    from journey_analysis.text import chunk_texts
+
+    spaces = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()] + ["\x00"]
+    rng = np.random.default_rng(3)
+    alphabet = spaces + list("ab,'.!😀éİΣ")
+    texts = ["".join(rng.choice(alphabet, rng.integers(0, 14))) for _ in range(3000)] + ["", " ", "\x00", "x"]
+    for case in (texts, texts[:50] + ["bad \udcff surrogate", "ok"], [], ["only"]):
+        occ, uniq = chunk_texts(case)
+        assert uniq[0] == "" and "" not in uniq[1:] and len(set(uniq)) == len(uniq)
+        assert (occ == 0).sum() == len(case)
+        got, cur = [], []
+        for c in occ.tolist():
+            if c == 0:
+                got.append(cur)
+                cur = []
+            else:
+                cur.append(uniq[c])
+        assert got == [t.replace("\x00", " ").split() for t in case]
+
+
+def test_word_stats_per_chunk_equal_per_text():
+    """The stop-word counts read once per distinct chunk equal a plain per-text count (lower-case the
+    text, cut it into words, count the words that are stop words of exactly one language)."""
+    import re
+
+    from journey_analysis.text import GUARD_LANGUAGES, _stop_bits, _word_stats
+
+    texts = [t for s in _real_sets(300).values() for t in s] + ["İSTANBUL Straße ΣΑΣ", "the\x00and", "", "123 ²"]
+    hits, letters = _word_stats(texts, GUARD_LANGUAGES)
+    bits = _stop_bits(GUARD_LANGUAGES)
+    for i, t in enumerate(texts):
+        words = re.findall(r"[^\W\d_]+", t.replace("\x00", " ").lower())
+        want = np.zeros(len(GUARD_LANGUAGES), dtype=np.int64)
+        for w in words:
+            b = bits.get(w, 0)
+            if b and b & (b - 1) == 0:
+                want[b.bit_length() - 1] += 1
+        assert letters[i] == sum(map(len, words)), t
+        assert (hits[i] == want).all(), t
