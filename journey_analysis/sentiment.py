@@ -700,7 +700,8 @@ def _score_chunks(occ: np.ndarray, chunks: list[str], rows: np.ndarray, batch_si
 # Batch scoring with dedup + cache
 # ---------------------------------------------------------------------------------------------
 MAX_CHARS = 100_000
-_CACHE: dict[bytes, float] = {}
+_CACHE: dict[str, float] = {}        # text -> score, in this process (MODEL_VERSION is fixed per process)
+_DISK_CACHE: dict[bytes, float] = {}  # _key(text) -> score, read from cache files
 
 
 def _key(text: str) -> bytes:
@@ -719,12 +720,14 @@ def _as_series(texts) -> pd.Series:
 def _load_disk_cache(path: Path) -> None:
     if path.exists():
         df = pd.read_csv(path, dtype={"key": str})
-        _CACHE.update(zip((bytes.fromhex(k) for k in df["key"]), df["sentiment"].astype(float)))
+        _DISK_CACHE.update(zip((bytes.fromhex(k) for k in df["key"]), df["sentiment"].astype(float)))
 
 
 def _save_disk_cache(path: Path) -> None:
+    """Write every score known to this process (read from cache files or computed) to ``path``."""
+    _DISK_CACHE.update(zip(map(_key, _CACHE), _CACHE.values()))
     path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"key": [k.hex() for k in _CACHE], "sentiment": list(_CACHE.values())}).to_csv(path, index=False)
+    pd.DataFrame({"key": [k.hex() for k in _DISK_CACHE], "sentiment": list(_DISK_CACHE.values())}).to_csv(path, index=False)
 
 
 LANGUAGE_CHARS = 1_000  # language identification reads the first 1,000 characters of a text
@@ -739,8 +742,9 @@ def score_frame(texts, *, languages=None, cache_path: str | Path | None = None, 
     be in (None: from a sample of the texts). The language of each distinct text comes from
     :func:`journey_analysis.text.identify_languages` (on its first 1,000 characters); texts identified
     as English are scored ("empty": missing or whitespace; "not_english": any other language or "und").
-    Identical texts are identified and scored once; scores are cached in memory by a hash of (model
-    version, text), and in ``cache_path`` (a CSV of key, sentiment) when given, so reruns are cheap.
+    Identical texts are identified and scored once; scores are cached in memory by text (for this
+    process), and in ``cache_path`` (a CSV of key = a hash of (model version, text), sentiment) when
+    given, so reruns are cheap.
     Texts longer than 100,000 characters are scored on their first 100,000 characters. The score is
     the lexicon compound of the whole text (see the module docstring), deterministic, and equals
     ``get_nlp()(text)._.sentiment``. ``batch_size`` is kept for compatibility (the tokenizer reads up
@@ -765,7 +769,11 @@ def score_frame(texts, *, languages=None, cache_path: str | Path | None = None, 
     if len(todo_u):
         if cache_path is not None:
             _load_disk_cache(Path(cache_path))
-        keys = [_key(u[i]) for i in todo_u]
+        keys = [u[i] for i in todo_u.tolist()]
+        if cache_path is not None:  # scores of earlier runs, by a hash of (model version, text)
+            for t in keys:
+                if t not in _CACHE and (v := _DISK_CACHE.get(_key(t))) is not None:
+                    _CACHE[t] = v
         cached = np.fromiter(map(_CACHE.__contains__, keys), dtype=bool, count=len(keys))
         todo = todo_u[~cached]
         if len(todo):

@@ -352,8 +352,9 @@ def _sample_mix(strs: list[str], letters: np.ndarray, hits: np.ndarray, codes: t
     if len(pool) >= max(1, SAMPLE_MIN_SHARE * n):
         rng = np.random.default_rng(random_state)
         pick = np.sort(rng.choice(pool, min(size, len(pool)), replace=False))
-        found = _detector((), low_accuracy=True).detect_languages_in_parallel_of([strs[i] for i in pick])
-        det = pd.Series([f.iso_code_639_1.name.lower() if f is not None else None for f in found], dtype=object)
+        det = _sample_languages([strs[i] for i in pick], counts, n, len(pool) / len(pick))
+        if det is None:  # English alone, whatever the unread texts hold
+            return {"en": 1.0}
         counts = counts.add(det.value_counts() * (len(pool) / len(pick)), fill_value=0.0)
     if not len(counts):
         counts = pd.Series({"en": 0.0})
@@ -365,6 +366,38 @@ def _sample_mix(strs: list[str], letters: np.ndarray, hits: np.ndarray, codes: t
         keep["en"] = 0.0
     prior = (keep + 1.0) / (keep.sum() + len(keep))  # Laplace-smoothed shares
     return {k: float(v) for k, v in prior.items()}
+
+
+SAMPLE_STEP = 10  # sample texts lingua reads per call once English alone is in sight
+
+
+def _sample_languages(texts: list[str], shown: pd.Series, n: int, scale: float) -> pd.Series | None:
+    """Lingua's language (all languages, low-accuracy mode; None when it has none) of each sample text,
+    or None when the sample's outcome is English alone before every text is read: texts are read in
+    order, first as many as could still lift another language to ``SAMPLE_MIN_SHARE``, then
+    ``SAMPLE_STEP`` at a time, and reading stops once English is surely kept (its share so far) and
+    no other language can reach that share even if every unread text were in it. The candidates are
+    then English alone (prior 1), exactly what the whole sample gives. ``shown``: counts from stop
+    words; ``scale``: texts each sample text stands for."""
+    det = _detector((), low_accuracy=True)
+    k = len(texts)
+    limit = SAMPLE_MIN_SHARE * n * (1 - 1e-9)  # a margin against rounding in the shares
+    min_count = 2 if n >= 40 else 1
+    other = float(shown.drop("en", errors="ignore").max()) if len(shown.drop("en", errors="ignore")) else 0.0
+    first = k if other >= limit else max(0, k - int((limit - other) / scale))
+    found: list = []
+    while True:
+        end = min(k, max(first, len(found) + SAMPLE_STEP))
+        found.extend(det.detect_languages_in_parallel_of(texts[len(found):end]))
+        codes = pd.Series([f.iso_code_639_1.name.lower() if f is not None else None for f in found], dtype=object)
+        if len(found) >= k:
+            return codes
+        c = shown.add(codes.value_counts() * scale, fill_value=0.0)
+        en = float(c.get("en", 0.0))
+        top_other = float(c.drop("en", errors="ignore").max()) if len(c.drop("en", errors="ignore")) else 0.0
+        unread = k - len(found)
+        if en >= SAMPLE_MIN_SHARE * n * (1 + 1e-9) and en >= min_count and top_other + unread * scale < limit:
+            return None
 
 
 def _lingua_posterior(texts: list[str], pool: list[str], prior: dict,

@@ -219,3 +219,42 @@ def test_word_stats_per_chunk_equal_per_text():
                 want[b.bit_length() - 1] += 1
         assert letters[i] == sum(map(len, words)), t
         assert (hits[i] == want).all(), t
+
+
+def test_sample_stops_early_only_when_the_outcome_is_english_alone(monkeypatch):
+    """The language sample stops reading once English alone is certain: the candidates and weights are
+    those of reading the whole sample, on English tweets and on mixes with 2%, 5% and 8% Portuguese."""
+    import journey_analysis.text as T
+
+    sets = _real_sets(800)
+    en, pt = sets["en"].tolist(), sets["pt"].tolist()
+    mixes = {"en": en, "en+2%pt": en + pt[:16], "en+5%pt": en + pt[:42], "en+8%pt": en + pt[:70]}
+    read, real = [], T._detector
+
+    class Counting:
+        def __init__(self, d):
+            self.d = d
+
+        def detect_languages_in_parallel_of(self, texts):
+            read.append(len(texts))
+            return self.d.detect_languages_in_parallel_of(texts)
+
+    def whole(texts, shown, n, scale):  # the reference: lingua reads every sample text
+        found = real((), low_accuracy=True).detect_languages_in_parallel_of(texts)
+        return pd.Series([f.iso_code_639_1.name.lower() if f else None for f in found], dtype=object)
+
+    for name, texts in mixes.items():
+        u = list(dict.fromkeys(texts))
+        hits, letters = T._word_stats(u, T.GUARD_LANGUAGES)
+        read.clear()
+        with monkeypatch.context() as m:
+            m.setattr(T, "_detector", lambda *a, **k: Counting(real(*a, **k)))
+            got = T._sample_mix(u, letters, hits, T.GUARD_LANGUAGES, 100, 0)
+        with monkeypatch.context() as m:
+            m.setattr(T, "_sample_languages", whole)
+            want = T._sample_mix(u, letters, hits, T.GUARD_LANGUAGES, 100, 0)
+        assert got == want, (name, got, want)
+        if name == "en":
+            assert got == {"en": 1.0} and 0 < sum(read) < 100  # stopped early
+        if name == "en+8%pt":
+            assert set(got) == {"en", "pt"} and sum(read) == 100  # read to the end
