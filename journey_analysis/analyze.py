@@ -3,7 +3,8 @@
 Owns :func:`pain_points` (stages ranked by a transparent weighted score), :func:`moments_of_truth`
 (driver analysis of the configured outcome: standardised logistic regression with bootstrap intervals),
 :func:`expectation_gaps` (expected versus actual duration and satisfaction), :func:`recommendations`
-(impact x reach x confidence, tied to the config's objective), :func:`compare_segments` (segments side
+(impact x reach x confidence, tied to the config's objective), :func:`theme_drivers` (the outcome rate
+of customers mentioning a theme against the others), :func:`compare_segments` (segments side
 by side, differences marked when larger than their uncertainty) and :func:`test_experience`
 (mystery-shopper / test-call observations against the map). Every output row carries its evidence in
 numbers and a sentence in words. scikit-learn and scipy are imported inside the functions.
@@ -882,6 +883,137 @@ def _driver_sentence(r, outcome) -> str:
 
 def _is_binary_row(r) -> bool:
     return "=" in str(r["measure"]) or r["issue"] == r["driver"]
+
+
+# ------------------------------------------------------------------------------------------------
+# themes as drivers
+# ------------------------------------------------------------------------------------------------
+THEME_DRIVER_COLUMNS = ["rank", "kind", "theme", "stage", "language", "customers_with", "customers_without",
+                        "bad_with", "bad_without", "rate_with", "rate_without", "rate_ratio", "rate_ratio_ci_low",
+                        "rate_ratio_ci_high", "odds_ratio", "significant", "evidence_n", "thin_evidence",
+                        "confidence", "sentence"]
+
+
+def theme_drivers(feedback: pd.DataFrame | None, customers: pd.DataFrame | None, config,
+                  members: pd.DataFrame | None = None, min_n: int = MIN_TESTED) -> pd.DataFrame:
+    """Themes as drivers: the bad-outcome rate of customers whose feedback mentions a theme against the
+    customers whose feedback does not.
+
+    Customers compared: those with an outcome (:func:`outcome_is_bad` of ``config.outcome``) and at least
+    one comment with text linked to them; a customer mentions a theme when any of their comments does
+    (:func:`journey_analysis.themes.theme_members`, or ``members``). Per theme with at least ``min_n``
+    customers on each side: ``rate_with`` / ``rate_without``, ``rate_ratio`` = their ratio with a 95%
+    Wald interval on the log scale (se = sqrt(1/a - 1/n1 + 1/c - 1/n0); a zero cell gets 0.5 added to
+    every cell, Haldane), ``odds_ratio`` (the 2x2 odds ratio with the Haldane correction, as touchpoints
+    are compared), ``significant`` when the interval excludes 1, ``evidence_n`` = the smaller group,
+    ``thin_evidence`` below :data:`MIN_N`, ``confidence`` = :func:`confidence_from_interval`. ``stage`` is
+    where most of its mentions are. Ranked as drivers are: well-evidenced first, then significant, then
+    |log rate ratio|; ``kind`` is "theme". Each row has a sentence ("Customers mentioning 'engineer'
+    churned 2.3x as often (95% CI 1.9-2.8): 41% against 18% of the other customers with feedback.").
+    ``attrs["summary"]``: how many themes go with more / less of the bad outcome beyond chance (thin
+    evidence counted), and the sentences of the first three (in rank order) that go with more. Without an outcome or customers: an empty frame
+    with ``attrs["reason"]``.
+    """
+    from scipy import sparse
+
+    from journey_analysis import themes
+
+    empty = pd.DataFrame({c: pd.Series(dtype=bool if c in ("significant", "thin_evidence") else object)
+                          for c in THEME_DRIVER_COLUMNS})
+    if not getattr(config, "outcome", None) or customers is None or config.outcome not in customers.columns:
+        empty.attrs["reason"] = "No outcome per customer: no theme drivers."
+        return empty
+    if feedback is None or len(feedback) == 0 or "text" not in feedback.columns or "customer_id" not in feedback.columns:
+        empty.attrs["reason"] = "No feedback text linked to customers: no theme drivers."
+        return empty
+    fb = feedback[feedback["customer_id"].notna()].copy()
+    fb = fb[fb["text"].astype("string").fillna("").str.strip() != ""]
+    if "feedback_id" not in fb.columns:
+        fb["feedback_id"] = fb.index.astype(str)
+    fb["feedback_id"] = fb["feedback_id"].astype(str)
+    y = outcome_is_bad(customers[config.outcome], config.outcome_good)
+    y.index = customers["customer_id"].astype(str)
+    y = y[~y.index.duplicated(keep="last")].dropna()
+    fb["customer_id"] = fb["customer_id"].astype(str)
+    fb = fb[fb["customer_id"].isin(y.index)]
+    mem = themes.theme_members(fb) if members is None else members
+    if fb.empty or mem.empty:
+        empty.attrs["reason"] = "No themes in the feedback of customers with an outcome."
+        return empty
+    j = mem.merge(fb[["feedback_id", "customer_id", *([c for c in ["stage"] if c in fb.columns])]], on="feedback_id")
+    cust = pd.Index(fb["customer_id"].unique())
+    ci = cust.get_indexer(j["customer_id"])
+    tcode, tnames = pd.factorize(j["theme"])
+    M = sparse.csr_matrix((np.ones(len(j)), (ci, tcode)), shape=(len(cust), len(tnames)))
+    M.data[:] = 1
+    M.sum_duplicates()
+    M.data[:] = 1
+    bad = y.reindex(cust).to_numpy(dtype=float)
+    n1 = np.asarray(M.sum(0)).ravel()
+    a = bad @ M
+    n = len(cust)
+    n0 = n - n1
+    c = bad.sum() - a
+    keep = (n1 >= min_n) & (n0 >= min_n)
+    if not keep.any():
+        empty.attrs["reason"] = f"No theme mentioned by {min_n} customers or more on each side."
+        return empty
+    out = pd.DataFrame({"theme": tnames, "customers_with": n1.astype(int), "customers_without": n0.astype(int),
+                        "bad_with": a.astype(int), "bad_without": c.astype(int)})[keep].reset_index(drop=True)
+    a, c, n1, n0 = (out[k].to_numpy(dtype=float) for k in ("bad_with", "bad_without", "customers_with", "customers_without"))
+    zero = (a == 0) | (c == 0) | (a == n1) | (c == n0)
+    h = np.where(zero, 0.5, 0.0)
+    ah, ch, n1h, n0h = a + h, c + h, n1 + 2 * h, n0 + 2 * h
+    out["rate_with"], out["rate_without"] = a / n1, c / n0
+    log_rr = np.log((ah / n1h) / (ch / n0h))
+    se = np.sqrt(1 / ah - 1 / n1h + 1 / ch - 1 / n0h)
+    out["rate_ratio"] = np.exp(log_rr)
+    out["rate_ratio_ci_low"], out["rate_ratio_ci_high"] = np.exp(log_rr - 1.959964 * se), np.exp(log_rr + 1.959964 * se)
+    out["odds_ratio"] = ((a + 0.5) * (n0 - c + 0.5)) / ((n1 - a + 0.5) * (c + 0.5))
+    out["significant"] = (out["rate_ratio_ci_low"] > 1) | (out["rate_ratio_ci_high"] < 1)
+    out["evidence_n"] = np.minimum(n1, n0).astype(int)
+    out["thin_evidence"] = out["evidence_n"] < MIN_N
+    out["confidence"] = confidence_from_interval(log_rr, log_rr - 1.959964 * se, log_rr + 1.959964 * se,
+                                                 out["evidence_n"])
+    lang = mem.drop_duplicates("theme").set_index("theme")["language"]
+    out["language"] = out["theme"].map(lang)
+    if "stage" in j.columns:
+        st = j.dropna(subset=["stage"]).groupby(["theme", "stage"]).size().rename("n").reset_index()
+        st = st.sort_values(["theme", "n", "stage"], ascending=[True, False, True]).drop_duplicates("theme")
+        out["stage"] = out["theme"].map(st.set_index("theme")["stage"])
+    else:
+        out["stage"] = None
+    out["kind"] = "theme"
+    past = _outcome_words(config.outcome)[2]
+    out["_abs"] = np.abs(log_rr)
+    out = out.sort_values(["thin_evidence", "significant", "_abs", "theme"], ascending=[True, False, False, True],
+                          kind="stable").reset_index(drop=True)
+    out["rank"] = np.arange(1, len(out) + 1)
+    out["sentence"] = [_theme_sentence(r, past) for r in out.itertuples()]
+    out = out[THEME_DRIVER_COLUMNS]
+    worse = out[out["significant"] & (out["rate_ratio"] > 1)]
+    better = out[out["significant"] & (out["rate_ratio"] < 1)]
+    thin = int(worse["thin_evidence"].sum())
+    summary = (f"Of {len(out)} themes compared ({n:,} customers with comments), customers mentioning {len(worse)} "
+               f"of them {past} more often than the others"
+               + (f" ({thin} of these on fewer than {MIN_N} customers: thin evidence)" if thin else "")
+               + f" and {len(better)} less often, beyond chance (95% interval).")
+    if len(worse):
+        summary += "\n\n" + "\n".join("- " + t for t in worse["sentence"].head(3))
+    out.attrs.update({"outcome": config.outcome, "n_customers": n, "base_rate_bad": float(bad.mean()),
+                      "summary": summary})
+    return out
+
+
+def _theme_sentence(r, past: str) -> str:
+    ci = f"95% CI {r.rate_ratio_ci_low:.2f}-{r.rate_ratio_ci_high:.2f}"
+    rates = f"{r.rate_with:.0%} against {r.rate_without:.0%} of the other customers with feedback"
+    where = f" (mostly at {_title(r.stage)})" if isinstance(r.stage, str) and r.stage else ""
+    head = (f"Customers mentioning '{r.theme}'{where} {past} {r.rate_ratio:.1f}x as often ({ci}): {rates}; "
+            f"{r.customers_with:,} customers mention it")
+    verdict = "" if r.significant else "; not distinguishable from no difference"
+    thin = f" Thin evidence: {r.evidence_n} customers." if r.thin_evidence else ""
+    return head + verdict + "." + thin
 
 
 # ------------------------------------------------------------------------------------------------

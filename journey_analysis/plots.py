@@ -131,7 +131,9 @@ def journey_map_canvas_data(journey_map: pd.DataFrame, segment: str = ALL, pain_
     sentiment_mean, sentiment_ci_low, sentiment_ci_high, sentiment_n, sentiment_share_negative,
     pain_rank, pain_score, pain_label ("PAIN POINT" for rank 1, "pain #2" / "pain #3"),
     moment_of_truth (True for the stage of the top significant driver), driver_effect, quote (short,
-    redacted), low_confidence, missing. ``configured_only`` keeps the configured stages (the journey).
+    redacted: the stage's typical comment; on a pain point (rank 1-3) or a negative moment of truth (a
+    worse experience or a longer time raises the bad outcome) a negative comment about the stage's top
+    negative theme, the map's ``negative_theme_quote``, when it has one), low_confidence, missing. ``configured_only`` keeps the configured stages (the journey).
     """
     m = map_segment(journey_map, segment)
     if configured_only and m["configured"].any():
@@ -163,6 +165,19 @@ def journey_map_canvas_data(journey_map: pd.DataFrame, segment: str = ALL, pain_
             top = d.iloc[0]
             out["moment_of_truth"] = out["stage"] == top["stage"]
             out.loc[out["moment_of_truth"], "driver_effect"] = top["effect"]
+            negative_mot = out["moment_of_truth"] & bool(top.get("worse_raises_bad", False))
+        else:
+            negative_mot = pd.Series(False, index=out.index)
+    else:
+        negative_mot = pd.Series(False, index=out.index)
+    # a pain point or a negative moment of truth is illustrated by a negative comment about its top
+    # negative theme (the map's negative_theme_quote), not by the stage's typical comment
+    if "negative_theme_quote" in m.columns:
+        flagged = ((out["pain_rank"] <= 3) | negative_mot).to_numpy()
+        nq = m["negative_theme_quote"].to_numpy()
+        has = np.array([isinstance(q, str) and q != "" for q in nq])
+        pick = flagged & has
+        out.loc[pick, "quote"] = [_short_quote([q]) for q in nq[pick]]
     return out.reset_index(drop=True)
 
 

@@ -45,6 +45,11 @@ RULES = {
                               "kept, nothing is re-sorted); the stage before it is timed to the next milestone kept",
     "other_rating_type": "kept; satisfaction uses only ratings of the configured rating_type",
     "blank_numeric": "kept as missing (blank cells of a numeric column)",
+    "language": "identified once per distinct text (lingua restricted to the data's languages; clear stop words "
+                "skip it); a mixed text leans to the data's main language (lingua's confidence weighted by the mix)",
+    "language_short_text": "a text of fewer than 10 letters that lingua cannot tell, or without letters, takes the "
+                           "data's main language (its share as the confidence)",
+    "language_undetermined": "kept, language 'und'; scored only where a lexicon or model of no language applies",
 }
 
 MAX_TEXT_CHARS = 5000

@@ -15,8 +15,8 @@ import re
 import numpy as np
 import pandas as pd
 
-__all__ = ["redact", "redact_feedback", "identify_languages", "detect_language", "chunk_texts", "PII_TAGS",
-           "GUARD_LANGUAGES"]
+__all__ = ["redact", "redact_feedback", "identify_languages", "detect_language", "chunk_texts", "language_quality",
+           "PII_TAGS", "GUARD_LANGUAGES"]
 
 PII_TAGS = ("[EMAIL]", "[PHONE]", "[CARD]", "[IBAN]", "[URL]", "[POSTCODE]")
 
@@ -582,3 +582,30 @@ def redact_feedback(feedback, column: str = "text"):
     return feedback.assign(**{column: redact(feedback[column])})
 
 
+def language_quality(feedback: pd.DataFrame | None, file: str = "feedback") -> pd.DataFrame:
+    """The language mix as rows of the run's data-quality table (the columns of
+    :meth:`journey_analysis.schema.QualityLog.frame`, severity "info"): one ``language`` row per language
+    (most comments first; ``rows`` = comments with text in it, ``detail`` = its share), then
+    ``language_short_text`` (texts the short-text rule decided: ``language_rule`` "short" or
+    "no_letters") and ``language_undetermined`` ("und"), each with the rule applied. Empty when the
+    feedback has no ``language`` column (it is identified when feedback is scored)."""
+    from journey_analysis.schema import QualityLog
+
+    log = QualityLog()
+    if feedback is None or "language" not in feedback.columns:
+        return log.frame()
+    lang = feedback["language"]
+    has = lang.notna()
+    n = int(has.sum())
+    counts = lang[has].astype(str).value_counts()
+    counts = counts.reindex(sorted(counts.index, key=lambda c: (-counts[c], c)))
+    for code, k in counts.items():  # languages, not rows
+        if code != "und":
+            log.add(file, "language", int(k), severity="info", detail=f"{code}: {k / n:.1%} of the comments with text")
+    rule = feedback["language_rule"].astype(str) if "language_rule" in feedback.columns else pd.Series("", index=feedback.index)
+    short = (has & rule.isin(["short", "no_letters"])).to_numpy()
+    log.add(file, "language_short_text", int(short.sum()), np.flatnonzero(short) + 1, severity="info")
+    und = (lang == "und").fillna(False).to_numpy(dtype=bool)
+    log.add(file, "language_undetermined", int(und.sum()), np.flatnonzero(und) + 1, severity="info",
+            detail=f"{und.sum() / max(n, 1):.1%} of the comments with text")
+    return log.frame()

@@ -380,3 +380,34 @@ def test_bpic2012_wide_table_with_a_terminal_stage(tmp_path):
     assert rec["lever"].sum() <= len(sig)
     assert rec.loc[~rec["lever"], "sentence"].str.contains("not a proven lever|experience fix").all()
     assert rec["sentence"].str.startswith("For fewer declined loan applications: ").all()
+
+
+def test_theme_drivers_rates_by_hand():
+    """20 customers mention the engineer (10 churn), 20 others the price (2 churn): 50% against 10%."""
+    cust = pd.DataFrame({"customer_id": [f"c{i}" for i in range(40)],
+                         "churned": [True] * 10 + [False] * 10 + [True] * 2 + [False] * 18})
+    fb = pd.DataFrame({"feedback_id": [f"f{i}" for i in range(40)], "customer_id": cust["customer_id"],
+                       "stage": ["onboarding"] * 20 + ["renewal"] * 20,
+                       "text": ["The engineer was late again."] * 20 + ["The price went up again."] * 20,
+                       "sentiment": [-0.5] * 20 + [-0.2] * 20})
+    cfg = _cfg(stages=("onboarding", "renewal"), outcome="churned", outcome_good=False)
+    t = analyze.theme_drivers(fb, cust, cfg).set_index("theme")
+    r = t.loc["engineer"]
+    assert (r["customers_with"], r["customers_without"], r["bad_with"], r["bad_without"]) == (20, 20, 10, 2)
+    assert r["rate_with"] == 0.5 and r["rate_without"] == 0.1 and r["rate_ratio"] == pytest.approx(5.0)
+    se = np.sqrt(1 / 10 - 1 / 20 + 1 / 2 - 1 / 20)
+    assert r["rate_ratio_ci_low"] == pytest.approx(np.exp(np.log(5) - 1.959964 * se))
+    assert r["odds_ratio"] == pytest.approx((10.5 * 18.5) / (10.5 * 2.5))
+    assert r["significant"] and r["stage"] == "onboarding" and r["evidence_n"] == 20 and r["thin_evidence"]
+    assert r["sentence"].startswith("Customers mentioning 'engineer' (mostly at Onboarding) churned 5.0x as often (95% CI")
+    assert t.loc["price", "rate_ratio"] == pytest.approx(0.2)
+    assert analyze.theme_drivers(fb, None, cfg).attrs["reason"].startswith("No outcome")
+
+
+def test_theme_drivers_on_demo_find_the_no_show():
+    cfg, d, fb, m, pp, drv, gaps = demo_run(0)
+    t = analyze.theme_drivers(fb, d.customers, cfg)
+    top = t[t.significant & (t.rate_ratio > 1)].head(3)
+    assert {"no-show", "engineer", "appointment"} & set(top["theme"])
+    assert (top["stage"] == "onboarding").all() and top["rate_ratio"].iloc[0] > 2 and (top["rate_ratio"] > 1.3).all()
+    assert "churned more often" in t.attrs["summary"] and "as often" in t.attrs["summary"]

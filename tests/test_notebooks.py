@@ -74,6 +74,24 @@ def test_05_records_findings_match_truth(demo):
     assert findings["top_pain_point"] == r["top_pain_point"]
 
 
+def test_05_theme_drivers_and_the_language_mix_in_the_quality_table(demo):
+    """Issue 14: the theme that goes most with churn is about the planted moment of truth (the engineer
+    who does not come), in the analysis and the report; the quality table carries the language mix."""
+    r, first = demo["records"]["05_analyze"], demo["processed"] / "first"
+    assert r["top_theme_driver"] in {"no-show", "engineer", "appointment"} and r["top_theme_driver_ratio"] > 1.5
+    td = pd.read_parquet(first / "theme_drivers.parquet").set_index("theme")
+    assert td.loc[r["top_theme_driver"], "stage"] == "onboarding" and td.loc[r["top_theme_driver"], "significant"]
+    import html as html_
+
+    text = html_.unescape(demo["result"].report.read_text(encoding="utf-8"))
+    assert f"Customers mentioning '{r['top_theme_driver']}' (mostly at Onboarding) churned" in text
+    q = pd.read_parquet(first / "quality.parquet")
+    lang = q[q["check"] == "language"]
+    assert lang["detail"].iloc[0].startswith("en: ") and lang["severity"].eq("info").all()
+    fb = pd.read_parquet(first / "feedback.parquet")
+    assert lang["rows"].sum() + q.loc[q["check"] == "language_undetermined", "rows"].sum() == fb["language"].notna().sum()
+
+
 def test_05_tests_the_experience_and_reads_a_later_period(demo):
     """The mystery-shopper sheet shipped with the demo is compared with the map, and the later period's
     planted change (activation fixed) is the change the living map finds."""
@@ -135,7 +153,7 @@ def test_run_writes_report_index_and_artifacts(demo):
     for name in ["objectives.json", "events.parquet", "customers.parquet", "feedback.parquet", "quality.parquet",
                  "features.parquet", "segments.parquet", "segmentation.joblib", "journey_map.parquet",
                  "transitions.parquet", "pain_points.parquet", "drivers.parquet", "recommendations.parquet",
-                 "gaps.parquet", "findings.json"]:
+                 "gaps.parquet", "theme_drivers.parquet", "findings.json"]:
         assert (demo["processed"] / "first" / name).is_file(), name
     assert not list(demo["reports"].glob(".tmp-*"))
     assert (demo["reports"] / "index.html").is_file()

@@ -59,12 +59,31 @@ def test_canvas_data_equals_map_and_renders(tmp_path):
     assert data.loc[data["moment_of_truth"], "stage"].tolist() == [top["stage"]]
     shown = data["quote"].dropna()
     assert len(shown) and shown.str.len().max() <= 110
-    assert all(q in " ".join(allm.loc[s, "quotes"]) or q.endswith("…") for s, q in zip(data.loc[shown.index, "stage"], shown))
+    assert all(q in " ".join(allm.loc[s, "quotes"]) + " " + str(allm.loc[s, "negative_theme_quote"]) or q.endswith("…")
+               for s, q in zip(data.loc[shown.index, "stage"], shown))
     _png(plots.journey_map_canvas(m, pain_points=pp, drivers=drv), tmp_path / "canvas.png")
     seg = sorted(set(m.segment) - {ALL})[0]
     seg_data = plots.journey_map_canvas_data(m, segment=seg)
     assert np.allclose(seg_data["dwell_median_h"], m[m.segment == seg].set_index("stage").loc[seg_data.stage, "dwell_median_h"])
     _png(plots.journey_map_canvas(m, segment=seg), tmp_path / "canvas_seg.png")
+
+
+def test_pain_point_quote_is_negative_about_its_top_negative_theme():
+    """Issue 14, item 5: a pain point's (or negative moment of truth's) quote is a negative comment about the
+    stage's top negative theme, not the stage's typical (often positive) comment."""
+    cfg, d, m, pp, drv = run()
+    data = plots.journey_map_canvas_data(m, pain_points=pp, drivers=drv).set_index("stage")
+    allm = m[m.segment == ALL].set_index("stage")
+    top = drv[(drv.role == "driver") & drv.significant].sort_values("rank").iloc[0]
+    flagged = set(data.index[data["pain_rank"] <= 3]) | ({top["stage"]} if top["worse_raises_bad"] else set())
+    assert flagged
+    for stage in flagged:
+        theme, nq = allm.loc[stage, "top_negative_theme"], allm.loc[stage, "negative_theme_quote"]
+        if not isinstance(nq, str):
+            continue
+        assert theme.lower() in nq.lower()
+        assert data.loc[stage, "quote"] == plots._short_quote([nq])
+    assert any(isinstance(allm.loc[s, "negative_theme_quote"], str) for s in flagged)
 
 
 def test_canvas_shows_the_deliverables_lane():

@@ -258,3 +258,17 @@ def test_sample_stops_early_only_when_the_outcome_is_english_alone(monkeypatch):
             assert got == {"en": 1.0} and 0 < sum(read) < 100  # stopped early
         if name == "en+8%pt":
             assert set(got) == {"en", "pt"} and sum(read) == 100  # read to the end
+
+
+def test_language_quality_rows_of_the_quality_table():
+    from journey_analysis.text import identify_languages, language_quality
+
+    t = pd.Series(["The engineer never came and nobody called", "ok", ":)", "O produto chegou no prazo, muito bom",
+                   "", None, "Der Zug war zu spät, wie immer"])
+    q = language_quality(pd.concat([t.rename("text"), identify_languages(t)], axis=1))
+    assert list(q.columns) == ["file", "check", "severity", "rows", "first_rows", "rule", "detail"]
+    lang = q[q.check == "language"]
+    assert lang["detail"].iloc[0] == "en: 60.0% of the comments with text" and lang["rows"].sum() == 5
+    short = q[q.check == "language_short_text"].iloc[0]
+    assert short["first_rows"] == "3" and "main language" in short["rule"]
+    assert language_quality(pd.DataFrame({"text": ["x"]})).empty
