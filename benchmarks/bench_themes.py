@@ -13,7 +13,9 @@ of the sentences or more), and how many of the 15 are opinion words (in VADER's 
 Speed, the user path of notebook 04: ``theme_members`` on the demo feedback at 100,000 customers
 (``journey demo-data --customers 100000 --seed 0``, made once under /tmp/bench_run as bench_run.py
 does), against the baseline's word count (``CountVectorizer`` fit on the same texts), wall and CPU
-seconds, one warm-up call first (resource tables loaded), median of 3.
+seconds, one warm-up call first (resource tables loaded), median of 3; and the map's voice lanes as
+``build_map`` makes them (``theme_members`` once, ``stage_voice`` on All customers and 4 seeded segments;
+sentiment from ``score_frame``, outside the timing).
 
 Also printed: the 15 largest themes on B2W (Portuguese) and GermEval (German), to read.
 
@@ -116,10 +118,20 @@ def speed(customers: int, repeat: int) -> dict:
     spec.loader.exec_module(br)
     data = br.demo_data(customers, Path("/tmp/bench_run"))
     fb = pd.read_csv(data / "feedback.csv.gz", dtype=str, keep_default_na=False)
-    fb = fb.assign(language="en")
+    from journey_analysis.sentiment import score_frame
+    from journey_analysis.themes import stage_voice
+
+    fb = fb.assign(language="en", sentiment=score_frame(fb["text"])["sentiment"].to_numpy(),
+                   segment=np.random.default_rng(0).choice(["a", "b", "c", "d"], len(fb)))
     theme_members(fb.head(2000))  # warm-up: resource tables and imports
+
+    def lane():  # what build_map does for its voice lanes: members once, then All customers + 4 segments
+        m = theme_members(fb)
+        return stage_voice(pd.concat([fb.assign(segment="All customers"), fb], ignore_index=True),
+                           ["segment", "stage"], members=m)
+
     res = {"rows": len(fb), "texts": int((fb["text"] != "").sum())}
-    for name, fn in (("ours", lambda: theme_members(fb)),
+    for name, fn in (("ours", lambda: theme_members(fb)), ("lane", lane),
                      ("baseline", lambda: CountVectorizer(binary=True).fit_transform(fb["text"]))):
         walls, cpus = [], []
         for _ in range(repeat):
@@ -154,10 +166,12 @@ def main():
         cat = pd.DataFrame(theme_members(_load(name)).attrs["themes"]).head(15)
         print(f"# {name}: " + "; ".join(f"{t.theme} ({t.mentions})" for t in cat.itertuples()))
     sp = speed(args.customers, args.repeat)
-    (w, c), (bw, bc) = sp["ours"], sp["baseline"]
+    (w, c), (lw, lc), (bw, bc) = sp["ours"], sp["lane"], sp["baseline"]
     print(f"theme_members, demo {args.customers:,} customers ({sp['rows']:,} feedback rows, {sp['texts']:,} with text): "
-          f"{w:.2f} s wall, {c:.2f} CPU-s; word count baseline {bw:.2f} s, {bc:.2f} CPU-s; ratio {w / bw:.1f}x; "
-          f"load {os.getloadavg()[0]:.1f}")
+          f"{w:.2f} s wall, {c:.2f} CPU-s; word count baseline {bw:.2f} s, {bc:.2f} CPU-s; ratio {w / bw:.1f}x (CPU "
+          f"{c / bc:.1f}x); load {os.getloadavg()[0]:.1f}")
+    print(f"the map's voice lanes (theme_members + stage_voice on All customers and 4 segments): {lw:.2f} s wall, "
+          f"{lc:.2f} CPU-s; load {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -344,10 +344,9 @@ def theme_members(feedback: pd.DataFrame | None) -> pd.DataFrame:
     parts, catalogue, terms = [], [], []
     for code in sorted(lang[has].unique()):  # languages (a handful), not rows
         rows = np.flatnonzero(has & (lang == code).to_numpy())
-        sub = redact(text.iloc[rows].astype(str))
-        codes_, distinct = pd.factorize(sub)
+        codes_, distinct = pd.factorize(text.iloc[rows].astype(str))
         weights = np.bincount(codes_, minlength=len(distinct))
-        voc, D, labels = theme_vocabulary(list(distinct), code, weights=weights)
+        voc, D, labels = theme_vocabulary(redact(pd.Series(distinct, dtype=object)).tolist(), code, weights=weights)
         if D.shape[1] == 0:
             continue
         Dr = D[codes_].tocoo()  # rows x themes
@@ -423,9 +422,12 @@ def themes(feedback: pd.DataFrame | None, by=None, *, members: pd.DataFrame | No
     out["negative_n"] = out["negative_n"].fillna(0).astype(int)
     out = out.join(n_group, on=key)
     out["share"] = out["mentions"] / out["_n"]
-    q = _typical(j, [*key, "theme"], n_quotes)
-    out = out.merge(q, on=[*key, "theme"], how="left")
-    out["quotes"] = [v if isinstance(v, list) else [] for v in out["quotes"]]
+    if n_quotes > 0:
+        q = _typical(j, [*key, "theme"], n_quotes)
+        out = out.merge(q, on=[*key, "theme"], how="left")
+        out["quotes"] = [v if isinstance(v, list) else [] for v in out["quotes"]]
+    else:
+        out["quotes"] = [[] for _ in range(len(out))]
     out = out.sort_values([*key, "mentions", "theme"], ascending=[True] * len(key) + [False, True], kind="stable")
     if top is not None:
         out = out.groupby(key, dropna=False, sort=False).head(top)
@@ -453,16 +455,27 @@ def trim_quote(text: str, limit: int = 200) -> str:
     return out
 
 
-def _typical_rows(frame: pd.DataFrame, key: list, n: int) -> pd.DataFrame:
-    """Up to ``n`` comments per ``key`` group, redacted and trimmed (``quote``), de-duplicated on their
-    lower-cased letters and digits, nearest the group's median sentiment, then nearest its median
-    length, then in feedback order."""
+def _quote_texts(texts: pd.Series, limit: int = 200) -> pd.Series:
+    """Redacted texts with runs of white space made one space, those longer than ``limit`` trimmed by
+    :func:`trim_quote` (the others as they are: no Python call per text)."""
     from journey_analysis.text import redact
 
+    q = redact(texts.astype(str)).str.replace(r"\s+", " ", regex=True).str.strip()
+    long = (q.str.len() > limit).to_numpy()
+    if long.any():
+        q[long] = q[long].map(lambda t: trim_quote(t, limit))  # the long texts only
+    return q
+
+
+def _typical_rows(frame: pd.DataFrame, key: list, n: int) -> pd.DataFrame:
+    """Up to ``n`` comments per ``key`` group, redacted and trimmed (``quote``, :func:`_quote_texts` once
+    per distinct text), de-duplicated on their lower-cased letters and digits, nearest the group's median
+    sentiment, then nearest its median length, then in feedback order."""
     f = frame[frame["sentiment"].notna()].copy()
     if f.empty:
         return f.assign(quote=pd.Series(dtype=object))
-    f["quote"] = redact(f["text"].astype(str)).map(trim_quote)
+    codes, distinct = pd.factorize(f["text"].astype(str))
+    f["quote"] = _quote_texts(pd.Series(distinct, dtype=object)).to_numpy()[codes]
     f["_norm"] = f["quote"].str.lower().str.replace(r"[\W_]+", " ", regex=True).str.strip()
     f = f[f["_norm"] != ""].drop_duplicates([*key, "_norm"])
     g = f.groupby(key, dropna=False, sort=False)
