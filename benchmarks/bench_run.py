@@ -56,10 +56,14 @@ def demo_data(n: int, workdir: Path) -> Path:
 
 
 def config_for(data: Path, n: int, workdir: Path) -> Path:
-    """configs/demo.yaml with its data paths pointed at the generated files (nothing else changed)."""
+    """configs/demo.yaml with its data paths pointed at the generated files; its other relative data
+    paths (observations, later period) made absolute, as read from configs/ (nothing else changed)."""
     import yaml
 
     cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    for slot, value in cfg["data"].items():
+        if isinstance(value, str) and not Path(value).is_absolute():
+            cfg["data"][slot] = str((ROOT / "configs" / value).resolve())
     for slot in ("events", "customers", "feedback"):
         cfg["data"][slot] = str(data / f"{slot}.csv.gz")
     cfg["name"] = f"bench{n}"
