@@ -788,7 +788,7 @@ def score_frame(texts, *, languages=None, cache_path: str | Path | None = None, 
             _CACHE.update(zip((keys[j] for j in np.flatnonzero(~cached).tolist()), vals_new.tolist()))
             if cache_path is not None:
                 _save_disk_cache(Path(cache_path))
-        vals_u[todo_u] = [_CACHE[k] for k in keys]
+        vals_u[todo_u] = np.fromiter(map(_CACHE.__getitem__, keys), dtype=float, count=len(keys))
     out = pd.DataFrame({"sentiment": vals_u[codes], "sentiment_status": status_u[codes],
                         "language": lang[codes], "language_confidence": lf["language_confidence"].to_numpy()[codes]},
                        index=s.index)

@@ -383,7 +383,7 @@ def _sample_languages(texts: list[str], shown: pd.Series, n: int, scale: float) 
     k = len(texts)
     limit = SAMPLE_MIN_SHARE * n * (1 - 1e-9)  # a margin against rounding in the shares
     min_count = 2 if n >= 40 else 1
-    other = float(shown.drop("en", errors="ignore").max()) if len(shown.drop("en", errors="ignore")) else 0.0
+    other = max((float(v) for c, v in shown.items() if c != "en"), default=0.0)
     first = k if other >= limit else max(0, k - int((limit - other) / scale))
     found: list = []
     while True:
@@ -394,7 +394,7 @@ def _sample_languages(texts: list[str], shown: pd.Series, n: int, scale: float) 
             return codes
         c = shown.add(codes.value_counts() * scale, fill_value=0.0)
         en = float(c.get("en", 0.0))
-        top_other = float(c.drop("en", errors="ignore").max()) if len(c.drop("en", errors="ignore")) else 0.0
+        top_other = max((float(v) for code, v in c.items() if code != "en"), default=0.0)
         unread = k - len(found)
         if en >= SAMPLE_MIN_SHARE * n * (1 + 1e-9) and en >= min_count and top_other + unread * scale < limit:
             return None
@@ -498,7 +498,7 @@ def identify_languages(texts, languages=None, *, sample_size: int = SAMPLE_SIZE,
     rest = text_rows[~fast]
     if len(rest):
         rh = th[~fast]
-        sub = [u[i] for i in rest]
+        sub = [u[i] for i in rest.tolist()]
         non_latin = np.zeros(len(rest), dtype=bool)
         wide = np.flatnonzero([not t.isascii() for t in sub])
         if len(wide):
@@ -531,7 +531,7 @@ def identify_languages(texts, languages=None, *, sample_size: int = SAMPLE_SIZE,
             groups.append((np.flatnonzero(strong & (gtop == j)), cand + [codes[j]], flat, False))
         for group, pool, weights, low_acc in groups:
             if len(group):
-                lang[rest[group]], conf[rest[group]] = _lingua_posterior([sub[i] for i in group], pool, weights,
+                lang[rest[group]], conf[rest[group]] = _lingua_posterior([sub[i] for i in group.tolist()], pool, weights,
                                                                          low_accuracy=low_acc)
                 rule[rest[group]] = "lingua"
         # short texts ("ok", "no", "great!") that lingua cannot tell: the data's main language
