@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,23 @@ def _utf8_problem(path: Path) -> str | None:
 _COMPRESSED = {".bz2", ".zip", ".xz", ".zst", ".tar", ".tgz"}
 
 
+def _has_quote(path: Path) -> bool:
+    """Whether the file may hold a quoted field (so a line break inside a value): a plain file without
+    any '"' byte has none, and pyarrow then splits it at every line break, faster."""
+    if _suffixes(path)[-1:] == [".gz"]:
+        return True
+    import mmap
+
+    with open(path, "rb") as fh:
+        try:
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                if hasattr(mm, "madvise") and hasattr(mmap, "MADV_SEQUENTIAL"):
+                    mm.madvise(mmap.MADV_SEQUENTIAL)
+                return mm.find(b'"') >= 0
+        except (ValueError, OSError):  # an empty or unmappable file: assume quotes
+            return True
+
+
 def _read_csv_arrow(path: Path, sep: str, head: bytes) -> pd.DataFrame | None:
     """The same table as pandas' reader (every cell as text), read by pyarrow's multi-threaded CSV reader.
 
@@ -69,7 +87,7 @@ def _read_csv_arrow(path: Path, sep: str, head: bytes) -> pd.DataFrame | None:
         return None
     try:
         table = pacsv.read_csv(
-            path, parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+            path, parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=_has_quote(path)),
             convert_options=pacsv.ConvertOptions(column_types={c: pa.large_string() for c in header},
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False))
     except (pa.ArrowException, OSError, ValueError):
@@ -243,14 +261,21 @@ def _arrow_parse(arr, index):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    trimmed = pc.utf8_trim_whitespace(arr)
-    blank = pc.fill_null(pc.equal(trimmed, ""), True)
-    if pc.any(blank).as_py():
-        trimmed = pc.if_else(blank, pa.scalar(None, pa.string()), trimmed)
-    try:
-        parsed = pc.cast(trimmed, pa.timestamp("ns", tz="UTC"))
+    kind = pa.timestamp("ns", tz="UTC")
+    try:  # pyarrow refuses surrounding whitespace and empty strings: when this parses, nothing needs stripping
+        parsed = pc.cast(arr, kind)
+        trimmed, blank = arr, pc.is_null(arr)
     except (pa.ArrowException, ValueError, TypeError):
-        return None
+        parsed = None
+    if parsed is None:
+        trimmed = pc.utf8_trim_whitespace(arr)
+        blank = pc.fill_null(pc.equal(trimmed, ""), True)
+        if pc.any(blank).as_py():
+            trimmed = pc.if_else(blank, pa.scalar(None, arr.type), trimmed)
+        try:
+            parsed = pc.cast(trimmed, kind)
+        except (pa.ArrowException, ValueError, TypeError):
+            return None
     if parsed.null_count != trimmed.null_count:  # a value that did not parse: the pandas path explains it
         return None
     out = parsed.to_pandas() if isinstance(parsed, pa.ChunkedArray) else pd.Series(parsed.to_pandas())
@@ -331,45 +356,50 @@ class _Factor:
 
     Every check of :func:`_finish` on a text column is a function of the value, so it runs once per
     distinct value and is spread to the rows by the codes (no Python object per row until the
-    column is written out)."""
+    column is written out). A table indexed by the codes has one slot more, the last, for code -1."""
 
-    codes: np.ndarray
+    codes: np.ndarray  # int32 or int64
     uniques: object  # pyarrow.Array of strings, no nulls
+    _objects: np.ndarray | None = field(default=None, repr=False)
 
     def objects(self) -> np.ndarray:
-        """The values as Python strings (None where missing), shared between equal values."""
-        values = np.empty(len(self.uniques) + 1, dtype=object)
-        values[:-1] = self.uniques.to_numpy(zero_copy_only=False)
-        values[-1] = None
-        return values[self.codes]  # code -1 -> the last slot, None
+        """The values as Python strings (None where missing), one object per distinct value."""
+        if self._objects is None:
+            values = np.empty(len(self.uniques) + 1, dtype=object)
+            values[:-1] = self.uniques.to_numpy(zero_copy_only=False)
+            values[-1] = None
+            self._objects = values[self.codes]  # code -1 -> the last slot, None
+        return self._objects
 
 
-def _factorise(arr, contiguous: bool = False) -> _Factor:
-    """Codes of a pyarrow string column: when ``contiguous``, first try runs of equal neighbours (an id
-    column whose rows come together, the usual export order: no hashing), else dictionary encoding."""
+def _factorise(arr) -> _Factor:
+    """Codes of a pyarrow string column by dictionary encoding, of the first value of each run of equal
+    neighbours only when the runs are long (ids, and attributes repeated on each of a case's rows, in
+    the usual export order), the codes then repeated over each run: the same codes, less hashing."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     n = len(arr)
-    if contiguous and n > 1 and arr.null_count == 0:
-        flat = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    small = np.int32 if n < 2 ** 31 - 1 else np.int64
+    runs = None
+    if n > 1:
         new = np.empty(n, dtype=bool)
         new[0] = True
-        new[1:] = pc.not_equal(flat[1:], flat[:-1]).to_numpy(zero_copy_only=False)
+        new[1:] = pc.fill_null(pc.not_equal(arr[1:], arr[:-1]), True).to_numpy(zero_copy_only=False)
         firsts = np.flatnonzero(new)
-        ids = flat.take(pa.array(firsts))
-        if pc.count_distinct(ids).as_py() == len(firsts):
-            return _Factor(np.cumsum(new) - 1, ids)
+        if len(firsts) <= n // 2:
+            runs = np.diff(np.append(firsts, n))
+            arr = arr.take(pa.array(firsts))
     enc = pc.dictionary_encode(arr)
-    if isinstance(enc, pa.ChunkedArray):
-        enc = enc.unify_dictionaries() if enc.num_chunks else enc
-        chunks = enc.chunks
-    else:
-        chunks = [enc]
+    chunks = (enc.unify_dictionaries().chunks if enc.num_chunks else []) if isinstance(enc, pa.ChunkedArray) else [enc]
     if not chunks:
-        return _Factor(np.zeros(0, dtype=np.int64), pa.array([], pa.string()))
-    codes = np.concatenate([c.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-                            for c in chunks])
+        return _Factor(np.zeros(0, dtype=small), pa.array([], pa.large_string()))
+    indices = pa.chunked_array([c.indices for c in chunks], type=chunks[0].indices.type)
+    if indices.null_count:
+        indices = pc.fill_null(indices, -1)
+    codes = indices.to_numpy().astype(small, copy=False)
+    if runs is not None:
+        codes = np.repeat(codes, runs)
     uniques = chunks[0].dictionary
     if uniques.null_count:  # pragma: no cover - dictionary_encode masks nulls by default
         raise ValueError("nulls in a dictionary")
@@ -381,11 +411,17 @@ def _strings(values) -> pd.Series:
     return pd.Series(pd.array(values, dtype="string"))
 
 
+def _lookup(per_unique: np.ndarray, missing) -> np.ndarray:
+    """A table indexed by codes: one value per distinct value, then ``missing`` for code -1 (the last slot)."""
+    return np.append(per_unique, np.array([missing], dtype=per_unique.dtype))
+
+
 def _factor_typed(f: _Factor, name: str, text_column: bool, index) -> tuple[pd.Series, _Factor | None, np.ndarray]:
     """:func:`_as_text` / :func:`_infer_extra` of a factorised column, decided on its distinct values.
 
     Returns the typed column, the factor of its text (None when it became numbers or booleans), and
-    codes of the typed values (equal values equal codes, missing -1) for the duplicate check."""
+    codes of the typed values (equal values equal codes, missing -1) for the duplicate check. Each row
+    is touched by one table look-up per output."""
     import pyarrow.compute as pc
 
     codes = f.codes
@@ -393,27 +429,28 @@ def _factor_typed(f: _Factor, name: str, text_column: bool, index) -> tuple[pd.S
         return pd.Series(f.objects(), index=index, dtype=object, copy=False), f, codes
     trimmed = pc.utf8_trim_whitespace(f.uniques)
     blank_u = pc.equal(trimmed, "").to_numpy(zero_copy_only=False)
-    if blank_u.any():
-        codes = np.where(codes >= 0, np.where(blank_u[np.maximum(codes, 0)], -1, codes), -1)
-    if (codes < 0).all():
-        return pd.Series(np.nan, index=index, name=name), None, codes
-    # the distinct non-blank values after stripping (two raw values may strip to one)
+    # the distinct non-blank values after stripping (two raw values may strip to one); every distinct
+    # value occurs in the rows, so "every row blank or missing" is "no distinct value left"
     dcodes, distinct = _strings(trimmed).mask(blank_u).factorize()
+    if not (dcodes >= 0).any():
+        return pd.Series(np.nan, index=index, name=name), None, np.full(len(codes), -1, dtype=codes.dtype)
     distinct = pd.Series(distinct.array)
-    row = np.where(codes >= 0, dcodes[np.maximum(codes, 0)], -1)
+    dcodes = dcodes.astype(codes.dtype, copy=False)
     if distinct.str.lower().isin(["true", "false"]).all():
         truth = (distinct.str.lower() == "true").to_numpy(dtype=bool)
-        values = pd.array(truth[np.maximum(row, 0)], dtype="boolean")
-        values[row < 0] = pd.NA
-        return pd.Series(values, index=index, name=name, copy=False), None, np.where(row >= 0, truth[np.maximum(row, 0)], -1)
+        values = pd.arrays.BooleanArray(_lookup(truth[dcodes], False)[codes], _lookup(dcodes < 0, True)[codes])
+        dup = _lookup(np.where(dcodes >= 0, truth[dcodes], -1).astype(codes.dtype), -1)[codes]
+        return pd.Series(values, index=index, name=name, copy=False), None, dup
     if not _cannot_be_number(distinct):
         nums = pd.to_numeric(distinct, errors="coerce")
         if nums.notna().all() and not distinct.str.match(r"^0\d").any():
             ncodes, _ = pd.factorize(nums)
-            return (pd.Series(nums.array.take(row, allow_fill=True), index=index, name=name, copy=False), None,
-                    np.where(row >= 0, ncodes[np.maximum(row, 0)], -1))
-    kept = _Factor(codes, f.uniques)
-    return pd.Series(kept.objects(), index=index, dtype=object, copy=False), kept, codes
+            per_code = nums.array.take(_lookup(dcodes, -1), allow_fill=True)  # last slot missing
+            dup = _lookup(np.where(dcodes >= 0, ncodes[dcodes], -1).astype(codes.dtype), -1)[codes]
+            return pd.Series(per_code.take(codes), index=index, name=name, copy=False), None, dup
+    kept = _Factor(_lookup(np.where(blank_u, -1, np.arange(len(blank_u))).astype(codes.dtype), -1)[codes]
+                   if blank_u.any() else codes, f.uniques)
+    return pd.Series(kept.objects(), index=index, dtype=object, copy=False), kept, kept.codes
 
 
 def _infer_extra(s: pd.Series, name: str) -> pd.Series:
@@ -468,24 +505,38 @@ def _duplicated(columns: list, block: np.ndarray | None = None) -> np.ndarray:
     Each column (a Series, or an array of codes already made: equal values equal codes, missing -1)
     is factorised (missing values one code, equal to each other as in pandas); the codes are
     combined into a row key, re-factorised whenever the product of sizes would overflow.
-    ``block``: a code per row such that two equal rows always share it and each block's rows are
-    adjacent (e.g. customer and timestamp of time-ordered events); then only the rows of blocks with
-    two or more rows are compared.
+    ``block``: a non-decreasing code per row such that two equal rows always share it (e.g. customer
+    and timestamp of time-ordered events; the columns it stands for may then be left out); only the
+    rows of blocks with two or more rows are compared, by a stable sort of their keys.
     """
-    n = len(columns[0]) if columns else 0
-    if block is not None and n > 1:
+    n = len(block) if block is not None else len(columns[0]) if columns else 0
+    if block is not None:
+        out = np.zeros(n, dtype=bool)
+        if n < 2:
+            return out
         start = np.empty(n, dtype=bool)
         start[0] = True
         start[1:] = block[1:] != block[:-1]
         shared = ~start  # a row whose block started before it, or whose block goes on after it
         shared[:-1] |= ~start[1:]
         cand = np.flatnonzero(shared)
-        out = np.zeros(n, dtype=bool)
-        if len(cand):
-            sub = [np.cumsum(start)[cand]] + [c[cand] if isinstance(c, np.ndarray) else c.iloc[cand]
-                                              for c in columns]
-            out[cand] = _duplicated(sub)
+        if not len(cand):
+            return out
+        sub_start = start[cand]
+        key = _row_key([np.cumsum(sub_start, dtype=np.int64) - 1]
+                       + [c[cand] if isinstance(c, np.ndarray) else c.iloc[cand] for c in columns])
+        order = np.argsort(key, kind="stable")  # blocks come in order: nearly sorted already
+        ks = key[order]
+        again = np.zeros(len(cand), dtype=bool)
+        again[order[1:]] = ks[1:] == ks[:-1]  # equal to an earlier row (stable: the first stays)
+        out[cand] = again
         return out
+    return pd.Series(_row_key(columns)).duplicated(keep="first").to_numpy()
+
+
+def _row_key(columns: list) -> np.ndarray:
+    """One int64 per row, equal for rows equal in every column (see :func:`_duplicated`)."""
+    n = len(columns[0]) if columns else 0
     key = np.zeros(n, dtype=np.int64)
     size = 1
     for col in columns:
@@ -496,7 +547,7 @@ def _duplicated(columns: list, block: np.ndarray | None = None) -> np.ndarray:
             size = len(distinct)
         key = key * width + (codes.astype(np.int64) + 1)
         size *= width
-    return pd.Series(key).duplicated(keep="first").to_numpy()
+    return key
 
 
 def _time_blocks(case: np.ndarray, ts: pd.Series) -> np.ndarray | None:
@@ -505,7 +556,7 @@ def _time_blocks(case: np.ndarray, ts: pd.Series) -> np.ndarray | None:
     n = len(case)
     if n < 2 or not pd.api.types.is_datetime64_any_dtype(ts.dtype):
         return None
-    t = ts.to_numpy(dtype="datetime64[ns]").view("int64")
+    t = ts.array.asi8 if hasattr(ts.array, "asi8") else ts.to_numpy(dtype="datetime64[ns]").view("int64")
     dc = np.diff(case)
     dt = np.diff(t)
     if not bool(np.all((dc > 0) | ((dc == 0) & (dt >= 0)))):
@@ -513,7 +564,7 @@ def _time_blocks(case: np.ndarray, ts: pd.Series) -> np.ndarray | None:
     new = np.empty(n, dtype=bool)
     new[0] = True
     new[1:] = (dc != 0) | (dt != 0)
-    return np.cumsum(new)
+    return np.cumsum(new, dtype=np.int64)
 
 
 def _finish(frame: pd.DataFrame, path, kind: str, log: QualityLog, duplicates: str = "drop",
@@ -528,18 +579,23 @@ def _finish(frame: pd.DataFrame, path, kind: str, log: QualityLog, duplicates: s
     twin: dict[str, pd.Series] = {}
     facts: dict[str, _Factor] = {}  # text columns made from a factor
     dup_codes: dict[str, np.ndarray] = {}  # codes of the typed values of factorised columns
-    seen: dict[int, tuple] = {}  # one factor per pyarrow array (stage is often activity's array)
-    for col in frame.columns:
-        if col in TIME_COLUMNS or col == "row_id":
-            continue
+    typed_cols = [c for c in frame.columns if not (c in TIME_COLUMNS or c == "row_id"
+                                                      or (c not in TEXT_COLUMNS and c in ("rating", "duration_s")))]
+    # one factor per pyarrow array (stage is often activity's array), made in parallel: pyarrow's
+    # kernels release the GIL
+    arrays = {c: a for c in typed_cols if (a := _arrow_strings(frame[c])) is not None}
+    jobs = {id(a): a for a in arrays.values()}
+    if len(jobs) > 1 and len(frame) > 100_000:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1)) as pool:
+            made = dict(zip(jobs, pool.map(_factorise, jobs.values())))
+    else:
+        made = {key: _factorise(a) for key, a in jobs.items()}
+    for col in typed_cols:
         s = frame[col]
-        if col not in TEXT_COLUMNS and col in ("rating", "duration_s"):
-            continue
-        arr = _arrow_strings(s)
-        if arr is not None:
-            if id(arr) not in seen:
-                seen[id(arr)] = (arr, _factorise(arr, contiguous=col == "customer_id"))
-            typed, f, dup_codes[col] = _factor_typed(seen[id(arr)][1], col, col in TEXT_COLUMNS, frame.index)
+        if col in arrays:
+            typed, f, dup_codes[col] = _factor_typed(made[id(arrays[col])], col, col in TEXT_COLUMNS, frame.index)
             frame[col] = typed
             if f is not None:
                 facts[col] = f
@@ -573,6 +629,9 @@ def _finish(frame: pd.DataFrame, path, kind: str, log: QualityLog, duplicates: s
     block = None
     if kind == "events" and "customer_id" in dup_codes and "timestamp" in frame.columns:
         block = _time_blocks(dup_codes["customer_id"], frame["timestamp"])
+    if block is not None:  # the block stands for customer and timestamp; a column sharing another's codes adds nothing
+        content = [c for i, c in enumerate(content) if c not in ("customer_id", "timestamp")
+                   and not (c in dup_codes and any(dup_codes.get(o) is dup_codes[c] for o in content[:i]))]
     dup = _duplicated([dup_codes[c] if c in dup_codes else twin[c] if c in twin else frame[c] for c in content],
                       block)
     if dup.any():

@@ -23,7 +23,7 @@ into journeys at every inactivity gap longer than that many seconds (see :func:`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -68,6 +68,7 @@ class _Log:
     raw_case: np.ndarray | None = None
     raw_grp: np.ndarray | None = None
     repeats_removed: np.ndarray | None = None  # per kept row: how many repeats were merged into it
+    memo: dict = field(default_factory=dict, repr=False)  # arrays several tables share (step_tables)
 
 
 def _as_list(by) -> list[str]:
@@ -91,9 +92,28 @@ def _ts_ns(col: pd.Series, name: str) -> np.ndarray:
     return col.to_numpy(dtype="datetime64[ns]").view("int64")
 
 
+def _object_factorize(v: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``pd.factorize`` of an object array (the same codes and uniques), hashing the objects' addresses
+    first: the loaders' text columns hold one Python object per distinct value, so only those few
+    objects are then compared by value. None where addresses cannot be read (not 64-bit)."""
+    import ctypes
+
+    if ctypes.sizeof(ctypes.c_void_p) != 8:  # pragma: no cover - 32-bit Python
+        return None
+    v = np.ascontiguousarray(v)
+    addr = np.ctypeslib.as_array((ctypes.c_uint64 * len(v)).from_address(v.ctypes.data))  # v's pointers, read only
+    pcodes, paddr = pd.factorize(addr)
+    first = np.empty(len(paddr), dtype=np.int64)
+    first[pcodes[::-1]] = np.arange(len(v) - 1, -1, -1)  # first row of each object
+    # equal values held by different objects get one code, in order of first appearance (as pd.factorize)
+    vcodes, uniques = pd.factorize(v[first], sort=False, use_na_sentinel=True)
+    return vcodes[pcodes], uniques
+
+
 def _codes(values: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Factorise a column of labels; missing labels are an error (ids are strings, never missing)."""
-    codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=True)
+    made = _object_factorize(values.to_numpy()) if values.dtype == object and len(values) > 65536 else None
+    codes, uniques = made if made is not None else pd.factorize(values, sort=False, use_na_sentinel=True)
     if (codes < 0).any():
         rows = np.flatnonzero(codes < 0)[:5] + 1
         raise JourneyError(f"column {name!r} has missing values", column=name, rows=rows,
@@ -327,7 +347,7 @@ def _grouped_stats(key: np.ndarray, values: np.ndarray, n_keys: int, p90: bool =
     NaN values are ignored. Keys without values get count 0 and NaN statistics. Median and p90
     follow pandas (mean of the two middle values; linear interpolation between order statistics).
     Values are grouped by a stable radix sort on the key; order statistics come from one
-    np.partition per non-empty key (O(n) in all), not a full sort.
+    np.partition per non-empty key (O(n) in all), or, for many small groups, from one sort.
     """
     ok = ~np.isnan(values)
     if not ok.all():
@@ -351,6 +371,20 @@ def _grouped_stats(key: np.ndarray, values: np.ndarray, n_keys: int, p90: bool =
     if len(nz):
         mn[nz] = np.minimum.reduceat(v, start[nz])
         mx[nz] = np.maximum.reduceat(v, start[nz])
+    if len(nz) > 64 and len(nz) * 5000 > len(values) * np.log2(len(values)):
+        # many small groups (variants): one sort by value within key is cheaper than a partition per key
+        vs = values[np.lexsort((values, key))]
+        c = count[nz]
+        s0 = start[nz]
+        lo, hi = (c - 1) // 2, c // 2
+        med[nz] = (vs[s0 + lo] + vs[s0 + hi]) / 2
+        if p90:
+            q = 0.9 * (c - 1)
+            qlo = np.floor(q).astype(np.int64)
+            qhi = np.minimum(qlo + 1, c - 1)
+            q90[nz] = vs[s0 + qlo] + (vs[s0 + qhi] - vs[s0 + qlo]) * (q - qlo)
+        nz = nz[:0]
+    if len(nz):
         for k in nz.tolist():  # loop over groups (steps or step pairs), not rows or customers
             c = int(count[k])
             seg = v[start[k]:start[k] + c]
@@ -376,12 +410,17 @@ def _nunique_per_key(key: np.ndarray, case: np.ndarray, n_keys: int) -> np.ndarr
     return np.bincount(u % max(n_keys, 1), minlength=n_keys)
 
 
-def _case_key_counts(key: np.ndarray, case: np.ndarray, n_keys: int):
+def _case_key_counts(key: np.ndarray, case: np.ndarray, n_keys: int, memo: dict | None = None):
     """Distinct (journey, key) combinations as journey * n_keys + key, and their row counts.
 
     Rows are sorted by journey, so the combined values are nearly sorted and a stable (timsort)
-    sort is fast; no hashing.
+    sort is fast; no hashing. ``memo``: a log's cache (the same arrays give the same answer).
     """
+    if memo is not None:
+        tag = ("case_key_counts", id(key), id(case), n_keys)
+        if tag not in memo:
+            memo[tag] = (key, case, _case_key_counts(key, case, n_keys))  # the arrays kept: ids stay theirs
+        return memo[tag][2]
     if len(key) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     n_keys = max(n_keys, 1)
@@ -418,11 +457,15 @@ def _stats_columns(stats: dict, prefix: str, sel: np.ndarray, p90: bool = True,
 
 
 def _dwell(log: _Log) -> np.ndarray:
-    """Seconds from each event's timestamp to the next event's timestamp in the journey (NaN last)."""
-    d = np.full(len(log.ts), np.nan)
-    if len(log.ts) > 1:
-        d[:-1] = (log.ts[1:] - log.ts[:-1]) / _NS
-        d[log.last] = np.nan
+    """Seconds from each event's timestamp to the next event's timestamp in the journey (NaN last).
+    Made once per log (read only)."""
+    d = log.memo.get("dwell")
+    if d is None:
+        d = np.full(len(log.ts), np.nan)
+        if len(log.ts) > 1:
+            d[:-1] = (log.ts[1:] - log.ts[:-1]) / _NS
+            d[log.last] = np.nan
+        log.memo["dwell"] = d
     return d
 
 
@@ -470,13 +513,13 @@ def _reached_terminal(log: _Log, terminal) -> np.ndarray:
 def _step_stats(log: _Log, step, by, session_gap_s, inactivity_gap_s, as_of, terminal=()) -> pd.DataFrame:
     n_steps = len(log.step_labels)
     n_groups = max(len(log.groups), 1)
-    key = log.grp * n_steps + log.step
+    key = log.step if n_groups == 1 else log.grp * n_steps + log.step  # one group: code 0
     n_keys = n_groups * n_steps
     n_events = np.bincount(key, minlength=n_keys)
     raw_key = key if log.raw_step is None else log.raw_grp * n_steps + log.raw_step
     raw_case = log.case if log.raw_case is None else log.raw_case
     # rework: (journey, step) reached twice or more, on the un-collapsed events
-    u, cnt = _case_key_counts(raw_key, raw_case, n_keys)
+    u, cnt = _case_key_counts(raw_key, raw_case, n_keys, log.memo)
     rework = np.bincount(u[cnt >= 2] % n_keys, minlength=n_keys)
     # customers reaching the step (collapsing repeats does not change which steps are reached)
     customers = np.bincount(u % n_keys, minlength=n_keys)
@@ -544,25 +587,24 @@ def _sort(out: pd.DataFrame, by: list[str], cols: list[str], asc: list[bool]) ->
 def _pair_times(log: _Log, time: str) -> np.ndarray:
     """Transition time (seconds) from each event to the next in its journey (NaN for the last)."""
     n = len(log.ts)
+    if time == "dwell":  # the same seconds as the dwell of step statistics
+        return _dwell(log)
     out = np.full(n, np.nan)
     if n < 2:
         return out
-    if time == "dwell":
-        d = log.ts[1:] - log.ts[:-1]
+    if log.end is None:
+        raise JourneyError(f"time={time!r} needs interval data", column="end_timestamp",
+                           expected="an end_timestamp or duration_s column",
+                           fix="use time='dwell'")
+    this_end = log.end[:-1]
+    if time == "waiting":
+        d = log.ts[1:] - this_end
+    elif time == "waiting_clipped":
+        d = np.maximum(log.ts[1:], this_end) - this_end
+    elif time == "end_to_end":
+        d = log.end[1:] - this_end
     else:
-        if log.end is None:
-            raise JourneyError(f"time={time!r} needs interval data", column="end_timestamp",
-                               expected="an end_timestamp or duration_s column",
-                               fix="use time='dwell'")
-        this_end = log.end[:-1]
-        if time == "waiting":
-            d = log.ts[1:] - this_end
-        elif time == "waiting_clipped":
-            d = np.maximum(log.ts[1:], this_end) - this_end
-        elif time == "end_to_end":
-            d = log.end[1:] - this_end
-        else:
-            raise JourneyError(f"unknown transition time {time!r}", expected=str(TRANSITION_TIMES))
+        raise JourneyError(f"unknown transition time {time!r}", expected=str(TRANSITION_TIMES))
     out[:-1] = d / _NS
     out[log.last] = np.nan
     return out
@@ -895,12 +937,22 @@ def _variant_ids(log: _Log) -> tuple[np.ndarray, np.ndarray]:
     node = np.zeros(log.n_cases, dtype=np.int64)  # node of each journey at the current level
     final = np.zeros(log.n_cases, dtype=np.int64)
     offset = 0
+    n_nodes = 1  # nodes at the previous level, numbered 0..n_nodes-1
     for j, c in enumerate(counts):  # loop over positions (longest journey), not over journeys
         rows = by_pos[offset:offset + c]
         offset += c
         cases = log.case[rows]
         keys = node[cases] * n_steps + log.step[rows]
-        codes, _ = pd.factorize(keys)
+        bound = n_nodes * n_steps
+        if bound <= 4 * c + 4096:  # few possible prefixes: number them by a table, no hashing
+            present = np.zeros(bound, dtype=bool)
+            present[keys] = True
+            number = np.cumsum(present) - 1
+            codes = number[keys]
+            n_nodes = int(number[-1]) + 1
+        else:
+            codes, uniq = pd.factorize(keys)
+            n_nodes = len(uniq)
         node[cases] = codes
         ends = length[cases] == j + 1
         final[cases[ends]] = codes[ends]
@@ -943,7 +995,7 @@ def _variants(log: _Log, by, top, sep) -> pd.DataFrame:
     # loops: a (journey, step) pair seen twice
     n_steps = len(log.step_labels)
     loop_case = np.zeros(log.n_cases, dtype=bool)
-    u, cnt = _case_key_counts(log.step, log.case, n_steps)
+    u, cnt = _case_key_counts(log.step, log.case, n_steps, log.memo)
     loop_case[u[cnt >= 2] // n_steps] = True
     g = log.grp[fidx]
     n_groups = max(len(log.groups), 1)
