@@ -230,7 +230,7 @@ def two_runs(tmp_path_factory):
 
 
 ARTIFACTS = ["quality", "customers", "feedback", "features", "segments", "journey_map", "transitions",
-             "stage_metrics", "pain_points", "drivers", "gaps", "recommendations"]
+             "stage_metrics", "pain_points", "drivers", "theme_drivers", "gaps", "recommendations"]
 
 
 @pytest.mark.parametrize("name", ARTIFACTS)
