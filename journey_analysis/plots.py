@@ -175,7 +175,7 @@ def journey_map_canvas_data(journey_map: pd.DataFrame, segment: str = ALL, pain_
     if "negative_theme_quote" in m.columns:
         flagged = ((out["pain_rank"] <= 3) | negative_mot).to_numpy()
         nq = m["negative_theme_quote"].to_numpy()
-        has = np.array([isinstance(q, str) and q != "" for q in nq])
+        has = np.array([isinstance(q, str) and q != "" for q in nq], dtype=bool)
         pick = flagged & has
         out.loc[pick, "quote"] = [_short_quote([q]) for q in nq[pick]]
     return out.reset_index(drop=True)

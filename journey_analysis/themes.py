@@ -224,7 +224,9 @@ def theme_vocabulary(texts, language: str = "en", weights=None, sentiment=None) 
     cap = forms.str.match(r"^[^\W\d_]").to_numpy() & (forms.str[:1] != forms.str[:1].str.lower()).to_numpy()
     cap_share = (df_cs[uni] * cap) @ M / np.maximum(uses, 1)
     # the word before: bigram "det word", "very word"
-    bforms = pd.Series(vocab[bi].astype(str)).str.split(" ", n=1, expand=True)
+    # (no bigram at all, e.g. one-word comments: still the two columns, empty)
+    bforms = pd.Series(vocab[bi].astype(str), dtype=object).str.split(" ", n=1, expand=True) \
+        .reindex(columns=[0, 1]).astype(object)
     before = bforms[0].str.lower()
     pos_of = pd.Series(np.arange(len(uni)), index=forms.to_numpy())
     second = bforms[1].map(pos_of)
