@@ -25,7 +25,8 @@ install: $(STAMP) ## Create .venv or VENV=<path> (when missing), install the pac
 run: $(STAMP) ## Run the whole pipeline on CONFIG=<yaml> (configs/demo.yaml by default) and print where the report is
 	$(BIN)/journey run --config $(CONFIG)
 
-test: $(STAMP) ## Run the whole test suite (unit, real-data, notebook tests)
+test: $(STAMP) ## Run the whole test suite (import layers, unit, real-data, notebook tests)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS) tests
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then $(BIN)/python -m pytest --nbval-lax -p no:xdist notebooks/*.ipynb; fi
 

@@ -131,7 +131,7 @@ def run_once(cfg: Path, n: int, workdir: Path, interval: float) -> dict:
     nb02 = reports / run_id / "02_gather.ipynb"
     if nb02.exists():
         sys.path.insert(0, str(ROOT))
-        from journey_analysis.runner import read_records
+        from journey_analysis.artifacts import read_records
 
         rec = read_records(nb02)
         facts = {k: rec.get(k) for k in ("n_events", "n_customers", "n_feedback")}

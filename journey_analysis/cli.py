@@ -105,13 +105,13 @@ def _demo_data(args) -> int:
 
 def _validate(args) -> int:
     from journey_analysis.config import load_config
-    from journey_analysis.gather import gather, quality_summary
+    from journey_analysis.sources import gather, quality_summary
 
-    from journey_analysis.sources import check_kpis
+    from journey_analysis.metrics import validate_kpis
 
     config = load_config(args.config)
     g = gather(config)
-    check_kpis(config)
+    validate_kpis(config)
     from journey_analysis.segment import customer_features
 
     customer_features(g.events, g.customers, g.feedback, config=config)  # segmentation settings the run uses

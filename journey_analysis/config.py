@@ -281,7 +281,7 @@ class RunConfig(BaseModel):
     def _spark_shapes(self):
         """Shapes the Spark engine cannot run are refused here (so ``journey validate`` says so before a
         run): no event log, and feedback linked ``via: events``. Lists of tables, wide milestone tables and
-        constant values are shaped with pandas and then handed to Spark (see ``gather.gather``)."""
+        constant values are shaped with pandas and then handed to Spark (see ``sources.gather``)."""
         if self.engine != "spark":
             return self
         ev = self.data.events

@@ -324,7 +324,7 @@ def draft_config(out, events=None, customers=None, feedback=None, name: str | No
 
 def write_draft(out, events=None, customers=None, feedback=None, name=None, force: bool = False) -> Path:
     """Write :func:`draft_config` to ``out`` (atomically; an existing file only with ``force``)."""
-    from journey_analysis.runner import atomic_write_text
+    from journey_analysis.artifacts import atomic_write_text
 
     out = Path(out)
     if out.exists() and not force:

@@ -1,4 +1,5 @@
-"""Loading and normalising the raw data: events, customers, feedback (CSV, Parquet, Excel, XES).
+"""The loaders: one raw file of events, customers or feedback (CSV, Parquet, Excel, XES) loaded and
+normalised into its contract (a whole run's data: :func:`journey_analysis.sources.gather`).
 
 Every loader reads ids as strings (``"NA"`` and ``"None"`` stay ids), parses timestamps to UTC
 (mixed offsets allowed; values without an offset are read as UTC), keeps extra columns and the
@@ -182,7 +183,9 @@ def read_table(path, encoding: str | None = None) -> pd.DataFrame:
     return frame
 
 
-def _apply_mapping(frame: pd.DataFrame, columns: dict | None, path) -> pd.DataFrame:
+def apply_mapping(frame: pd.DataFrame, columns: dict | None, path) -> pd.DataFrame:
+    """`frame` with its columns renamed by `columns` (source name -> contract name); a source column the
+    file does not have is a JourneyError naming the file (`path`)."""
     if not columns:
         return frame
     missing = [src for src in columns if src not in frame.columns]
@@ -662,7 +665,7 @@ def load_events(path, columns: dict | None = None, stages=None, step: str = "sta
     """
     log = QualityLog() if log is None else log
     frame = read_table(path, encoding) if frame is None else frame.copy()
-    frame = _apply_mapping(frame, columns, path)
+    frame = apply_mapping(frame, columns, path)
     # process-mining logs (XES, pm4py-style CSV): case -> customer, activity -> stage, unless mapped
     if "case_id" in frame.columns and "customer_id" not in frame.columns:
         frame = frame.rename(columns={"case_id": "customer_id"})
@@ -732,7 +735,7 @@ def load_customers(path, columns: dict | None = None, log: QualityLog | None = N
     Blank cells of a numeric column are counted per column (``blank_numeric``, information).
     ``frame``: an already-read table instead of reading ``path`` (see :func:`load_events`)."""
     log = QualityLog() if log is None else log
-    frame = _apply_mapping(read_table(path, encoding) if frame is None else frame.copy(), columns, path)
+    frame = apply_mapping(read_table(path, encoding) if frame is None else frame.copy(), columns, path)
     if "created_at" in frame.columns:
         frame["created_at"] = parse_timestamps(frame["created_at"], path, "created_at", log, required=False)
     frame.insert(0, "row_id", np.arange(len(frame), dtype="int64"))
@@ -760,7 +763,7 @@ def load_feedback(path, columns: dict | None = None, log: QualityLog | None = No
 
     scales = {**RATING_SCALES, **(scales or {})}
     log = QualityLog() if log is None else log
-    frame = _apply_mapping(read_table(path, encoding) if frame is None else frame.copy(), columns, path)
+    frame = apply_mapping(read_table(path, encoding) if frame is None else frame.copy(), columns, path)
     frame = frame.drop(columns="row_id", errors="ignore")
     frame.insert(0, "row_id", np.arange(len(frame), dtype="int64"))
     if "feedback_id" not in frame.columns:
@@ -835,226 +838,3 @@ def _last_step_before(events: pd.DataFrame, need: pd.DataFrame, keys: list[str],
     return merged.set_index("index")["_linked"]
 
 
-@dataclass
-class Gathered:
-    """Everything a run reads: normalised frames and the data-quality log.
-
-    ``events`` is never None: without an event log it is an empty frame in the events contract
-    (:func:`journey_analysis.sources.empty_events`). ``sources`` describes each table read (file, rows,
-    what filled stage/channel/source), for ``journey validate``; ``has_events`` says whether an event
-    log was configured."""
-
-    events: pd.DataFrame  # a Spark DataFrame with engine: spark
-    customers: pd.DataFrame | None
-    feedback: pd.DataFrame | None
-    log: QualityLog = field(default_factory=QualityLog)
-    sources: list = field(default_factory=list)
-    has_events: bool = True
-
-    @property
-    def quality(self) -> pd.DataFrame:
-        return self.log.frame()
-
-
-def _label(files) -> str:
-    files = [str(f) for f in files]
-    return files[0] if len(files) == 1 else " + ".join(Path(f).name for f in files)
-
-
-def _check_rating_type(feedback: pd.DataFrame, config, log: QualityLog, file) -> None:
-    """Ratings whose ``rating_type`` is not the configured one: an error when no rating is of the configured
-    type (every satisfaction figure would be missing), else counted (``other_rating_type``)."""
-    if "rating" not in feedback.columns or "rating_type" not in feedback.columns:
-        return
-    want = config.satisfaction.rating_type.lower()
-    rated = feedback["rating"].notna().to_numpy()
-    kind = feedback["rating_type"].astype("string").str.strip().str.lower()
-    other = rated & (kind != want).fillna(True).to_numpy()
-    if rated.any() and other[rated].all():
-        found = kind[rated].value_counts()
-        listed = ", ".join(f"{k!r} ({v:,} rows)" for k, v in found.items())
-        raise JourneyError(f"No rating in the feedback is of the configured type {want!r}: the file's rating_type "
-                           f"values are {listed}, so every satisfaction figure would be missing.", file=file,
-                           column="rating_type", expected=f"rating_type {want!r} (satisfaction.rating_type)",
-                           fix=f"Set satisfaction: {{rating_type: {found.index[0]}, min: ..., max: ...}} to the "
-                               "file's scale, or map the right column.")
-    if other.any():
-        names = ", ".join(sorted(kind[other].dropna().unique())[:5])
-        log.add(file, "other_rating_type", int(other.sum()), np.flatnonzero(other) + 1, severity="info",
-                detail=names)
-
-
-def gather(config) -> Gathered:
-    """Load, normalise and cross-check the data named in a :class:`~journey_analysis.config.RunConfig`.
-
-    Each source is read by :mod:`journey_analysis.sources` (paths, tables with a key, lists of tables,
-    wide milestone tables, feedback linked ``via`` another table) and checked by this module's loaders.
-    Without an event log the events are an empty frame in the contract. Keys that match no known
-    customer (the customers table when there is one, else the customers with events) are counted
-    (``no_customer``) and left out, so they never become customers. With ``engine: spark`` the events
-    are read and checked on Spark (:func:`journey_analysis.engines.spark.load_events_spark`: same contract,
-    checks and rules) and stay a Spark DataFrame; customers and feedback are read with pandas.
-    """
-    from journey_analysis import sources as S
-
-    log = QualityLog()
-    on_spark = config.engine == "spark"
-    tables_of = config.data.tables
-    ev_tables = tables_of("events")
-    ev_file = _label(t.path for t in ev_tables) if ev_tables else None
-    notes: list = []
-    if on_spark and not (len(ev_tables) == 1 and ev_tables[0].milestones is None and _spark_reads(ev_tables[0])):
-        # lists of tables, wide milestone tables, constant or column values: shaped and checked by the
-        # sources layer with the pandas rules (the same quality log), then handed to Spark as events
-        from journey_analysis.engines import spark
-
-        events, n = S.load_source("events", ev_tables, log, config, tables_of)
-        notes += n
-        events = spark.to_spark(events, spark.get_spark(config=config)).persist()
-    elif on_spark:
-        from journey_analysis.engines import spark
-
-        t = ev_tables[0]
-        session = spark.get_spark(config=config)
-        if t.id and t.id != "customer_id" and "customer_id" not in t.columns:
-            head, _ = spark.read_source(t.path, session)
-            if "customer_id" in head.columns:
-                S._apply_id(pd.DataFrame(columns=list(head.columns)), t, "events")  # raises the two-ids message
-        events = spark.load_events_spark(t.path, spark_mapping(t), stages=config.stage_names,
-                                         step=config.step, log=log, duplicates=config.data.duplicates,
-                                         spark=session)
-        notes.append({"kind": "events", "file": str(t.path), "rows": int(events.count())})  # persisted: cheap
-    elif ev_tables:
-        if len(ev_tables) == 1 and ev_tables[0].milestones is None and _plain(ev_tables[0]):
-            t = ev_tables[0]
-            events = load_events(t.path, t.columns or None, stages=config.stage_names, step=config.step, log=log,
-                                 encoding=t.encoding, duplicates=config.data.duplicates)
-            notes.append({"kind": "events", "file": str(t.path), "rows": int(len(events))})
-        else:
-            events, n = S.load_source("events", ev_tables, log, config, tables_of)
-            notes += n
-    else:
-        events = S.empty_events()
-    customers = feedback = None
-    cu_tables = tables_of("customers")
-    if cu_tables:
-        cu_file = _label(t.path for t in cu_tables)
-        customers, n = S.load_source("customers", cu_tables, log, config, tables_of)
-        notes += n
-        if config.outcome and config.outcome not in customers.columns:
-            raise JourneyError(f"The outcome column {config.outcome!r} named in the config is not in the customers file.",
-                               file=cu_file, column=config.outcome,
-                               expected=f"one of: {', '.join(customers.columns)}",
-                               fix="Correct `outcome:` in the config or add the column.")
-        if config.outcome:
-            customers = S.normalise_outcome(customers, config, cu_file)
-        if ev_tables and on_spark:
-            spark.check_customers_spark(events, customers, log, ev_file)
-            if any(e["check"] == "unknown_customer" for e in log.entries):
-                events = spark.keep_customers(events, customers)
-        elif ev_tables:
-            unknown = ~events["customer_id"].isin(customers["customer_id"])
-            log.add(ev_file, "unknown_customer", int(unknown.sum()), events.loc[unknown, "row_id"] + 1)
-            if unknown.any():
-                events = events.loc[~unknown.to_numpy()].reset_index(drop=True)
-            if "created_at" in customers.columns:
-                created = events["customer_id"].map(customers.set_index("customer_id")["created_at"])
-                early = (events["timestamp"] < created).to_numpy()
-                log.add(ev_file, "before_customer_created", int(early.sum()),
-                        events.loc[early, "row_id"] + 1)
-    elif config.outcome:
-        raise JourneyError(f"The config names an outcome ({config.outcome!r}) but no customers table holds it.",
-                           file=config.path, column=config.outcome, expected="data.customers with that column",
-                           fix="Add data.customers, or remove `outcome:`.")
-    fb_tables = tables_of("feedback")
-    if fb_tables:
-        fb_file = _label(t.path for t in fb_tables)
-        if len(fb_tables) == 1 and _plain(fb_tables[0]):
-            t = fb_tables[0]
-            scales = {config.satisfaction.rating_type: (config.satisfaction.min, config.satisfaction.max)}
-            feedback = load_feedback(t.path, t.columns or None, log=log, scales=scales, encoding=t.encoding)
-            notes.append({"kind": "feedback", "file": str(t.path), "rows": int(len(feedback))})
-        else:
-            feedback, n = S.load_source("feedback", fb_tables, log, config, tables_of)
-            notes += n
-        _check_rating_type(feedback, config, log, fb_file)
-        if "customer_id" in feedback.columns and (customers is not None or ev_tables):
-            has_id = feedback["customer_id"].notna()
-            if customers is not None:
-                known = feedback["customer_id"].isin(customers["customer_id"])
-            elif on_spark:
-                known = spark.ids_known(events, feedback["customer_id"])
-            else:
-                known = feedback["customer_id"].isin(events["customer_id"])
-            phantom = (has_id & ~known).to_numpy()
-            log.add(fb_file, "no_customer", int(phantom.sum()), feedback.loc[phantom, "row_id"] + 1,
-                    detail="feedback rows whose customer id matches no known customer")
-            if phantom.any():
-                feedback = feedback.loc[~phantom].reset_index(drop=True)
-        if ev_tables:
-            feedback = link_feedback(feedback, events, step="stage", log=log, file=fb_file)
-        else:
-            feedback = feedback.copy()
-            feedback["stage_source"] = np.where(feedback["stage"].notna(), "given", "unlinked") \
-                if "stage" in feedback.columns else "unlinked"
-            if "stage" not in feedback.columns:
-                feedback["stage"] = None
-    return Gathered(events, customers, feedback, log, notes, has_events=bool(ev_tables))
-
-
-def _plain(t) -> bool:
-    """A table that is just a file and its renames (read by the plain loaders, as before tables existed)."""
-    from journey_analysis.config import TABLE_VALUES
-
-    return t.id is None and t.via is None and t.milestones is None and all(getattr(t, k) is None for k in TABLE_VALUES)
-
-
-def _spark_reads(t) -> bool:
-    """A table the Spark loader reads itself: a file or folder with renames and an ``id`` (no constants)."""
-    from journey_analysis.config import TABLE_VALUES
-
-    return t.via is None and all(getattr(t, k) is None for k in TABLE_VALUES)
-
-
-def spark_mapping(t) -> dict:
-    """The column mapping that reads a ``{path, id, columns}`` table on Spark: the renames, then ``id`` ->
-    ``customer_id`` (the Spark engine reads such tables; lists, milestones and constants it refuses)."""
-    mapping = dict(t.columns)
-    if t.id and t.id != "customer_id":
-        src = next((k for k, v in mapping.items() if v == t.id), t.id)
-        mapping[src] = "customer_id"
-    return mapping
-
-
-def quality_summary(g: Gathered) -> pd.DataFrame:
-    """One table a person reads before trusting the data: figure, value (as text)."""
-    from journey_analysis.steps import overview
-
-    if g.has_events:
-        o = overview(g.events, "stage")
-        rows = [
-            ("events", f"{o['events']:,}"),
-            ("customers with events", f"{o['customers']:,}"),
-            ("first event", str(o["first"])),
-            ("last event", str(o["last"])),
-            ("stages seen", f"{o['steps']:,}"),
-        ]
-        if o["events_without_duration"] is not None:
-            rows.append(("events without a service duration", f"{o['events_without_duration']:,}"))
-    else:
-        rows = [("events", "none (no event log in the config)")]
-    if g.customers is not None:
-        rows.append(("customers in customer file", f"{len(g.customers):,}"))
-    if g.feedback is not None:
-        fb = g.feedback
-        rows += [("feedback rows", f"{len(fb):,}"),
-                 ("feedback with text", f"{int((fb['text'].str.len() > 0).sum()):,}"),
-                 ("feedback linked to a stage by time", f"{int((fb['stage_source'] == 'linked').sum()):,}"),
-                 ("feedback not linked to a stage", f"{int((fb['stage_source'] == 'unlinked').sum()):,}"),
-                 ("feedback without a customer", f"{int(fb['customer_id'].isna().sum()) if 'customer_id' in fb else len(fb):,}")]
-    by_check = g.log.frame().groupby("check")["rows"].sum() if g.log.entries else pd.Series(dtype=int)
-    for check in ("exact_duplicate", "unknown_stage", "negative_duration", "before_customer_created",
-                  "rating_out_of_scale", "bad_rating", "formula_cell", "unknown_customer", "no_customer",
-                  "via_unmatched", "milestone_out_of_order", "other_rating_type"):
-        rows.append((check.replace("_", " "), f"{int(by_check.get(check, 0)):,}"))
-    return pd.DataFrame(rows, columns=["figure", "value"])

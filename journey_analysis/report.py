@@ -1,4 +1,6 @@
-"""The human-facing outputs of a run: report.html, the run summary, comparisons and reports/index.html.
+"""The human-facing outputs of a run: report.html, the run summary and reports/index.html (what the
+notebooks display: :mod:`journey_analysis.narrative`; the figures runs are compared on:
+:mod:`journey_analysis.metrics`).
 
 This module owns:
 
@@ -7,9 +9,6 @@ This module owns:
   attribute, script, style, link or external address is dropped or shown as text) and text nodes are
   redacted with :func:`journey_analysis.text.redact`. A customer comment ``<script>alert(1)</script>``
   therefore shows as text and an e-mail address as ``[EMAIL]``.
-* :func:`stage_metrics`: per stage, the figures compared between runs with their standard errors.
-* :func:`compare_stage_metrics`: the change between two runs, flagged where it exceeds its uncertainty.
-* :func:`check_kpis`: the config's listening posts checked against the journey map.
 * :func:`build_run_outputs`: figures, ``journey_map.csv``, ``stage_metrics.json``, ``run.json`` and
   ``report.html`` of a run folder; :func:`write_index`: ``reports/index.html`` listing every run.
 
@@ -27,16 +26,12 @@ from datetime import datetime, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from journey_analysis.metrics import COMPARED, Z, check_kpis, compare_stage_metrics
+from journey_analysis.narrative import limitations
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-#: z for the comparison threshold: a change is flagged when |change| > Z * its standard error.
-Z = 1.96
-#: Standard error of a median from the interquartile range: se ~= IQR_SE * IQR / sqrt(n)
-#: (the boxplot-notch rule, median +/- 1.57 IQR / sqrt(n) as a 95 % interval, divided by 1.96).
-IQR_SE = 1.57 / 1.96
-OVERALL = "All customers"
 
 # --------------------------------------------------------------------------------------------------
 # safe HTML
@@ -159,15 +154,15 @@ def _png_tag(b64: str, alt: str = "figure") -> str:
 def notebook_html(notebook, skip_tags=None, skip_figures=()) -> str:
     """The report body of one executed notebook: markdown cells and outputs, no code.
 
-    Cells tagged with any of ``skip_tags`` (default :data:`journey_analysis.runner.REPORT_SKIP_TAGS`:
+    Cells tagged with any of ``skip_tags`` (default :data:`journey_analysis.artifacts.REPORT_SKIP_TAGS`:
     parameters, solution, exercise, teaching, remove_cell, hide) are left out; so are recorded values,
     widget views, stderr and errors. Outputs: PNG figures embedded; HTML (tables) and markdown
     sanitised and redacted; plain text escaped. Figures named in ``skip_figures`` (shown elsewhere in the
     report, like the journey map at the top) become a one-line pointer to where they are.
     """
-    from journey_analysis.runner import RECORD_MIME, REPORT_SKIP_TAGS, _notebook
+    from journey_analysis.artifacts import RECORD_MIME, REPORT_SKIP_TAGS, read_notebook
 
-    nb = _notebook(notebook)
+    nb = read_notebook(notebook)
     skip = set(REPORT_SKIP_TAGS if skip_tags is None else skip_tags)
     parts: list[str] = []
     for cell in nb.cells:
@@ -215,220 +210,6 @@ def notebook_html(notebook, skip_tags=None, skip_figures=()) -> str:
 # --------------------------------------------------------------------------------------------------
 # per-stage figures, comparisons, KPIs
 # --------------------------------------------------------------------------------------------------
-def stage_metrics(events: pd.DataFrame, feedback: pd.DataFrame | None, stages, step: str = "stage",
-                  rating_type: str | None = None, terminal=None) -> pd.DataFrame:
-    """Per stage, the figures a run is compared on, each with its standard error.
-
-    Columns: ``stage``, ``stage_order`` (config order; stages not configured follow), ``customers``
-    (distinct customers with an event at the stage), ``dwell_median_s`` (median over events at the stage
-    of next event's timestamp - this timestamp, same customer, order (customer_id, timestamp, row_id);
-    a customer's last event has none), ``dwell_median_se_s`` (``IQR_SE * IQR / sqrt(n)``), ``dwell_n``,
-    ``dropoff_share`` (share of the stage's customers whose last event is at this stage; 0 at a stage
-    where ending is completion: the ``terminal`` stages, or the last of ``stages`` when none are given,
-    as on the journey map), ``dropoff_se`` (sqrt(p(1-p)/n)), ``sentiment_mean``,
-    ``sentiment_se`` (sd / sqrt(n)), ``sentiment_n`` (scored feedback at the stage),
-    ``satisfaction_mean``, ``satisfaction_se``, ``satisfaction_n`` (ratings of ``rating_type``).
-    """
-    from journey_analysis.steps import stage_dwell_summary
-
-    stages = list(stages)
-    out = stage_dwell_summary(events, step)
-    iqr = out.pop("dwell_q75_s") - out.pop("dwell_q25_s")
-    last_customers = out.pop("last_customers")
-    out = out[["customers", "dwell_median_s", "dwell_n"]]
-    out["dwell_median_se_s"] = IQR_SE * iqr / np.sqrt(out["dwell_n"].where(out["dwell_n"] > 0))
-    p = (last_customers.reindex(out.index).fillna(0) / out["customers"]).astype(float)
-    completion = list(terminal or []) or stages[-1:]
-    p = p.where(~out.index.isin(completion), 0.0)
-    out["dropoff_share"] = p
-    out["dropoff_se"] = np.sqrt(p * (1 - p) / out["customers"])
-    for col in ("sentiment_mean", "sentiment_se", "sentiment_n", "satisfaction_mean", "satisfaction_se",
-                "satisfaction_n"):
-        out[col] = np.nan
-    if feedback is not None and len(feedback) and "stage" in feedback.columns:
-        fb = feedback[feedback["stage"].notna()]
-        if "sentiment" in fb.columns:
-            s = fb.groupby("stage")["sentiment"].agg(["mean", "std", "count"])
-            out["sentiment_mean"] = s["mean"].reindex(out.index)
-            out["sentiment_se"] = (s["std"] / np.sqrt(s["count"])).reindex(out.index)
-            out["sentiment_n"] = s["count"].reindex(out.index)
-        if rating_type and {"rating", "rating_type"} <= set(fb.columns):
-            r = fb[fb["rating_type"] == rating_type].groupby("stage")["rating"].agg(["mean", "std", "count"])
-            out["satisfaction_mean"] = r["mean"].reindex(out.index)
-            out["satisfaction_se"] = (r["std"] / np.sqrt(r["count"])).reindex(out.index)
-            out["satisfaction_n"] = r["count"].reindex(out.index)
-    out.index.name = "stage"
-    out = out.reset_index()
-    rank = {s: i for i, s in enumerate(stages)}
-    out["stage_order"] = out["stage"].map(rank).fillna(len(stages)).astype(int)
-    out = out.sort_values(["stage_order", "stage"]).reset_index(drop=True)
-    first = ["stage", "stage_order", "customers"]
-    return out[first + [c for c in out.columns if c not in first]]
-
-
-#: Compared metrics: (column, se column, label, higher is better, unit divisor, unit).
-COMPARED = (
-    ("sentiment_mean", "sentiment_se", "sentiment", True, 1.0, ""),
-    ("satisfaction_mean", "satisfaction_se", "satisfaction", True, 1.0, ""),
-    ("dwell_median_s", "dwell_median_se_s", "dwell median", False, 3600.0, " h"),
-    ("dropoff_share", "dropoff_se", "drop-off", False, 0.01, " %"),
-)
-
-
-def compare_stage_metrics(current: pd.DataFrame, previous: pd.DataFrame | None, z: float = Z) -> pd.DataFrame:
-    """Per stage and metric, the change from ``previous`` to ``current`` (both from :func:`stage_metrics`).
-
-    Columns: ``stage``, ``metric``, ``previous``, ``current``, ``change`` (current - previous),
-    ``change_se`` (sqrt(se_prev^2 + se_cur^2)), ``significant`` (|change| > z * change_se, z = 1.96 by
-    default; a change with unknown uncertainty is never significant), ``direction`` ("up", "down",
-    "same"), ``verdict`` ("better", "worse" or "no clear change"), ``unit``, ``scale`` (divide by it to
-    display). Empty when there is no previous run.
-    """
-    cols = ["stage", "metric", "previous", "current", "change", "change_se", "significant", "direction",
-            "verdict", "unit", "scale"]
-    if previous is None or previous.empty or current.empty:
-        return pd.DataFrame(columns=cols)
-    cur = current.set_index("stage")
-    prev = previous.set_index("stage").reindex(cur.index)
-    frames = []
-    for col, se, label, higher_better, scale, unit in COMPARED:
-        if col not in cur.columns or col not in prev.columns:
-            continue
-        c = cur[col].astype(float)
-        p = prev[col].astype(float)
-        change = c - p
-        change_se = np.sqrt(cur[se].astype(float) ** 2 + prev[se].astype(float) ** 2)
-        sig = (change.abs() > z * change_se) & change_se.notna() & change.notna()
-        direction = np.where(change > 0, "up", np.where(change < 0, "down", "same"))
-        good = (change > 0) == higher_better
-        verdict = np.where(sig, np.where(good, "better", "worse"), "no clear change")
-        frames.append(pd.DataFrame({"stage": cur.index, "metric": label, "previous": p.to_numpy(),
-                                    "current": c.to_numpy(), "change": change.to_numpy(),
-                                    "change_se": change_se.to_numpy(), "significant": sig.to_numpy(),
-                                    "direction": direction, "verdict": verdict, "unit": unit, "scale": scale}))
-    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
-    return out[out["previous"].notna() | out["current"].notna()].reset_index(drop=True)
-
-
-def _in_folder(source, folder: Path):
-    """A configured data source (path, table or tables) with each file taken from ``folder`` under the same
-    file name (a table keeps its mapping; a ``via`` table keeps its own file)."""
-    from journey_analysis.config import Table
-
-    if source is None:
-        return None
-    if isinstance(source, tuple):
-        return tuple(_in_folder(t, folder) for t in source)
-    if isinstance(source, Table):
-        return source.model_copy(update={"path": folder / Path(str(source.path)).name})
-    return folder / Path(str(source)).name
-
-
-def later_period_comparison(config, current: pd.DataFrame | None) -> pd.DataFrame:
-    """The living map: what changed in a later period of the same journey.
-
-    ``config.data.later_period`` names a folder holding the same data files (same file names) for a
-    later period. They go through the steps of a run (:func:`journey_analysis.gather.gather` with every
-    check, redaction, sentiment scoring), their :func:`stage_metrics` are computed, and
-    :func:`compare_stage_metrics` compares them with ``current`` (this run's stage metrics): "previous"
-    is this run, "current" the later period; a change is called only beyond 1.96 standard errors.
-    Without a later period (or without ``current``) the result is empty with ``attrs["reason"]``;
-    otherwise ``attrs`` has ``later_customers`` and ``later_events``.
-    """
-    from journey_analysis.errors import JourneyError
-    from journey_analysis.gather import gather
-    from journey_analysis.sentiment import score_feedback
-    from journey_analysis.steps import overview
-    from journey_analysis.text import redact_feedback
-
-    folder = config.data.later_period
-    if folder is None or current is None:
-        out = compare_stage_metrics(pd.DataFrame(), None).astype({"significant": bool})
-        out.attrs["reason"] = ("No later period in the configuration (data.later_period): the next run of the same "
-                               "configuration is compared with this one in its report." if folder is None else
-                               "This run has no stage figures to compare.")
-        return out
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise JourneyError("The later period's folder does not exist.", file=folder,
-                           expected="a folder with the same data files as this run (events, customers, feedback)",
-                           fix="Create it, or remove data.later_period from the configuration.")
-    files = {k: _in_folder(getattr(config.data, k), folder) for k in ("events", "customers", "feedback")}
-    later = config.model_copy(update={"data": config.data.model_copy(
-        update={**files, "observations": None, "later_period": None})})
-    g = gather(later)
-    lo, hi = config.satisfaction.min, config.satisfaction.max
-    feedback, _ = score_feedback(redact_feedback(g.feedback), config.satisfaction.rating_type, (lo, hi))
-    metrics = stage_metrics(g.events, feedback, config.stage_names, step=config.step,
-                            rating_type=config.satisfaction.rating_type)
-    out = compare_stage_metrics(metrics, current)
-    facts = overview(g.events, config.step)
-    out.attrs.update(later_customers=int(facts["customers"]), later_events=int(facts["events"]))
-    return out
-
-
-def _overall_rows(journey_map: pd.DataFrame | None) -> pd.DataFrame | None:
-    if journey_map is None or journey_map.empty or "stage" not in journey_map.columns:
-        return None
-    jm = journey_map
-    for col in ("segment_name", "segment"):
-        if col in jm.columns and (jm[col].astype(str) == OVERALL).any():
-            return jm[jm[col].astype(str) == OVERALL]
-    if "segment" in jm.columns:
-        return None
-    return jm
-
-
-def check_kpis(kpis, journey_map: pd.DataFrame | None, metrics: pd.DataFrame | None,
-               rating_type: str | None = None) -> pd.DataFrame:
-    """Each configured KPI (listening post) checked against the run.
-
-    The value is the KPI's ``metric`` column at its ``stage`` in the journey map's "All customers" rows;
-    when the map has no such column, the same-named column of :func:`stage_metrics` (``<rating_type>_mean``
-    is read as ``satisfaction_mean``). Columns: ``label``, ``stage``, ``metric``, ``value``, ``min``,
-    ``max``, ``status`` ("ok", "breach" or "unknown" when the value cannot be found or is missing),
-    ``message`` (a sentence for the top of the report).
-    """
-    rows = []
-    overall = _overall_rows(journey_map)
-    m = metrics.set_index("stage") if metrics is not None and not metrics.empty else None
-    for k in kpis or ():
-        k = k if isinstance(k, dict) else k.model_dump()
-        metric, stage = k["metric"], k["stage"]
-        label = k.get("label") or f"{stage} {metric}"
-        value = None
-        if overall is not None and metric in overall.columns:
-            v = overall.loc[overall["stage"].astype(str) == stage, metric]
-            value = v.iloc[0] if len(v) else None
-        if value is None and m is not None:
-            col = metric
-            if metric not in m.columns and rating_type and metric == f"{rating_type}_mean":
-                col = "satisfaction_mean"
-            if col in m.columns and stage in m.index:
-                value = m.at[stage, col]
-        value = None if value is None or pd.isna(value) else float(value)
-        lo, hi = k.get("min"), k.get("max")
-        from journey_analysis.formatting import format_value, number
-
-        from journey_analysis.formatting import label as words
-
-        show = (lambda v, _m=metric: format_value(v, _m))
-        what = re.sub(r" \([^)]*\)$", "", words(metric))     # "dwell median", "CSAT": the unit is in the value
-        if value is None:
-            status, msg = "unknown", f"{label}: no value for {what} at stage {stage} in this run."
-        elif (lo is not None and value < lo) or (hi is not None and value > hi):
-            limit = lo if lo is not None and value < lo else hi
-            bound = f"at least {show(lo)}" if limit is lo else f"at most {show(hi)}"
-            if show(value) == show(limit):  # a breach that rounding would hide: say by how much, in percent
-                side = "below" if limit is lo else "above"
-                gap = f"{number(abs(value - limit) / abs(limit) * 100, 2)}%" if limit else number(abs(value - limit), 2)
-                bound += f"; {gap} {side} it"
-            status, msg = "breach", f"{label}: {what} at {stage} is {show(value)}, expected {bound}."
-        else:
-            status, msg = "ok", f"{label}: {what} at {stage} is {show(value)} (within threshold)."
-        rows.append({"label": label, "stage": stage, "metric": metric, "value": value, "min": lo, "max": hi,
-                     "status": status, "message": msg})
-    return pd.DataFrame(rows, columns=["label", "stage", "metric", "value", "min", "max", "status", "message"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -580,7 +361,7 @@ def build_run_outputs(folder, executed, config, run_id: str, processed, reports_
     ``stage_metrics.json``, ``kpis.json``, ``run.json`` and ``report.html``. Returns
     ``{"records", "headline", "kpis", "comparison", "previous"}``.
     """
-    from journey_analysis.runner import atomic_write_text, read_figures, read_records, save_artifact
+    from journey_analysis.artifacts import atomic_write_text, read_figures, read_records, save_artifact
 
     folder, processed = Path(folder), Path(processed)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -630,10 +411,10 @@ def build_run_outputs(folder, executed, config, run_id: str, processed, reports_
     atomic_write_text(folder / "run.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str))
 
     chapters = []
-    from journey_analysis.runner import _notebook
+    from journey_analysis.artifacts import read_notebook
 
     for nb_path in executed:
-        nb = _notebook(nb_path)
+        nb = read_notebook(nb_path)
         title = next((c.get("source", "").splitlines()[0].lstrip("# ").strip() for c in nb.cells
                       if c.get("cell_type") == "markdown" and c.get("source", "").startswith("# ")), Path(nb_path).stem)
         chapters.append({"id": Path(nb_path).stem, "title": title,
@@ -713,7 +494,7 @@ def write_index(reports_dir) -> Path:
     noise); and the failed runs."""
     from markupsafe import Markup
 
-    from journey_analysis.runner import atomic_write_text
+    from journey_analysis.artifacts import atomic_write_text
 
     reports_dir = Path(reports_dir)
     runs = list_runs(reports_dir)
@@ -739,363 +520,5 @@ def write_index(reports_dir) -> Path:
 # --------------------------------------------------------------------------------------------------
 # sentences and small tables for the notebooks (results in words, built from the numbers)
 # --------------------------------------------------------------------------------------------------
-def objectives_summary(config) -> dict:
-    """What ``objectives.json`` holds: name, journey, title, objective, outcome (+ its good value),
-    step column, satisfaction scale, stages with expectations and deliverables, KPIs, channels."""
-    return {
-        "name": config.name, "journey": config.journey, "title": config.title, "objective": config.objective,
-        "outcome": config.outcome, "outcome_good": config.outcome_good, "step": config.step,
-        "satisfaction": config.satisfaction.model_dump(),
-        "stages": [s.model_dump() for s in config.stages],
-        "kpis": [k.model_dump() for k in config.kpis], "channels": list(config.channels),
-    }
 
 
-def stages_table(config) -> pd.DataFrame:
-    """The configured stages in order: stage, description, customer expectation, expected dwell (h),
-    target satisfaction, deliverables and touchpoints (joined as text)."""
-    f = config.stages_frame()
-    f["deliverables"] = f["deliverables"].map(", ".join)
-    f["touchpoints"] = f["touchpoints"].map(", ".join)
-    cols = ["stage_order", "stage", "description", "expectation", "expected_max_duration_h", "target_satisfaction",
-            "deliverables", "touchpoints"]
-    return f[cols]
-
-
-def kpi_table(config) -> pd.DataFrame:
-    """The configured listening posts: label, stage, metric, min, max (empty frame when none)."""
-    return pd.DataFrame([k.model_dump() for k in config.kpis], columns=["label", "stage", "metric", "min", "max"])
-
-
-def objectives_markdown(config) -> str:
-    """Two or three sentences stating the journey, the objective, the outcome and the stages."""
-    good = {False: "false", True: "true"}.get(config.outcome_good, config.outcome_good)
-    outcome = (f"Success is measured on the customers' **{config.outcome}** column (the good value is "
-               f"`{good}`)." if config.outcome else "No outcome column is configured, so drivers cannot be "
-                                                    "ranked against an outcome.")
-    n_exp = sum(bool(s.expectation) for s in config.stages)
-    n_dur = sum(s.expected_max_duration_h is not None for s in config.stages)
-    return (f"This map follows the **{config.journey}** journey ({config.title or config.name}). "
-            f"Objective: *{config.objective}*. {outcome} The journey is outlined in "
-            f"**{len(config.stages)} stages** ({' → '.join(config.stage_names)}); {n_exp} carry a customer "
-            f"expectation in words and {n_dur} an expected maximum duration, and {len(config.kpis)} "
-            f"listening post{'s' if len(config.kpis) != 1 else ''} (KPIs) will be checked on every run.")
-
-
-#: What a run without customers or feedback cannot do, in the words the notebooks and the report use.
-NO_FEEDBACK = "No feedback: no sentiment, satisfaction, themes or quotes."
-NO_RATINGS = ("Feedback without ratings: no satisfaction figures and no model learned from ratings "
-              "(sentiment comes from the words alone).")
-NO_CUSTOMERS = "No customer attributes: segments from behaviour only."
-NO_EVENTS = ("No event log: the stages, touchpoints, channels, time in stage, the journey map, pain points, "
-             "expectation gaps and stage drivers need events and were not computed; what this run shows comes "
-             "from the customer table and the feedback alone.")
-NO_OUTCOME = "No outcome column: no moments of truth (driver analysis needs an outcome)."
-
-
-def limitations(config, customers: pd.DataFrame | None, feedback: pd.DataFrame | None,
-                segmentation_note: str | None = None) -> list[str]:
-    """Plain sentences saying what this run could not do and why, one per missing input:
-    no feedback (:data:`NO_FEEDBACK`), feedback without a rating of the declared scale (:data:`NO_RATINGS`),
-    no customers file (:data:`NO_CUSTOMERS`), no outcome (:data:`NO_OUTCOME`; no ``outcome:`` in the config,
-    or no customers file to read it from), plus ``segmentation_note`` (e.g. segmentation skipped) when given.
-    No event log in the config (customers or feedback only) adds :data:`NO_EVENTS` first.
-    Empty list: nothing is missing."""
-    out = []
-    data = getattr(config, "data", None)
-    if data is not None and getattr(data, "events", "") is None:
-        out.append(NO_EVENTS)
-    if feedback is None or not len(feedback):
-        out.append(NO_FEEDBACK)
-    else:
-        rt = getattr(getattr(config, "satisfaction", None), "rating_type", None)
-        rated = feedback["rating"].notna() if "rating" in feedback.columns else pd.Series(False, index=feedback.index)
-        if rt and "rating_type" in feedback.columns:
-            rated &= feedback["rating_type"].astype("string").str.lower().eq(rt).fillna(False)
-        if not rated.any():
-            out.append(NO_RATINGS)
-    if customers is None:
-        out.append("No customer attributes." if segmentation_note else NO_CUSTOMERS)
-    if not getattr(config, "outcome", None):
-        out.append(NO_OUTCOME)
-    elif customers is None:
-        out.append(f"No customers file, so no outcome column {config.outcome!r}: no moments of truth "
-                   "(driver analysis needs an outcome).")
-    if segmentation_note:
-        out.append(segmentation_note)
-    return out
-
-
-def limitations_markdown(items: list[str]) -> str:
-    """The :func:`limitations` as a short markdown list under a heading sentence ("" when none)."""
-    if not items:
-        return "Every input was given: customers, feedback with ratings, and an outcome."
-    return "**What this run could not do, and why:**\n\n" + "\n".join(f"- {t}" for t in items)
-
-
-def data_markdown(events: pd.DataFrame, customers: pd.DataFrame | None, feedback: pd.DataFrame | None,
-                  quality: pd.DataFrame | None = None) -> str:
-    """Sentences describing the gathered data: events, customers, period, feedback, doubtful rows; a run
-    without a customers file or feedback says so (:data:`NO_CUSTOMERS`, :data:`NO_FEEDBACK`)."""
-    from journey_analysis.steps import overview
-
-    o = overview(events, "stage")
-    n_cust, n_events, first, last = o["customers"], o["events"], o["first"], o["last"]
-    per = n_events / max(n_cust, 1)
-    if n_events:
-        parts = [f"We have **{n_events:,} events** from **{n_cust:,} customers** "
-                 f"({per:.1f} per customer) between {first:%d %b %Y} and {last:%d %b %Y}."]
-    else:
-        parts = [f"**{NO_EVENTS}**"]
-    if customers is not None:
-        parts.append(f"The customer file holds {len(customers):,} customers.")
-    else:
-        parts.append(f"**{NO_CUSTOMERS}**")
-    if feedback is None:
-        parts.append(f"**{NO_FEEDBACK}**")
-    elif not len(feedback):
-        parts.append("The feedback file has no rows: no sentiment, satisfaction, themes or quotes.")
-    if feedback is not None and len(feedback):
-        has_text = int((feedback["text"].fillna("").str.strip().str.len() > 0).sum())
-        rated = int(feedback["rating"].notna().sum()) if "rating" in feedback.columns else 0
-        parts.append(f"Customers left **{len(feedback):,} pieces of feedback**: {has_text:,} with words and "
-                     f"{rated:,} with a rating.")
-    if quality is not None and len(quality):
-        warn = quality[quality["severity"] == "warning"]
-        if len(warn):
-            top = warn.sort_values("rows", ascending=False).iloc[0]
-            parts.append(f"{int(warn['rows'].sum()):,} rows were doubtful (most often: "
-                         f"{top['check'].replace('_', ' ')}, {int(top['rows']):,} rows); the table below says "
-                         f"what was done with each.")
-        else:
-            parts.append("No doubtful rows were found.")
-    return " ".join(parts)
-
-
-def touchpoints_table(events: pd.DataFrame, stages, column: str = "channel", step: str = "stage") -> pd.DataFrame:
-    """Events per stage (rows, configured order) and ``column`` (channel or touchpoint), with each
-    stage's share of customers (``share_customers`` = distinct customers at the stage / all customers)."""
-    from journey_analysis.steps import count_by, overview
-
-    if column not in events.columns:
-        column = step
-    counts = count_by(events, [step] if column == step else [step, column])
-    level = counts[column].astype(object).where(counts[column].notna(), "(missing)")
-    t = pd.crosstab(counts[step], level, values=counts["n"], aggfunc="sum").fillna(0).astype("int64")
-    t = t.reindex([s for s in stages if s in t.index] + [s for s in t.index if s not in stages])
-    reach = count_by(events, [step], distinct="customer_id").set_index(step)["n"]
-    t["share_customers"] = (reach / overview(events, step)["customers"]).round(3)
-    return t
-
-
-def voice_markdown(feedback: pd.DataFrame | None) -> str:
-    """Sentences on the scored feedback: how many scored, the share negative, the most negative stage."""
-    if feedback is None:
-        return NO_FEEDBACK
-    if not len(feedback) or "sentiment" not in feedback.columns:
-        return "There is no feedback text to score in this data."
-    from journey_analysis.sentiment import language_sentence
-
-    scored = feedback[feedback["sentiment_status"] == "scored"]
-    languages = language_sentence(feedback)
-    if scored.empty:
-        return f"None of the {len(feedback):,} pieces of feedback had text we could score. {languages}".strip()
-    neg = float((scored["sentiment"] < -0.05).mean())
-    by = scored.groupby("stage")["sentiment"].agg(["mean", "count"])
-    by = by[by["count"] >= 5]
-    worst = (f" The most negative stage is **{by['mean'].idxmin()}** (mean sentiment {by['mean'].min():+.2f} over "
-             f"{int(by.loc[by['mean'].idxmin(), 'count']):,} comments)." if len(by) else "")
-    return (f"{len(scored):,} of {len(feedback):,} pieces of feedback were scored; {neg:.0%} read negative "
-            f"(score below -0.05)." + worst + (f" {languages}" if languages else ""))
-
-
-def sentiment_by_stage(feedback: pd.DataFrame, stages, rating_type: str | None = None) -> pd.DataFrame:
-    """Per stage (configured order): ``comments`` (scored texts), ``sentiment_mean``, ``share_negative``
-    (score < -0.05), then for each rating scale in the feedback (``rating_type``: csat 1-5, nps 0-10,
-    ces 1-7, stars 1-5) ``<scale>_mean`` and ``<scale>_n``: every mean is of ratings of one scale, never
-    of several scales together. The declared ``rating_type`` comes first; feedback without a
-    ``rating_type`` column is read as of the declared scale. No feedback (None): an empty table."""
-    if feedback is None or "sentiment_status" not in feedback.columns:
-        return pd.DataFrame(columns=["comments", "sentiment_mean", "share_negative"],
-                            index=pd.Index([], name="stage"))
-    scored = feedback[feedback["sentiment_status"] == "scored"]
-    out = scored.groupby("stage").agg(comments=("sentiment", "size"), sentiment_mean=("sentiment", "mean"),
-                                      share_negative=("sentiment", lambda s: float((s < -0.05).mean())))
-    if "rating" in feedback.columns:
-        rated = feedback[feedback["rating"].notna() & feedback["stage"].notna()]
-        if "rating_type" in rated.columns:
-            scale = rated["rating_type"].astype("string").str.lower().fillna(rating_type or "rating")
-        else:
-            scale = pd.Series(rating_type or "rating", index=rated.index)
-        by = rated.assign(scale=scale.to_numpy()).groupby(["stage", "scale"])["rating"].agg(["mean", "count"])
-        wide = by.unstack("scale")
-        scales = sorted(wide.columns.get_level_values("scale").unique(), key=lambda t: (t != rating_type, t))
-        for t in scales:
-            out[f"{t}_mean"] = wide[("mean", t)]
-            out[f"{t}_n"] = wide[("count", t)].astype("Int64")
-    order = [s for s in stages if s in out.index] + [s for s in out.index if s not in stages]
-    return out.reindex(order)
-
-
-def voice_model_report(voice_model, feedback: pd.DataFrame | None):
-    """What notebook 02 shows about learning from ratings: the model's cross-validated figures
-    (``voice_model.cv_report``), or a sentence saying why there is none (no feedback, no ratings, too few)."""
-    if voice_model is not None:
-        return voice_model.cv_report
-    if feedback is None:
-        return NO_FEEDBACK
-    if "rating" not in feedback.columns or not feedback["rating"].notna().any():
-        return "The feedback has no ratings to learn from: lexicon only."
-    return "Too few rated comments to learn from: lexicon only."
-
-
-def segments_frame(segmentation) -> pd.DataFrame | None:
-    """The ``segments.parquet`` table of a fitted segmentation: customer_id (str), segment (int, 0 =
-    largest) and segment_name; None when segmentation was skipped (``segmentation=None``)."""
-    if segmentation is None:
-        return None
-    labels = segmentation.labels
-    names = getattr(segmentation, "names", {}) or {}
-    out = pd.DataFrame({"customer_id": labels.index.astype(str), "segment": labels.to_numpy().astype("int64")})
-    out["segment_name"] = out["segment"].map(names).fillna("Segment " + out["segment"].astype(str))
-    return out
-
-
-def segments_markdown(segmentation, note: str | None = None) -> str:
-    """Sentences on a fitted segmentation: k and how it was chosen, sizes and names, stability; when
-    segmentation was skipped (``segmentation=None``), ``note`` (the reason from
-    :func:`journey_analysis.segment.try_segment_customers`)."""
-    if segmentation is None:
-        return note or "Segmentation skipped: one map for all customers."
-    sizes = pd.Series(segmentation.labels).value_counts().sort_index()
-    names = getattr(segmentation, "names", {}) or {}
-    total = int(sizes.sum())
-    listing = "; ".join(f"**{names.get(k, f'Segment {k}')}** ({v / total:.0%})" for k, v in sizes.items())
-    how = ("chosen from the data (the largest silhouette between "
-           f"{segmentation.k_range[0]} and {segmentation.k_range[1]})" if segmentation.k_param == "auto"
-           else "fixed in the configuration")
-    ari = getattr(segmentation, "stability_ari", None)
-    stab = ""
-    if ari is not None and not pd.isna(ari):
-        word = "very stable" if ari >= 0.9 else "fairly stable" if ari >= 0.7 else "not stable"
-        stab = (f" Refitting on bootstrap samples gives an adjusted Rand index of {ari:.2f}: the segments are "
-                f"{word}{'' if ari >= 0.7 else '; treat them as a rough grouping'}.")
-    return (f"The {total:,} customers fall into **{segmentation.k} segments**, a number {how}: {listing}."
-            + stab)
-
-
-def _h(hours: float) -> str:
-    if hours is None or pd.isna(hours):
-        return "–"
-    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
-
-
-def map_markdown(journey_map: pd.DataFrame, segment: str = OVERALL) -> str:
-    """Sentences read off one segment's journey map (configured stages): where sentiment is lowest,
-    where the wait is furthest over its expectation, where most customers drop off, and how much of the
-    map rests on thin evidence (``low_confidence``)."""
-    m = journey_map[journey_map["segment"].astype(str) == segment] if "segment" in journey_map else journey_map
-    if "configured" in m.columns and m["configured"].any():
-        m = m[m["configured"]]
-    m = m[m["customers"] > 0]
-    if m.empty:
-        return f"No customer of {segment} reached a configured stage."
-    parts = [f"For **{segment}** the map covers {len(m)} stages reached by customers."]
-    s = m.dropna(subset=["sentiment_mean"])
-    if len(s):
-        w = s.loc[s["sentiment_mean"].idxmin()]
-        parts.append(f"Feelings are lowest at **{w['stage']}** (mean sentiment {w['sentiment_mean']:+.2f}, "
-                     f"{w.get('sentiment_share_negative', float('nan')):.0%} of comments negative).")
-    if "duration_ratio" in m.columns and m["duration_ratio"].notna().any():
-        d = m.loc[m["duration_ratio"].idxmax()]
-        verdict = "over" if d["duration_ratio"] > 1 else "within"
-        took = d["stage_time_median_h"] if "stage_time_median_h" in d.index else d["dwell_median_h"]
-        parts.append(f"The time in a stage furthest from its expectation is at **{d['stage']}**: median {_h(took)} per visit "
-                     f"against an expected maximum of {_h(d['expected_max_duration_h'])} ({verdict}).")
-    if "drop_off" in m.columns and m["drop_off"].notna().any() and m["drop_off"].max() > 0:
-        o = m.loc[m["drop_off"].idxmax()]
-        parts.append(f"The largest drop-off is at **{o['stage']}**: {o['drop_off']:.0%} of those who reach it stop there "
-                     "before the journey's end and stay away.")
-    if "feedback_n" in m.columns and not m["feedback_n"].fillna(0).astype(float).any():
-        parts.append("No feedback reached the map: no sentiment, satisfaction, themes or quotes; the map "
-                     "shows behaviour only (the `missing` column says what is missing at each stage).")
-    if "low_confidence" in m.columns:
-        n_low = int(m["low_confidence"].sum())
-        parts.append(f"{n_low} of {len(m)} stages rest on thin evidence (fewer than 30 observations somewhere)."
-                     if n_low else "Every stage has at least 30 observations behind its figures.")
-    return " ".join(parts)
-
-
-def validation_table(journey_map: pd.DataFrame) -> pd.DataFrame:
-    """Rows of the map (every segment) a person should check before trusting it: the map's ``needs_review``
-    rows (see ``journey_map._review``: unconfigured stages many reach, stages no one reached, gaps on thin
-    evidence), else (older maps) low confidence or something missing. Columns: segment, stage, customers,
-    feedback_n, review_reasons (or low_confidence_reasons), missing."""
-    if "needs_review" in journey_map.columns:
-        cols = [c for c in ("segment", "stage", "customers", "feedback_n", "review_reasons", "missing")
-                if c in journey_map.columns]
-        return journey_map.loc[journey_map["needs_review"].astype(bool), cols].reset_index(drop=True)
-    cols = [c for c in ("segment", "stage", "customers", "feedback_n", "low_confidence_reasons", "missing")
-            if c in journey_map.columns]
-    flag = pd.Series(False, index=journey_map.index)
-    if "low_confidence" in journey_map.columns:
-        flag |= journey_map["low_confidence"].astype(bool)
-    if "missing" in journey_map.columns:
-        flag |= journey_map["missing"].fillna("").astype(str).str.len() > 0
-    return journey_map.loc[flag, cols].reset_index(drop=True)
-
-
-def findings(pain: pd.DataFrame, drivers: pd.DataFrame | None, gaps: pd.DataFrame | None,
-             recs: pd.DataFrame | None, kpis: pd.DataFrame | None = None, limitations: list[str] | None = None) -> dict:
-    """The headline figures of an analysis (``findings.json``):
-
-    ``top_pain_point`` (stage ranked 1 by ``pain_points``) and its ``top_pain_score``; ``top_driver``
-    ("stage: measure" of the best-ranked *significant* experience driver from ``moments_of_truth``, None
-    when none is significant) with ``top_driver_stage`` and ``top_driver_sentence``;
-    ``n_significant_drivers``; ``n_gaps_flagged`` (expectation gaps flagged); ``top_recommendation``
-    (sentence of the rank-1 recommendation); ``n_recommendations``; ``n_kpi_breaches``;
-    ``no_drivers_reason`` (why there is no driver analysis, from ``drivers.attrs["reason"]`` of
-    ``moments_of_truth``; None when it ran); ``limitations`` (the sentences of :func:`limitations`, when given).
-    """
-    out: dict = {}
-    p = pain.sort_values("rank") if len(pain) else pain
-    out["top_pain_point"] = str(p.iloc[0]["stage"]) if len(p) else None
-    out["top_pain_score"] = float(p.iloc[0]["pain_score"]) if len(p) else None
-    out["pain_ranking"] = p["stage"].astype(str).tolist() if len(p) else []
-    out["no_drivers_reason"] = (drivers.attrs.get("reason") if drivers is not None else
-                                "No driver analysis was run.")
-    d = pd.DataFrame() if drivers is None or drivers.empty else drivers
-    if len(d):
-        d = d[(d["role"] == "driver") & d["significant"].astype(bool)].sort_values("rank")
-    out["n_significant_drivers"] = int(len(d))
-    out["top_driver"] = ((str(d.iloc[0]["driver"]) if "driver" in d.columns else
-                          f"{d.iloc[0]['stage']}: {d.iloc[0]['measure']}") if len(d) else None)
-    out["top_driver_stage"] = (str(d.iloc[0]["stage"]) if pd.notna(d.iloc[0]["stage"]) else None) if len(d) else None
-    out["top_driver_sentence"] = str(d.iloc[0]["sentence"]) if len(d) else None
-    out["n_gaps_flagged"] = int(gaps["flagged"].astype(bool).sum()) if gaps is not None and len(gaps) else 0
-    r = recs.sort_values("rank") if recs is not None and len(recs) else None
-    out["top_recommendation"] = str(r.iloc[0]["sentence"]) if r is not None else None
-    out["n_recommendations"] = int(len(recs)) if recs is not None else 0
-    out["n_kpi_breaches"] = int((kpis["status"] == "breach").sum()) if kpis is not None and len(kpis) else 0
-    out["limitations"] = list(limitations or [])
-    return out
-
-
-def findings_markdown(f: dict) -> str:
-    """The findings as a short paragraph (pain point, moment of truth, first recommendation)."""
-    parts = []
-    if f.get("top_pain_point"):
-        parts.append(f"The biggest pain point is **{f['top_pain_point']}** (pain score {f['top_pain_score']:.2f}).")
-    if f.get("top_driver"):
-        parts.append(f"The moment of truth, the experience that moves the outcome most, is **{f['top_driver']}**: "
-                     f"{f['top_driver_sentence']}")
-    elif f.get("no_drivers_reason"):
-        parts.append(f["no_drivers_reason"])
-    else:
-        parts.append("No stage's experience is clearly linked to the outcome (no driver's interval excludes zero).")
-    if f.get("top_recommendation"):
-        parts.append(f"First recommendation: {f['top_recommendation']}")
-    text = " ".join(parts)
-    if f.get("limitations"):
-        text += "\n\n" + limitations_markdown(f["limitations"])
-    return text

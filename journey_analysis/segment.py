@@ -188,7 +188,7 @@ def _demographics(customers, exclude, notes, levels_ref=None):
     Text columns whose non-blank values are >= 95 % numbers are parsed as numbers (blanks -> missing).
     Returns (numeric frame, levels dict {column: [levels]}).
     """
-    from journey_analysis.analyze import id_like
+    from journey_analysis.outcome import id_like
 
     cust = customers.set_index("customer_id")
     num, levels = {}, {}
@@ -457,9 +457,10 @@ def _merge_identical(feats: dict) -> tuple[dict, dict]:
 
 
 def _drop_leakage(feats: dict, customers: pd.DataFrame, outcome: str, good, ids) -> tuple[dict, dict]:
-    """Features that alone predict the outcome almost perfectly (AUC >= ``analyze.LEAKAGE_AUC``, or <= 1 -
+    """Features that alone predict the outcome almost perfectly (AUC >= ``outcome.LEAKAGE_AUC``, or <= 1 -
     it) are the outcome in disguise: dropped and reported as leakage."""
-    from journey_analysis.analyze import LEAKAGE_AUC, _auc, outcome_is_bad
+    from journey_analysis.outcome import LEAKAGE_AUC, outcome_is_bad
+    from journey_analysis.outcome import auc as _auc
 
     y = outcome_is_bad(customers[outcome], good)
     y.index = customers["customer_id"].astype(str)
@@ -483,7 +484,7 @@ def segment_outcomes(segmentation: "Segmentation", customers: pd.DataFrame | Non
     """Each segment's size and outcome rate: segment, name, customers, share, outcome_n (customers with an
     outcome), outcome_rate (share with the bad outcome, i.e. not ``outcome_good``; NaN without an outcome),
     and the overall rate as ``attrs["overall_rate"]``."""
-    from journey_analysis.analyze import outcome_is_bad
+    from journey_analysis.outcome import outcome_is_bad
 
     lab = segmentation.labels
     names = getattr(segmentation, "names", {}) or {}

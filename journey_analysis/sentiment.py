@@ -750,10 +750,10 @@ def score_frame(texts, *, languages=None, cache_path: str | Path | None = None, 
     ``get_nlp()(text)._.sentiment``. ``batch_size`` is kept for compatibility (the tokenizer reads up
     to 1,000,000 characters per call).
     """
-    from journey_analysis.text import _as_strings, chunk_texts, identify_languages
+    from journey_analysis.text import as_strings, chunk_texts, identify_languages
 
     s = _as_series(texts)
-    strs, _ = _as_strings(s)  # missing -> "" (labelled "empty")
+    strs, _ = as_strings(s)  # missing -> "" (labelled "empty")
     codes, uniq = pd.factorize(np.array(strs, dtype=object))  # identical texts: identified and scored once
     u = uniq.tolist()
     head = [t[:LANGUAGE_CHARS] for t in u]
@@ -1341,9 +1341,9 @@ def language_name(code) -> str:
     if code in _LANGUAGE_NAMES:
         return _LANGUAGE_NAMES[code]
     try:
-        from journey_analysis.text import _lingua_languages
+        from journey_analysis.text import lingua_languages
 
-        return _lingua_languages()[code].name.title()
+        return lingua_languages()[code].name.title()
     except Exception:
         return str(code)
 

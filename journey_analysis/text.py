@@ -170,7 +170,7 @@ _LATIN_LETTER = re.compile(r"[A-Za-zÀ-ÖØ-öø-ɏ]")
 _LANG_CACHE: dict = {}
 
 
-def _lingua_languages() -> dict:
+def lingua_languages() -> dict:
     """ISO 639-1 code (lower case) -> lingua Language, for every language lingua ships."""
     if "codes" not in _LANG_CACHE:
         from lingua import Language
@@ -185,7 +185,7 @@ def _detector(codes: tuple[str, ...], low_accuracy: bool = False):
     if key not in _LANG_CACHE:
         from lingua import LanguageDetectorBuilder
 
-        langs = _lingua_languages()
+        langs = lingua_languages()
         b = (LanguageDetectorBuilder.from_languages(*[langs[c] for c in codes]) if codes
              else LanguageDetectorBuilder.from_all_languages())
         _LANG_CACHE[key] = (b.with_low_accuracy_mode() if low_accuracy else b).build()
@@ -462,14 +462,14 @@ def identify_languages(texts, languages=None, *, sample_size: int = SAMPLE_SIZE,
       the candidate with the largest weight, confidence = that weight.
     """
     s = _as_series_text(texts)
-    strs, _ = _as_strings(s)
+    strs, _ = as_strings(s)
     codes_t, uniq = pd.factorize(pd.Series(strs, dtype=object))
     u = uniq.tolist()
     n = len(u)
     lang = np.full(n, None, dtype=object)
     conf = np.full(n, np.nan)
     rule = np.full(n, "empty", dtype=object)
-    known = _lingua_languages()
+    known = lingua_languages()
     configured = list(dict.fromkeys(str(c).lower() for c in languages)) if languages else []
     bad = [c for c in configured if c not in known]
     if bad:
@@ -566,7 +566,7 @@ def _as_series_text(texts) -> pd.Series:
     return pd.Series(list(texts), dtype=object)
 
 
-def _as_strings(s: pd.Series) -> tuple[list[str], np.ndarray]:
+def as_strings(s: pd.Series) -> tuple[list[str], np.ndarray]:
     """(texts as Python str, "" where missing; missing mask); non-str values become str(value)."""
     vals = s.to_numpy(dtype=object)
     missing = pd.isna(vals)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from journey_analysis import runner
+from journey_analysis import artifacts, runner
 from journey_analysis.config import DEMO_CONFIG
 
 NASTY = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "jo.bloggs@example.com"]
@@ -41,7 +41,7 @@ def demo(tmp_path_factory):
     reports, processed = root / "reports", root / "processed"
     result = runner.run_pipeline(config, run_id="first", reports_dir=reports, processed_dir=processed,
                                  extra_parameters={"n_boot": 50}, progress=False)
-    records = {stem: runner.read_records(result.folder / f"{stem}.ipynb") for stem in runner.NOTEBOOKS}
+    records = {stem: artifacts.read_records(result.folder / f"{stem}.ipynb") for stem in runner.NOTEBOOKS}
     truth = json.loads(paths["truth"].read_text())
     return {"root": root, "raw": raw, "config": config, "reports": reports, "processed": processed,
             "result": result, "records": records, "truth": truth}

@@ -348,7 +348,7 @@ def test_bpic2012_wide_table_with_a_terminal_stage(tmp_path):
     every candidate tested or left out with its reason, nothing called a lever without a significant driver."""
     import yaml
 
-    from journey_analysis.gather import gather
+    from journey_analysis.sources import gather
     from shapes import MILESTONES, bpic_applicants, bpic_wide
 
     wide = bpic_wide(n_cases=4000)

@@ -13,7 +13,8 @@ import yaml
 from journey_analysis.cli import main
 from journey_analysis.config import load_config
 from journey_analysis.errors import JourneyError
-from journey_analysis.gather import gather, link_feedback, load_customers, load_events, load_feedback
+from journey_analysis.gather import link_feedback, load_customers, load_events, load_feedback
+from journey_analysis.sources import gather
 from journey_analysis.schema import QualityLog, neutralise_formulas
 
 DATA = Path(__file__).parent / "data"

@@ -12,7 +12,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from journey_analysis import runner
+from journey_analysis import artifacts, runner
 from journey_analysis.config import NOTEBOOKS_DIR, load_config
 
 from conftest import NASTY, _config  # noqa: E402,F401  (the pipeline fixtures demo, second live in conftest.py)
@@ -281,7 +281,7 @@ def test_practice_complaint_journey_runs_and_finds_its_planted_truths(tmp_path):
     truth = json.loads((cfg.parents[1] / "data" / "raw" / "complaint" / "truth.json").read_text())
     res = runner.run_pipeline(cfg, run_id="practice", reports_dir=tmp_path / "reports", processed_dir=tmp_path / "processed",
                               extra_parameters={"n_customers": 800, "n_boot": 30}, progress=False)
-    r = {stem: runner.read_records(res.folder / f"{stem}.ipynb") for stem in runner.NOTEBOOKS}
+    r = {stem: artifacts.read_records(res.folder / f"{stem}.ipynb") for stem in runner.NOTEBOOKS}
     assert r["01_define_objectives"]["stages"] == ["raise", "acknowledge", "investigate", "resolve", "follow_up"]
     assert r["02_gather"]["n_customers"] == 800
     assert r["05_analyze"]["top_pain_point"] == truth["pain_point"] == "investigate"

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from journey_analysis import report, runner
+from journey_analysis import artifacts, narrative, runner
 from journey_analysis.config import DEMO_CONFIG
 from journey_analysis.journey_map import ALL
 
@@ -37,8 +37,8 @@ def test_events_only_run_maps_behaviour_and_says_what_is_missing(tmp_path):
 
     out = tmp_path / "processed" / "events-only"
     # no customers, no feedback: recorded as absent, read back as None
-    assert runner.load_artifact(out / "customers.parquet") is None
-    assert runner.load_artifact(out / "feedback.parquet") is None
+    assert artifacts.load_artifact(out / "customers.parquet") is None
+    assert artifacts.load_artifact(out / "feedback.parquet") is None
     # the map from behaviour alone
     m = pd.read_parquet(out / "journey_map.parquet")
     overall = m[(m["segment"] == ALL) & m["configured"]].set_index("stage")
@@ -60,11 +60,11 @@ def test_events_only_run_maps_behaviour_and_says_what_is_missing(tmp_path):
     # no feedback was measured, so no recommendation may claim the experience is broken
     recs = pd.read_parquet(out / "recommendations.parquet")
     assert len(recs) and not recs["action"].eq("fix the experience").any()
-    assert found["limitations"] == [report.NO_FEEDBACK, report.NO_CUSTOMERS, report.NO_OUTCOME]
+    assert found["limitations"] == [narrative.NO_FEEDBACK, narrative.NO_CUSTOMERS, narrative.NO_OUTCOME]
     # the report says it plainly
     page = res.report.read_text(encoding="utf-8")
     assert "What this run could not do, and why" in page
-    for sentence in (report.NO_FEEDBACK, report.NO_CUSTOMERS, report.NO_OUTCOME):
+    for sentence in (narrative.NO_FEEDBACK, narrative.NO_CUSTOMERS, narrative.NO_OUTCOME):
         assert sentence in page
     assert json.loads((res.folder / "run.json").read_text())["limitations"] == found["limitations"]
 
@@ -81,8 +81,8 @@ def test_demo_without_feedback_still_finds_drivers_from_behaviour(tmp_path):
                               processed_dir=tmp_path / "processed", progress=False)
 
     out = tmp_path / "processed" / "no-feedback"
-    assert runner.load_artifact(out / "feedback.parquet") is None
-    assert len(runner.load_artifact(out / "customers.parquet")) == 300
+    assert artifacts.load_artifact(out / "feedback.parquet") is None
+    assert len(artifacts.load_artifact(out / "customers.parquet")) == 300
     m = pd.read_parquet(out / "journey_map.parquet")
     overall = m[(m["segment"] == ALL) & m["configured"]]
     assert (overall["customers"] > 0).all() and overall["sentiment_mean"].isna().all()
@@ -93,10 +93,10 @@ def test_demo_without_feedback_still_finds_drivers_from_behaviour(tmp_path):
     stage_drivers = drivers[drivers["kind"].isin(["experience", "time"])]
     assert len(stage_drivers) and set(stage_drivers["measure"]) == {"time_log_h"}  # no feedback: no experience
     assert {"attribute", "touchpoint"} <= set(drivers["kind"])  # who the customers are, what happened to them
-    assert found["limitations"] == [report.NO_FEEDBACK]
+    assert found["limitations"] == [narrative.NO_FEEDBACK]
     page = res.report.read_text(encoding="utf-8")
-    assert report.NO_FEEDBACK in page
-    assert report.NO_CUSTOMERS not in page and report.NO_OUTCOME not in page
+    assert narrative.NO_FEEDBACK in page
+    assert narrative.NO_CUSTOMERS not in page and narrative.NO_OUTCOME not in page
 
 
 def test_feedback_without_ratings_is_scored_by_words_and_reported():
@@ -113,14 +113,14 @@ def test_feedback_without_ratings_is_scored_by_words_and_reported():
     from journey_analysis.config import load_config
 
     cfg = load_config(DEMO_CONFIG)
-    assert report.limitations(cfg, pd.DataFrame({"customer_id": ["a"]}), scored) == [report.NO_RATINGS]
-    assert report.limitations(cfg, None, None) == [report.NO_FEEDBACK, report.NO_CUSTOMERS,
+    assert narrative.limitations(cfg, pd.DataFrame({"customer_id": ["a"]}), scored) == [narrative.NO_RATINGS]
+    assert narrative.limitations(cfg, None, None) == [narrative.NO_FEEDBACK, narrative.NO_CUSTOMERS,
                                                    "No customers file, so no outcome column 'churned': no moments "
                                                    "of truth (driver analysis needs an outcome)."]
-    assert report.voice_model_report(None, scored) == "The feedback has no ratings to learn from: lexicon only."
-    assert report.voice_model_report(None, None) == report.NO_FEEDBACK
-    assert report.sentiment_by_stage(None, ["x"]).empty
-    assert report.sentiment_by_stage(scored, ["x", "y"]).loc["x", "comments"] == 2
+    assert narrative.voice_model_report(None, scored) == "The feedback has no ratings to learn from: lexicon only."
+    assert narrative.voice_model_report(None, None) == narrative.NO_FEEDBACK
+    assert narrative.sentiment_by_stage(None, ["x"]).empty
+    assert narrative.sentiment_by_stage(scored, ["x", "y"]).loc["x", "comments"] == 2
 
 
 def test_segmentation_skipped_with_a_reason_when_data_are_too_thin():
@@ -133,7 +133,7 @@ def test_segmentation_skipped_with_a_reason_when_data_are_too_thin():
                         index=pd.Index([f"c{i}" for i in range(40)], name="customer_id"))
     seg, note = segment.try_segment_customers(flat)
     assert seg is None and note.startswith("Segmentation skipped: too few features (1 that vary")
-    assert report.segments_frame(None) is None and report.segments_markdown(None, note) == note
+    assert narrative.segments_frame(None) is None and narrative.segments_markdown(None, note) == note
     assert segment.plot_sizes(None) is None and segment.save(None, "unused.joblib") is None
     rng = np.random.default_rng(0)
     two = pd.DataFrame({"x": np.r_[rng.normal(0, 1, 30), rng.normal(8, 1, 30)], "y": rng.normal(0, 1, 60)},
@@ -141,18 +141,18 @@ def test_segmentation_skipped_with_a_reason_when_data_are_too_thin():
     seg, note = segment.try_segment_customers(two, k=2)
     assert note is None and seg.k == 2
     assert seg.labels.iloc[:30].nunique() == 1 and seg.labels.iloc[0] != seg.labels.iloc[-1]
-    assert report.limitations(None, None, None, segmentation_note="Segmentation skipped: x.") == [
-        report.NO_FEEDBACK, "No customer attributes.", report.NO_OUTCOME, "Segmentation skipped: x."]
+    assert narrative.limitations(None, None, None, segmentation_note="Segmentation skipped: x.") == [
+        narrative.NO_FEEDBACK, "No customer attributes.", narrative.NO_OUTCOME, "Segmentation skipped: x."]
 
 
 def test_absent_artifacts_round_trip(tmp_path):
     frame = pd.DataFrame({"a": [1]})
-    runner.save_artifact(frame, tmp_path / "f.parquet")
-    assert runner.save_artifact(None, tmp_path / "f.parquet").name == "f.parquet.absent"
-    assert not (tmp_path / "f.parquet").exists() and runner.load_artifact(tmp_path / "f.parquet") is None
-    runner.save_artifact(frame, tmp_path / "f.parquet")                  # data again: the marker goes
+    artifacts.save_artifact(frame, tmp_path / "f.parquet")
+    assert artifacts.save_artifact(None, tmp_path / "f.parquet").name == "f.parquet.absent"
+    assert not (tmp_path / "f.parquet").exists() and artifacts.load_artifact(tmp_path / "f.parquet") is None
+    artifacts.save_artifact(frame, tmp_path / "f.parquet")                  # data again: the marker goes
     assert not (tmp_path / "f.parquet.absent").exists()
-    assert runner.load_artifact(tmp_path / "f.parquet").equals(frame)
+    assert artifacts.load_artifact(tmp_path / "f.parquet").equals(frame)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,7 +208,7 @@ def test_wide_milestone_table_with_a_yes_no_outcome_and_reviews_by_case_id(tmp_p
     cust = pd.read_parquet(out / "customers.parquet")
     assert set(cust["declined"].dropna()) == {"Yes", "No"}             # the labels as the export wrote them
     found = json.loads((out / "findings.json").read_text())
-    assert report.NO_EVENTS not in found["limitations"]
+    assert narrative.NO_EVENTS not in found["limitations"]
 
 
 def test_customer_table_alone_runs_and_says_what_needs_events(tmp_path):
@@ -224,8 +224,8 @@ def test_customer_table_alone_runs_and_says_what_needs_events(tmp_path):
     cust = pd.read_parquet(out / "customers.parquet")
     assert cust["churn"].dtype == bool or str(cust["churn"].dtype) == "boolean"
     found = json.loads((out / "findings.json").read_text())
-    assert found["limitations"][0] == report.NO_EVENTS
-    assert report.NO_EVENTS in (folder / "report.html").read_text(encoding="utf-8")
+    assert found["limitations"][0] == narrative.NO_EVENTS
+    assert narrative.NO_EVENTS in (folder / "report.html").read_text(encoding="utf-8")
     assert json.loads((folder / "run.json").read_text())["headline"]["customers"] == 400
 
 
@@ -280,4 +280,4 @@ def test_feedback_alone_runs(tmp_path):
     fb = pd.read_parquet(out / "feedback.parquet")
     assert len(fb) == 200 and fb["rating"].between(1, 5).all() and fb["customer_id"].nunique() == 200
     found = json.loads((out / "findings.json").read_text())
-    assert found["limitations"][:2] == [report.NO_EVENTS, report.NO_CUSTOMERS]
+    assert found["limitations"][:2] == [narrative.NO_EVENTS, narrative.NO_CUSTOMERS]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from journey_analysis import report
+from journey_analysis import metrics, narrative, report
 
 
 def _feedback():
@@ -22,7 +22,7 @@ def _feedback():
 
 
 def test_sentiment_by_stage_never_mixes_rating_scales():
-    t = report.sentiment_by_stage(_feedback(), ["usage", "renewal"], rating_type="csat")
+    t = narrative.sentiment_by_stage(_feedback(), ["usage", "renewal"], rating_type="csat")
     assert "rating_mean" not in t.columns
     assert list(t.columns[:3]) == ["comments", "sentiment_mean", "share_negative"]
     assert list(t.columns[3:5]) == ["csat_mean", "csat_n"]                 # the declared scale first
@@ -38,9 +38,9 @@ def test_stage_metrics_no_dropoff_where_ending_is_completion():
     t = pd.Timestamp("2024-01-01", tz="UTC")
     ev = pd.DataFrame({"customer_id": ["a", "a", "b"], "timestamp": [t, t + pd.Timedelta(hours=1), t],
                        "stage": ["s1", "s2", "s1"], "row_id": range(3)})
-    m = report.stage_metrics(ev, None, ["s1", "s2"]).set_index("stage")
+    m = metrics.stage_metrics(ev, None, ["s1", "s2"]).set_index("stage")
     assert m.loc["s1", "dropoff_share"] == 0.5 and m.loc["s2", "dropoff_share"] == 0.0   # s2 ends the journey
-    m = report.stage_metrics(ev, None, ["s1", "s2"], terminal=["s1"]).set_index("stage")
+    m = metrics.stage_metrics(ev, None, ["s1", "s2"], terminal=["s1"]).set_index("stage")
     assert m.loc["s1", "dropoff_share"] == 0.0 and m.loc["s2", "dropoff_share"] == 1.0
 
 
@@ -49,7 +49,7 @@ def test_comparison_at_display_precision_reads_no_change():
                          "dwell_median_s": [3600.0, 3600.0], "dwell_median_se_s": [1e-9, 60.0],
                          "dropoff_share": [1.0, 0.2], "dropoff_se": [0.0, 0.01]})
     cur = prev.assign(sentiment_mean=[0.41 + 3.89e-11, 0.3], dwell_median_s=[3600 - 4.25e-9, 7200.0])
-    rows = report._comparison_rows(report.compare_stage_metrics(cur, prev))
+    rows = report._comparison_rows(metrics.compare_stage_metrics(cur, prev))
     by = {(r["stage"], r["metric"]): r for r in rows}
     assert by[("s1", "sentiment")]["change"] == "no change" and by[("s1", "sentiment")]["arrow"] == "≈"
     assert by[("s1", "dwell median")]["change"] == "no change"            # not +3.89e-11 / -4.25e-09
@@ -108,7 +108,7 @@ def test_report_tables_are_formatted_and_paths_local():
 @pytest.mark.parametrize("metric,value,expected", [("dwell_median_s", 330022.5, "91.7 h"), ("csat_mean", 3.912, "3.9")])
 def test_kpi_messages_in_the_unit_of_the_threshold(metric, value, expected):
     jm = pd.DataFrame({"segment": ["All customers"], "stage": ["s"], metric: [value]})
-    k = report.check_kpis([{"stage": "s", "metric": metric, "max": 1.0, "label": "post"}], jm, None)
+    k = metrics.check_kpis([{"stage": "s", "metric": metric, "max": 1.0, "label": "post"}], jm, None)
     assert expected in k.iloc[0]["message"] and "e+" not in k.iloc[0]["message"]
 
 
@@ -129,9 +129,9 @@ def test_failed_runs_on_the_index_name_no_absolute_path(tmp_path):
 def test_a_breach_that_rounding_would_hide_says_by_how_much():
     """168.04 h against at most 168 h (issue 13: "is 7.0 days, expected at most 7.0 days" read as no breach)."""
     jm = pd.DataFrame({"segment": ["All customers"], "stage": ["carrier"], "stage_time_median_s": [168.04 * 3600]})
-    k = report.check_kpis([{"stage": "carrier", "metric": "stage_time_median_s", "max": 7 * 86400,
+    k = metrics.check_kpis([{"stage": "carrier", "metric": "stage_time_median_s", "max": 7 * 86400,
                             "label": "Carrier delivers within 7 days"}], jm, None).iloc[0]
     assert k["status"] == "breach"
     assert "168 h, expected at most 168 h; 0.024% above it" in k["message"], k["message"]
-    clear = report.check_kpis([{"stage": "carrier", "metric": "stage_time_median_s", "max": 3 * 86400}], jm, None)
+    clear = metrics.check_kpis([{"stage": "carrier", "metric": "stage_time_median_s", "max": 3 * 86400}], jm, None)
     assert "above it" not in clear.iloc[0]["message"]     # a clear breach needs no percentage

@@ -1,4 +1,4 @@
-"""runner.py and report.py on tiny hand-made inputs: recorder, atomic artifacts, safe HTML, stage figures
+"""runner.py, artifacts.py, metrics.py and report.py on tiny hand-made inputs: recorder, atomic artifacts, safe HTML, stage figures
 with their uncertainty, run comparisons, KPI checks, kernels."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from journey_analysis import report, runner
+from journey_analysis import artifacts, metrics, report, runner
 from journey_analysis.errors import JourneyError
 
 
@@ -24,41 +24,41 @@ def _nb_with_outputs(outputs):
 
 def test_read_records_and_figures_from_outputs():
     nb = _nb_with_outputs([
-        ({runner.RECORD_MIME: {"name": "k", "value": 4}, "text/plain": "k = 4"}, {}),
-        ({runner.RECORD_MIME: {"name": "stages", "value": ["a", "b"]}, "text/plain": ""}, {}),
-        ({runner.RECORD_MIME: {"name": "k", "value": 5}, "text/plain": ""}, {}),
-        ({"image/png": "aGVsbG8=", "text/plain": ""}, {runner.FIGURE_KEY: "journey_map"}),
+        ({artifacts.RECORD_MIME: {"name": "k", "value": 4}, "text/plain": "k = 4"}, {}),
+        ({artifacts.RECORD_MIME: {"name": "stages", "value": ["a", "b"]}, "text/plain": ""}, {}),
+        ({artifacts.RECORD_MIME: {"name": "k", "value": 5}, "text/plain": ""}, {}),
+        ({"image/png": "aGVsbG8=", "text/plain": ""}, {artifacts.FIGURE_KEY: "journey_map"}),
         ({"image/png": "aGVsbG8=", "text/plain": ""}, {}),
     ])
-    assert runner.read_records(nb) == {"k": 5, "stages": ["a", "b"]}
-    assert runner.read_figures(nb) == {"journey_map": b"hello"}
+    assert artifacts.read_records(nb) == {"k": 5, "stages": ["a", "b"]}
+    assert artifacts.read_figures(nb) == {"journey_map": b"hello"}
 
 
 def test_jsonable_converts_numpy_and_nan():
-    v = runner._jsonable({"a": np.int64(3), "b": np.array([1.5, np.nan]), "t": pd.Timestamp("2024-01-01", tz="UTC")})
+    v = artifacts.jsonable({"a": np.int64(3), "b": np.array([1.5, np.nan]), "t": pd.Timestamp("2024-01-01", tz="UTC")})
     assert v == {"a": 3, "b": [1.5, None], "t": "2024-01-01T00:00:00+00:00"}
 
 
 def test_save_artifact_atomic_and_formula_safe(tmp_path):
     f = pd.DataFrame({"a": [1, 2], "t": ["=SUM(A1)", "ok"]})
-    p = runner.save_artifact(f, tmp_path / "x" / "f.parquet")
+    p = artifacts.save_artifact(f, tmp_path / "x" / "f.parquet")
     assert pd.read_parquet(p).equals(f)
-    runner.save_artifact({"n": np.int64(2)}, tmp_path / "x" / "f.json")
+    artifacts.save_artifact({"n": np.int64(2)}, tmp_path / "x" / "f.json")
     assert json.loads((tmp_path / "x" / "f.json").read_text()) == {"n": 2}
-    runner.save_artifact(f, tmp_path / "x" / "f.csv")
+    artifacts.save_artifact(f, tmp_path / "x" / "f.csv")
     assert "'=SUM(A1)" in (tmp_path / "x" / "f.csv").read_text()
     assert sorted(q.name for q in (tmp_path / "x").iterdir()) == ["f.csv", "f.json", "f.parquet"]  # no temp files
     with pytest.raises(JourneyError, match="earlier stage"):
-        runner.load_artifact(tmp_path / "missing.parquet")
+        artifacts.load_artifact(tmp_path / "missing.parquet")
 
 
 def test_resolve_path_prefers_cwd_then_notebooks(tmp_path, monkeypatch):
     from journey_analysis.config import DEMO_CONFIG
 
     monkeypatch.chdir(tmp_path)
-    assert runner.resolve_path("../configs/demo.yaml") == DEMO_CONFIG.resolve()
+    assert artifacts.resolve_path("../configs/demo.yaml") == DEMO_CONFIG.resolve()
     (tmp_path / "here.yaml").write_text("x")
-    assert runner.resolve_path("here.yaml") == tmp_path / "here.yaml"
+    assert artifacts.resolve_path("here.yaml") == tmp_path / "here.yaml"
 
 
 def test_kernel_name_is_registered():
@@ -109,7 +109,7 @@ def _events():
 def test_stage_metrics_by_hand():
     fb = pd.DataFrame({"stage": ["s1", "s1", "s2"], "sentiment": [0.5, -0.5, 0.2],
                        "rating_type": ["csat"] * 3, "rating": [5.0, 3.0, 4.0]})
-    m = report.stage_metrics(_events(), fb, ["s1", "s2", "s3"], rating_type="csat").set_index("stage")
+    m = metrics.stage_metrics(_events(), fb, ["s1", "s2", "s3"], rating_type="csat").set_index("stage")
     assert m.loc["s1", "customers"] == 3 and m.loc["s1", "dwell_median_s"] == 3 * 3600  # dwells 2h, 4h
     assert m.loc["s2", "dwell_median_s"] == 3 * 3600 and m.loc["s2", "dwell_n"] == 1
     assert m.loc["s1", "dropoff_share"] == pytest.approx(1 / 3)       # c ends at s1
@@ -124,23 +124,23 @@ def test_compare_flags_only_changes_beyond_uncertainty():
                          "dwell_median_s": [3600.0, 3600.0], "dwell_median_se_s": [60.0, 60.0]})
     cur = pd.DataFrame({"stage": ["s1", "s2"], "sentiment_mean": [0.3, 0.3], "sentiment_se": [0.01, 0.2],
                         "dwell_median_s": [7200.0, 3610.0], "dwell_median_se_s": [60.0, 60.0]})
-    c = report.compare_stage_metrics(cur, prev).set_index(["stage", "metric"])
+    c = metrics.compare_stage_metrics(cur, prev).set_index(["stage", "metric"])
     assert c.loc[("s1", "sentiment"), "verdict"] == "better"
     assert c.loc[("s2", "sentiment"), "verdict"] == "no clear change"       # 0.2 < 1.96 * 0.28
     assert c.loc[("s1", "dwell median"), "verdict"] == "worse"              # longer wait
     assert c.loc[("s2", "dwell median"), "verdict"] == "no clear change"
-    assert report.compare_stage_metrics(cur, None).empty
+    assert metrics.compare_stage_metrics(cur, None).empty
 
 
 def test_check_kpis_uses_map_then_stage_metrics():
     jm = pd.DataFrame({"segment": ["All customers", "All customers", "seg"], "stage": ["s1", "s2", "s1"],
                        "dwell_median_s": [100.0, 90000.0, 1.0]})
-    metrics = pd.DataFrame({"stage": ["s1"], "satisfaction_mean": [3.5]})
+    per_stage = pd.DataFrame({"stage": ["s1"], "satisfaction_mean": [3.5]})
     kpis = [{"stage": "s2", "metric": "dwell_median_s", "max": 86400, "label": "wait"},
             {"stage": "s1", "metric": "dwell_median_s", "max": 86400, "label": "ok"},
             {"stage": "s1", "metric": "csat_mean", "min": 4.0, "label": "csat"},
             {"stage": "s1", "metric": "nothing", "min": 1.0, "label": "?"}]
-    k = report.check_kpis(kpis, jm, metrics, rating_type="csat").set_index("label")
+    k = metrics.check_kpis(kpis, jm, per_stage, rating_type="csat").set_index("label")
     assert k["status"].to_dict() == {"wait": "breach", "ok": "ok", "csat": "breach", "?": "unknown"}
     assert "25 h" in k.loc["wait", "message"] and "at most 24 h" in k.loc["wait", "message"]
 

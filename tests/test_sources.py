@@ -14,8 +14,7 @@ import yaml
 from journey_analysis.cli import main
 from journey_analysis.config import load_config
 from journey_analysis.errors import JourneyError
-from journey_analysis.gather import gather
-from journey_analysis.sources import milestone_durations
+from journey_analysis.sources import gather, milestone_durations
 
 from shapes import MILESTONES, bpic_wide
 

@@ -25,7 +25,8 @@ from journey_analysis.engines import spark as SP  # noqa: E402
 from journey_analysis.datasets import write_demo  # noqa: E402
 from journey_analysis.errors import JourneyError  # noqa: E402
 from journey_analysis.gather import link_feedback, load_events  # noqa: E402
-from journey_analysis.runner import load_artifact, run_pipeline, save_artifact, subsample_customers  # noqa: E402
+from journey_analysis.artifacts import load_artifact, save_artifact  # noqa: E402
+from journey_analysis.runner import run_pipeline, subsample_customers  # noqa: E402
 from journey_analysis.schema import QualityLog  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -37,7 +37,7 @@ DISPATCHED = {
     "customer_behaviour": "journey_analysis.segment",
     "last_step_before": "journey_analysis.gather",
     "subsample_customers": "journey_analysis.runner",
-    "save_artifact": "journey_analysis.runner",
+    "save_artifact": "journey_analysis.artifacts",
 }
 
 #: Everything the seam names.

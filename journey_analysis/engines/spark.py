@@ -516,7 +516,7 @@ def load_events_spark(path, columns: dict | None = None, stages=None, step: str 
 
 
 def check_customers_spark(events, customers: pd.DataFrame, log, file) -> None:
-    """The events-against-customers checks of :func:`journey_analysis.gather.gather` with the events
+    """The events-against-customers checks of :func:`journey_analysis.sources.gather` with the events
     on Spark: ``unknown_customer`` (events of ids not in the customers file) and, when the customers
     have ``created_at``, ``before_customer_created``; both kept and logged, with their first rows."""
     from pyspark.sql import functions as F
@@ -1415,7 +1415,7 @@ def customer_stage_dwell(events, step: str = "stage", outcome_stages=()) -> pd.D
 def stage_dwell_summary(events, step: str = "stage") -> pd.DataFrame:
     """Per step: customers, dwell_n, dwell_median_s, dwell_q25_s, dwell_q75_s (exact percentiles) and
     last_customers (customers with a last event there): the input of
-    :func:`journey_analysis.report.stage_metrics` (:func:`journey_analysis.steps.stage_dwell_summary`).
+    :func:`journey_analysis.metrics.stage_metrics` (:func:`journey_analysis.steps.stage_dwell_summary`).
     Indexed by step."""
     from pyspark.sql import functions as F
 
