@@ -308,6 +308,15 @@ def map_markdown(journey_map: pd.DataFrame, segment: str = ALL) -> str:
     return " ".join(parts)
 
 
+def later_period_table(later: pd.DataFrame) -> pd.DataFrame:
+    """The stage figures of :func:`journey_analysis.metrics.later_period_comparison` that changed beyond
+    their uncertainty, in the units people read (each value divided by its ``scale``: dwell in hours,
+    drop-off in %)."""
+    changed = later[later["significant"]]
+    shown = changed.assign(**{c: changed[c] / changed["scale"] for c in ("previous", "current", "change")})
+    return shown[["stage", "metric", "previous", "current", "change", "verdict"]]
+
+
 def validation_table(journey_map: pd.DataFrame) -> pd.DataFrame:
     """Rows of the map (every segment) a person should check before trusting it: the map's ``needs_review``
     rows (see ``journey_map._review``: unconfigured stages many reach, stages no one reached, gaps on thin
