@@ -44,8 +44,11 @@ _ATTRS = {"class", "colspan", "rowspan", "align", "title", "alt"}
 _DATA_PNG = re.compile(r"^data:image/(png|jpeg|gif);base64,[A-Za-z0-9+/=\s]+$")
 
 
+_MAYBE_PII = re.compile(r"@|\d|www\.|https?://")
+
+
 def _redact_text(text: str) -> str:
-    if not text or not re.search(r"@|\d|www\.|https?://", text):
+    if not text or not _MAYBE_PII.search(text):
         return text
     from journey_analysis.text import redact
 
@@ -59,6 +62,7 @@ class _Sanitizer(HTMLParser):
         self.redact = redact
         self.open: list[str] = []
         self.in_style = 0  # pandas' <style scoped> blocks: dropped with their content
+        self.pending: list[tuple[int, str]] = []  # (position in out, text) redacted together in result()
 
     def _attrs(self, tag, attrs) -> str:
         kept = []
@@ -104,7 +108,11 @@ class _Sanitizer(HTMLParser):
     def handle_data(self, data):
         if self.in_style:
             return
-        self.out.append(html.escape(_redact_text(data) if self.redact else data, quote=False))
+        if self.redact and data and _MAYBE_PII.search(data):
+            self.pending.append((len(self.out), data))  # redacted in result(), all at once
+            self.out.append("")
+            return
+        self.out.append(html.escape(data, quote=False))
 
     def handle_comment(self, data):
         pass
@@ -120,6 +128,13 @@ class _Sanitizer(HTMLParser):
 
     def result(self) -> str:
         self.close()
+        if self.pending:  # one vectorised redact() for every text node of the fragment (the same per text)
+            from journey_analysis.text import redact
+
+            done = redact(pd.Series([t for _, t in self.pending], dtype=object))
+            for (i, _), t in zip(self.pending, done):
+                self.out[i] = html.escape(t, quote=False)
+            self.pending = []
         return "".join(self.out) + "".join(f"</{t}>" for t in reversed(self.open))
 
 
@@ -298,9 +313,18 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _read_frame(path: Path) -> pd.DataFrame | None:
+def _read_frame(path: Path, columns=None) -> pd.DataFrame | None:
+    """A parquet artifact (None when missing or unreadable); ``columns``: only those of them it has (the
+    rows all the same)."""
     try:
-        return pd.read_parquet(path) if path.exists() else None
+        if not path.exists():
+            return None
+        if columns is not None:
+            import pyarrow.parquet as pq
+
+            have = set(pq.read_schema(path).names)
+            columns = [c for c in columns if c in have]
+        return pd.read_parquet(path, columns=columns)
     except Exception:
         return None
 
@@ -361,13 +385,14 @@ def build_run_outputs(folder, executed, config, run_id: str, processed, reports_
     ``stage_metrics.json``, ``kpis.json``, ``run.json`` and ``report.html``. Returns
     ``{"records", "headline", "kpis", "comparison", "previous"}``.
     """
-    from journey_analysis.artifacts import atomic_write_text, read_figures, read_records, save_artifact
+    from journey_analysis.artifacts import atomic_write_text, read_figures, read_notebook, read_records, save_artifact
 
     folder, processed = Path(folder), Path(processed)
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     records: dict = {}
     figures: dict[str, bytes] = {}
-    for nb in executed:
+    notebooks = [(Path(p), read_notebook(p)) for p in executed]  # each read (and validated) once
+    for _, nb in notebooks:
         records.update(read_records(nb))
         figures.update(read_figures(nb))
     fig_dir = folder / "figures"
@@ -379,12 +404,12 @@ def build_run_outputs(folder, executed, config, run_id: str, processed, reports_
     journey_map = _read_frame(processed / "journey_map.parquet")
     if journey_map is not None:
         save_artifact(journey_map, folder / "journey_map.csv")
-    feedback = _read_frame(processed / "feedback.parquet")
+    feedback = _read_frame(processed / "feedback.parquet", columns=["rating", "rating_type"])  # what limitations reads
     metrics = _read_frame(processed / "stage_metrics.parquet")  # 04_map's, computed on the run's engine
     metrics = pd.DataFrame() if metrics is None else metrics
     atomic_write_text(folder / "stage_metrics.json", metrics.to_json(orient="records", indent=2))
 
-    missing = limitations(config, _read_frame(processed / "customers.parquet"), feedback,
+    missing = limitations(config, _read_frame(processed / "customers.parquet", columns=[]), feedback,
                           segmentation_note=records.get("segmentation_note"))
 
     prev = previous_run(reports_dir, config.name, before=created)
@@ -411,10 +436,7 @@ def build_run_outputs(folder, executed, config, run_id: str, processed, reports_
     atomic_write_text(folder / "run.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str))
 
     chapters = []
-    from journey_analysis.artifacts import read_notebook
-
-    for nb_path in executed:
-        nb = read_notebook(nb_path)
+    for nb_path, nb in notebooks:
         title = next((c.get("source", "").splitlines()[0].lstrip("# ").strip() for c in nb.cells
                       if c.get("cell_type") == "markdown" and c.get("source", "").startswith("# ")), Path(nb_path).stem)
         chapters.append({"id": Path(nb_path).stem, "title": title,
