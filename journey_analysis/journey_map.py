@@ -6,8 +6,10 @@ config's expectations marked as assumed (``expectation_source = "config"``), and
 saying what the data does not show (for example "no feedback at this stage"). A stage with no feedback
 keeps its behavioural numbers.
 
-Behaviour numbers come from one place, :func:`journey_analysis.steps.step_stats` (called once for all
-customers and once ``by="segment"``), so the map and the step statistics cannot disagree:
+Behaviour numbers come from one place, :func:`journey_analysis.steps.step_stats` (for all customers and
+``by="segment"``, with :func:`~journey_analysis.steps.stage_visits`, the touchpoint / channel counts and the
+dwell over expectation, all from one sort of the events: :func:`journey_analysis.steps.segment_stage_tables`),
+so the map and the step statistics cannot disagree:
 
 - order of events: (customer_id, timestamp, row_id); without ``row_id`` the frame's positional order.
 - ``customers``, ``share_customers``, ``events``, ``ends_here``, ``dwell_*`` and ``service_*`` (n, min,
@@ -157,20 +159,9 @@ def wilson(k, n, z: float = 1.96):
     return centre - half, centre + half
 
 
-def _segment_events(events, labels: pd.Series):
-    """The events of the customers in ``labels`` (customer id as text -> segment) with a ``segment``
-    column; a lazy join when ``events`` is a Spark DataFrame."""
-    from journey_analysis.engines import engine_for
-
-    return engine_for(events).attach_labels(events, labels, "segment")
-
-
-def _share_text(ev, keys: list[str], col: str) -> pd.DataFrame:
-    """Top levels of ``col`` per group as text ("helpline 62%, webchat 30%") plus the top level and share
-    (``ev``: pandas or Spark events; the counts come from :func:`journey_analysis.steps.count_by`)."""
-    from journey_analysis.steps import count_by
-
-    counts = count_by(ev, keys + [col], name="k")
+def _share_text(counts: pd.DataFrame, keys: list[str], col: str) -> pd.DataFrame:
+    """Top levels of ``col`` per group as text ("helpline 62%, webchat 30%") plus the top level and share,
+    from ``counts`` (keys..., col, k: rows per non-missing level, :func:`journey_analysis.steps.segment_stage_tables`)."""
     counts = counts[counts[col].notna()].reset_index(drop=True)
     if counts.empty:
         return pd.DataFrame(columns=keys + [f"{col}s", f"top_{col}", f"top_{col}_share"]).set_index(keys)
@@ -184,29 +175,18 @@ def _share_text(ev, keys: list[str], col: str) -> pd.DataFrame:
     return pd.concat([text, first[col].rename(f"top_{col}"), first["share"].rename(f"top_{col}_share")], axis=1)
 
 
-def _behaviour(events: pd.DataFrame, ev_seg: pd.DataFrame | None, step: str, gap_s: float | None,
-               as_of, terminal=(), expected_s: dict | None = None) -> pd.DataFrame:
-    """Behaviour per (segment, stage) from :func:`journey_analysis.steps.step_stats` and
-    :func:`journey_analysis.steps.stage_visits` (all customers, then ``by="segment"`` on ``ev_seg``, the
-    events of segmented customers with a ``segment`` column), steps' columns renamed to the map's
-    (:data:`_STEP_RENAMES`), plus the touchpoint / channel shares (map-only)."""
-    from journey_analysis import steps
-
-    kw = {"step": step, "inactivity_gap_s": gap_s, "as_of": as_of, "terminal": list(terminal)}
-    parts = [steps.step_stats(events, **kw).assign(segment=ALL)]
-    vparts = [steps.stage_visits(events, step, expected_s=expected_s).assign(segment=ALL)]
-    if ev_seg is not None:
-        parts.append(steps.step_stats(ev_seg, by="segment", **kw))
-        vparts.append(steps.stage_visits(ev_seg, step, by="segment", expected_s=expected_s))
-    out = pd.concat(parts, ignore_index=True).rename(columns=_STEP_RENAMES)
-    visits = pd.concat(vparts, ignore_index=True).drop(columns="visit_customers")
+def _behaviour(tables: dict, step: str) -> pd.DataFrame:
+    """Behaviour per (segment, stage) from :func:`journey_analysis.steps.segment_stage_tables` (its
+    :func:`~journey_analysis.steps.step_stats` and :func:`~journey_analysis.steps.stage_visits` for all
+    customers and ``by="segment"``), steps' columns renamed to the map's (:data:`_STEP_RENAMES`), plus the
+    touchpoint / channel shares (map-only)."""
+    out = tables["step_stats"].rename(columns=_STEP_RENAMES)
+    visits = tables["visits"].drop(columns="visit_customers")
     out = out.merge(visits.rename(columns={"revisit_customers": "rework_customers"}), on=["segment", step], how="left")
     for col in ("touchpoint", "channel"):
-        if col in events.columns:
-            mix = [_share_text(events, [step], col).reset_index().assign(segment=ALL)]
-            if ev_seg is not None:
-                mix.append(_share_text(ev_seg, ["segment", step], col).reset_index())
-            out = out.merge(pd.concat(mix, ignore_index=True), on=["segment", step], how="left")
+        if col in tables["mix"]:
+            mix = _share_text(tables["mix"][col], ["segment", step], col).reset_index()
+            out = out.merge(mix, on=["segment", step], how="left")
     return out.drop(columns=["starts_here", "repeat_events", "service_sum_s"], errors="ignore")
 
 
@@ -308,26 +288,21 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
         raise JourneyError("The events table is empty: a journey map needs at least one event.",
                            fix="Check the events file and its filters.")
     labels = segment_labels(segments)
-    seg_names = [ALL]
-    seg_total = {ALL: facts["customers"]}
-    ev_seg = None
-    if labels is not None:
-        ev_seg = _segment_events(events, labels)
-        sizes = steps.count_by(ev_seg, "segment", distinct="customer_id").set_index("segment")["n"]
-        seg_names += sorted(sizes[sizes >= min_segment_customers].index.tolist())
-        seg_total.update({k: int(v) for k, v in sizes.items()})
-        small = sizes.index[sizes < min_segment_customers]
-        if len(seg_names) == 1:
-            ev_seg = None
-        elif len(small):
-            ev_seg = _segment_events(events, labels[~labels.isin(small)])
     gap_h = inactivity_gap_h if inactivity_gap_h is not None else getattr(config, "session_gap_h", None)
     as_of = facts["last"] if as_of is None else as_of
     configured = list(config.stage_names)
     terminal = journey_ends(config)
     sf = config.stages_frame().set_index("stage")
     exp_s = (pd.to_numeric(sf["expected_max_duration_h"], errors="coerce") * 3600.0).dropna().to_dict()
-    beh = _behaviour(events, ev_seg, step, None if gap_h is None else float(gap_h) * 3600.0, as_of, terminal, exp_s)
+    # one pass over the events (one sort) for every behaviour lane, all customers and per segment
+    tables = steps.segment_stage_tables(
+        events, step, labels, overall=ALL, min_segment_customers=min_segment_customers,
+        inactivity_gap_s=None if gap_h is None else float(gap_h) * 3600.0, as_of=as_of, terminal=list(terminal),
+        expected_s=exp_s, mix=("touchpoint", "channel"))
+    sizes = tables["segment_customers"].set_index("segment")["n"]
+    seg_names = [ALL] + sorted(sizes[sizes >= min_segment_customers].index.tolist())
+    seg_total = {ALL: facts["customers"], **{k: int(v) for k, v in sizes.items()}}
+    beh = _behaviour(tables, step)
     beh = beh.rename(columns={step: "stage"})
 
     # full grid: every segment x every stage (configured first, then unconfigured by reach)
@@ -408,8 +383,7 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
     # gaps
     m["duration_gap_h"] = m["stage_time_median_h"] - m["expected_max_duration_h"]
     m["duration_ratio"] = m["stage_time_median_h"] / m["expected_max_duration_h"]
-    over = _share_over(events, step, sf["expected_max_duration_h"], labels)
-    m = m.merge(over, on=["segment", "stage"], how="left")
+    m = m.merge(tables["dwell_over"], on=["segment", "stage"], how="left")
     m["satisfaction_gap"] = m["satisfaction_mean"] - m["target_satisfaction"]
     m["satisfaction_below_target"] = (m["satisfaction_ci_high"] < m["target_satisfaction"]).fillna(False)
 
@@ -420,16 +394,6 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
                       if s.name == "segment" else s, kind="stable").reset_index(drop=True)
     lead = ["segment", "stage", "stage_order", "configured", "segment_customers", "customers", "share_customers"]
     return m[lead + [c for c in m.columns if c not in lead]]
-
-
-def _share_over(events: pd.DataFrame, step: str, expected_h: pd.Series, labels: pd.Series | None) -> pd.DataFrame:
-    """Share of dwell times above the stage's expected maximum, per (segment, stage)
-    (:func:`journey_analysis.steps.dwell_share_over`, the map's input check first)."""
-    from journey_analysis.steps import dwell_share_over
-
-    _check_events(events, step)
-    exp_s = (pd.to_numeric(expected_h, errors="coerce") * 3600.0).dropna()
-    return dwell_share_over(events, step, exp_s.to_dict(), labels, overall=ALL)
 
 
 def _flags(m: pd.DataFrame, has_channel: bool, fb, rating_type: str) -> pd.DataFrame:

@@ -36,6 +36,7 @@ __all__ = [
     "step_stats", "step_tables", "transitions", "start_end_counts", "funnel", "funnel_dropoffs", "variants",
     "journey_durations", "cut_sessions", "bottlenecks", "pair_lifecycle", "event_dwell", "overview", "count_by",
     "TRANSITION_TIMES", "stage_visits", "customer_stage_time", "stage_dwell_summary", "dwell_share_over",
+    "segment_stage_tables",
 ]
 
 TRANSITION_TIMES = ("dwell", "waiting", "waiting_clipped", "end_to_end")
@@ -700,6 +701,114 @@ def dwell_share_over(events: pd.DataFrame, step: str, expected_s: dict, labels: 
     return pd.concat(out, ignore_index=True).rename(columns={step: "stage"})[cols]
 
 
+def _sub_log(log: _Log, case_grp: np.ndarray, groups: pd.DataFrame) -> _Log:
+    """The journeys of `log` with a group (``case_grp``: group code per journey, -1 = left out), grouped
+    by it, in the same row order: what preparing those journeys' events ``by`` the group would give
+    (whole journeys are kept, so dwell, visits and ends are theirs). Only for logs without collapsed
+    repeats."""
+    keep = case_grp[log.case] >= 0
+    idx = np.flatnonzero(keep)
+    first = log.first[idx]
+    kept_cases = np.flatnonzero(case_grp >= 0)
+    return _Log(pos=log.pos[idx], case=np.cumsum(first) - 1, n_cases=len(kept_cases), step=log.step[idx],
+                step_labels=log.step_labels, ts=log.ts[idx], end=None if log.end is None else log.end[idx],
+                service_s=None if log.service_s is None else log.service_s[idx], grp=case_grp[log.case[idx]],
+                groups=groups, first=first, last=_last_flags(first), case_first_pos=np.flatnonzero(first),
+                case_labels=None if log.case_labels is None else log.case_labels[kept_cases])
+
+
+def _level_counts(log: _Log, codes: np.ndarray, uniques, step: str, col: str) -> pd.DataFrame:
+    """Rows per (by group, step, value of `col`) of a log, `col` given as factorised codes of the
+    caller's frame (-1 = missing, left out): by..., step, col, k."""
+    n_steps, n_lev = len(log.step_labels), max(len(uniques), 1)
+    c = codes[log.pos]
+    ok = c >= 0
+    key = (log.grp[ok] * n_steps + log.step[ok]) * n_lev + c[ok]
+    k = np.bincount(key, minlength=max(len(log.groups), 1) * n_steps * n_lev)
+    sel = np.flatnonzero(k)
+    out = pd.DataFrame({step: log.step_labels[(sel // n_lev) % n_steps], col: np.asarray(uniques, dtype=object)[sel % n_lev],
+                        "k": k[sel].astype(np.int64)})
+    return _with_groups(log, sel // (n_lev * n_steps), out)
+
+
+@dispatch
+def segment_stage_tables(events: pd.DataFrame, step: str = "stage", labels: pd.Series | None = None, *,
+                         overall: str, min_segment_customers: int = 1, case: str = "customer_id",
+                         inactivity_gap_s: float | None = None, as_of=None, terminal=(),
+                         expected_s: dict | None = None, mix=()) -> dict:
+    """Everything a journey map takes from the events, for all customers and per segment, from one
+    preparation (validation, factorising, one sort) of the events.
+
+    `labels`: customer id as text -> segment (None: no segments). A segment is tabled when at least
+    `min_segment_customers` of its customers have events. Returns a dict of pandas frames, each with a
+    ``segment`` column (`overall` for all customers):
+
+    * ``"segment_customers"``: segment, n: customers with events per labelled segment (every segment,
+      also those too small to table), sorted by segment;
+    * ``"step_stats"``: :func:`step_stats` (with `inactivity_gap_s`, `as_of`, `terminal`) for all
+      customers, then ``by="segment"`` over the events of the tabled segments;
+    * ``"visits"``: :func:`stage_visits` (with `expected_s`) the same way;
+    * ``"dwell_over"``: :func:`dwell_share_over` (segment, stage, dwell_share_over_expected) for all
+      customers and the tabled segments;
+    * ``"mix"``: per column of `mix` the events have, rows per (segment, step, value) for the
+      non-missing values (:func:`count_by` of [step, column], named ``k``).
+
+    The same numbers as calling those functions on the events and on the tabled segments' events
+    (``engines.attach_labels``), which is what the Spark engine does.
+    """
+    log = _prepare(events, step, None, case)
+    tkw = (None, inactivity_gap_s, as_of, terminal)  # session_gap_s, inactivity_gap_s, as_of, terminal
+    st = [_step_stats(log, step, None, *tkw).assign(segment=overall)]
+    vis = [_stage_visits(log, step, None, expected_s).assign(segment=overall)]
+    sizes = pd.DataFrame({"segment": pd.Series([], dtype=object), "n": np.zeros(0, dtype=np.int64)})
+    sub = None
+    if labels is not None:
+        seg = pd.Series(log.case_labels, dtype=object).astype(str).map(labels)  # one label per journey
+        sizes = seg.dropna().value_counts().rename_axis("segment").rename("n").reset_index()
+        sizes = sizes.sort_values("segment", kind="stable", ignore_index=True).astype({"n": np.int64})
+        kept = sizes.loc[sizes["n"] >= min_segment_customers, "segment"].to_numpy(dtype=object)
+        if len(kept):
+            code = pd.Series(np.arange(len(kept)), index=kept)
+            case_grp = seg.map(code).fillna(-1).to_numpy(dtype=np.int64)
+            sub = _sub_log(log, case_grp, pd.DataFrame({"segment": kept}))
+            st.append(_step_stats(sub, step, "segment", *tkw))
+            vis.append(_stage_visits(sub, step, "segment", expected_s))
+    mix_out = {}
+    for col in mix:
+        if col in events.columns:
+            codes, uniques = pd.factorize(events[col], use_na_sentinel=True)
+            parts = [_level_counts(log, codes, uniques, step, col).assign(segment=overall)]
+            if sub is not None:
+                parts.append(_level_counts(sub, codes, uniques, step, col))
+            mix_out[col] = pd.concat(parts, ignore_index=True)
+    # dwell over the step's expected maximum (the per-event dwell of event_dwell)
+    exp = {str(k): float(v) for k, v in (expected_s or {}).items() if v is not None and np.isfinite(v)}
+    e = pd.Series(log.step_labels, dtype=object).astype(str).map(exp).to_numpy(dtype=float)
+    over = [_share_over_expected(log, _dwell(log), e, step).assign(segment=overall)]
+    if sub is not None:
+        over.append(_share_over_expected(sub, _dwell(sub), e, step))
+    over = pd.concat(over, ignore_index=True).rename(columns={step: "stage"})
+    return {"segment_customers": sizes, "step_stats": pd.concat(st, ignore_index=True),
+            "visits": pd.concat(vis, ignore_index=True),
+            "dwell_over": over[["segment", "stage", "dwell_share_over_expected"]], "mix": mix_out}
+
+
+def _share_over_expected(log: _Log, dwell: np.ndarray, exp_by_code: np.ndarray, step: str) -> pd.DataFrame:
+    """Share of the dwell times of a log above their step's expected maximum (`exp_by_code`: seconds per
+    step code, NaN = none), per (group, step) with such dwell times, sorted by group and step."""
+    n_steps = len(log.step_labels)
+    e = exp_by_code[log.step]
+    ok = ~np.isnan(dwell) & ~np.isnan(e)
+    key = log.grp[ok] * n_steps + log.step[ok]
+    n_keys = max(len(log.groups), 1) * n_steps
+    n = np.bincount(key, minlength=n_keys)
+    over = np.bincount(key, weights=dwell[ok] > e[ok], minlength=n_keys)
+    sel = np.flatnonzero(n)
+    out = _with_groups(log, sel // n_steps, pd.DataFrame({step: log.step_labels[sel % n_steps],
+                                                          "dwell_share_over_expected": over[sel] / n[sel]}))
+    return out.sort_values(list(log.groups.columns) + [step], kind="stable", ignore_index=True)
+
+
 def _taken(col: pd.Series, pos: np.ndarray):
     """``col.to_numpy()[pos]`` as a DataFrame types it, without the Python objects: pandas' text and
     UTC date-time columns are taken as they are."""
@@ -748,7 +857,10 @@ def stage_visits(events: pd.DataFrame, step: str = "stage", by=None, *, case: st
     (share of visits longer than the step's expected maximum; NaN where none is given). `by` values are
     those of the visit's first event. Sorted by by..., visits descending, step.
     """
-    log = _prepare(events, step, by, case)
+    return _stage_visits(_prepare(events, step, by, case), step, by, expected_s)
+
+
+def _stage_visits(log: _Log, step, by, expected_s) -> pd.DataFrame:
     idx, t = _visits(log)
     n_steps = len(log.step_labels)
     n_keys = max(len(log.groups), 1) * n_steps

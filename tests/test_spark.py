@@ -166,6 +166,27 @@ def test_stage_visits_and_journey_ends_equal_pandas(demo):
     assert_same(SP.step_stats(ssdf, by="segment", **kw), S.step_stats(ev, by="segment", **kw), "step_stats terminal")
 
 
+def test_segment_stage_tables_equal_pandas(demo):
+    """The journey map's behaviour tables (all customers and per segment, a segment too small to table)."""
+    d, sdf = demo
+    ids = pd.Series(sorted(d.events["customer_id"].unique()))
+    labels = pd.Series(np.where(ids.str[-1].isin(list("01234")), "x", "y"), index=ids.to_numpy())
+    labels.iloc[:3] = "tiny"
+    kw = {"overall": "all", "min_segment_customers": 4, "inactivity_gap_s": 90 * 86400.0,
+          "as_of": d.events["timestamp"].max(), "terminal": ["renewal"],
+          "expected_s": {"purchase": 48 * 3600.0, "support": 72 * 3600.0}, "mix": ("channel", "touchpoint")}
+    ours, ref = SP.segment_stage_tables(sdf, "stage", labels, **kw), S.segment_stage_tables(d.events, "stage", labels, **kw)
+    for name in ("segment_customers", "step_stats", "visits"):
+        assert_same(ours[name], ref[name], name)
+    key = ["segment", "stage"]  # Spark collects the shares in no particular order; the map merges them
+    assert_same(ours["dwell_over"].sort_values(key, ignore_index=True), ref["dwell_over"].sort_values(key, ignore_index=True))
+    assert list(ours["mix"]) == list(ref["mix"]) == ["channel", "touchpoint"]
+    for col, counts in ref["mix"].items():
+        key = ["segment", "stage", col]
+        assert_same(ours["mix"][col].sort_values(key, ignore_index=True)[key + ["k"]],
+                    counts.sort_values(key, ignore_index=True)[key + ["k"]], f"mix {col}")
+
+
 def test_demo_customer_features_equal_pandas(demo):
     d, sdf = demo
     ours, ours_report = SG.customer_features(sdf, d.customers, d.feedback, outcome="churned")

@@ -449,3 +449,56 @@ def test_event_dwell_per_event_matches_step_stats():
     med = d.groupby("stage")["dwell_s"].median()
     st = S.step_stats(ev).set_index("stage")["dwell_median_s"]
     assert np.allclose(med.reindex(st.index).to_numpy(), st.to_numpy(), equal_nan=True)
+
+
+def _segment_tables_by_separate_calls(ev, labels, min_n, **kw):
+    """What steps.segment_stage_tables promises, from the public functions on the events and on the
+    tabled segments' events (engines.pandas.attach_labels)."""
+    from journey_analysis.engines import pandas as PE
+
+    sizes = S.count_by(PE.attach_labels(ev, labels), "segment", distinct="customer_id")
+    small = sizes.loc[sizes["n"] < min_n, "segment"]
+    kept = labels[~labels.isin(small)]
+    seg = PE.attach_labels(ev, kept)
+    skw = {k: kw[k] for k in ("inactivity_gap_s", "as_of", "terminal")}
+    st = pd.concat([S.step_stats(ev, **skw).assign(segment="all"), S.step_stats(seg, by="segment", **skw)],
+                   ignore_index=True)
+    vis = pd.concat([S.stage_visits(ev, expected_s=kw["expected_s"]).assign(segment="all"),
+                     S.stage_visits(seg, by="segment", expected_s=kw["expected_s"])], ignore_index=True)
+    over = S.dwell_share_over(ev, "stage", kw["expected_s"], kept, overall="all")
+    mix = pd.concat([S.count_by(ev, ["stage", "channel"], name="k").assign(segment="all"),
+                     S.count_by(seg, ["segment", "stage", "channel"], name="k")], ignore_index=True)
+    return sizes, st, vis, over, mix[mix["channel"].notna()]
+
+
+def test_segment_stage_tables_equal_separate_calls():
+    """One preparation of the events for the map's behaviour lanes gives exactly the numbers of the
+    separate calls: small segments left out, labels without events, customers without a label, a
+    missing channel, rows in no particular order."""
+    from journey_analysis import datasets
+
+    d = datasets.make_demo(n_customers=400, seed=3)
+    ev = d.events.sample(frac=1.0, random_state=1).reset_index(drop=True)  # unsorted, row_id kept
+    ev.loc[ev.index[::17], "channel"] = None
+    ids = pd.Series(sorted(ev["customer_id"].unique()))
+    labels = pd.Series(np.where(ids.str[-1].isin(list("01234")), "x", "y"), index=ids.to_numpy(), name="segment")
+    labels.iloc[10:13] = "tiny"  # three customers with events ...
+    labels = pd.concat([labels.iloc[5:], pd.Series({"NOT-A-CUSTOMER": "tiny"})])  # ... one without; 5 unlabelled
+    kw = {"inactivity_gap_s": 30 * 86400.0, "as_of": ev["timestamp"].max(), "terminal": ["renewal"],
+          "expected_s": {"purchase": 48 * 3600.0, "support": 72 * 3600.0, "nowhere": 1.0}}
+    min_n = 4  # "tiny" has 3 customers with events: not tabled
+    t = S.segment_stage_tables(ev, "stage", labels, overall="all", min_segment_customers=min_n,
+                               mix=("channel", "no such column"), **kw)
+    sizes, st, vis, over, mix = _segment_tables_by_separate_calls(ev, labels, min_n, **kw)
+    assert sizes.set_index("segment")["n"].get("tiny") == 3 and set(t["step_stats"]["segment"]) == {"all", "x", "y"}
+    pd.testing.assert_frame_equal(t["segment_customers"], sizes)
+    pd.testing.assert_frame_equal(t["step_stats"], st)
+    pd.testing.assert_frame_equal(t["visits"], vis)
+    pd.testing.assert_frame_equal(t["dwell_over"], over)
+    assert list(t["mix"]) == ["channel"]
+    key = ["segment", "stage", "channel"]
+    pd.testing.assert_frame_equal(t["mix"]["channel"].sort_values(key, ignore_index=True)[key + ["k"]],
+                                  mix.sort_values(key, ignore_index=True)[key + ["k"]])
+    # no segment big enough: all customers only
+    none = S.segment_stage_tables(ev, "stage", labels, overall="all", min_segment_customers=10**6)
+    assert set(none["step_stats"]["segment"]) == {"all"} and len(none["segment_customers"]) == 3

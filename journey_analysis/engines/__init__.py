@@ -33,7 +33,7 @@ DISPATCHED = {
     **{op: "journey_analysis.steps" for op in (
         "step_stats", "transitions", "start_end_counts", "cut_sessions", "funnel", "funnel_dropoffs",
         "variants", "journey_durations", "event_dwell", "overview", "count_by", "stage_visits",
-        "customer_stage_time", "stage_dwell_summary", "dwell_share_over")},
+        "customer_stage_time", "stage_dwell_summary", "dwell_share_over", "segment_stage_tables")},
     "customer_behaviour": "journey_analysis.segment",
     "last_step_before": "journey_analysis.gather",
     "subsample_customers": "journey_analysis.runner",

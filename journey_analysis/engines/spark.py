@@ -1396,6 +1396,42 @@ def dwell_share_over(events, step: str, expected_s: dict, labels: pd.Series | No
     return out[cols]
 
 
+def segment_stage_tables(events, step: str = "stage", labels: pd.Series | None = None, *, overall: str,
+                         min_segment_customers: int = 1, case: str = "customer_id",
+                         inactivity_gap_s: float | None = None, as_of=None, terminal=(),
+                         expected_s: dict | None = None, mix=()) -> dict:
+    """:func:`journey_analysis.steps.segment_stage_tables` on Spark: the operations above on the events
+    and on the tabled segments' events (:func:`attach_labels`), collected as pandas frames."""
+    kw = {"step": step, "case": case, "inactivity_gap_s": inactivity_gap_s, "as_of": as_of, "terminal": list(terminal)}
+    sizes = pd.DataFrame({"segment": pd.Series([], dtype=object), "n": np.zeros(0, dtype=np.int64)})
+    ev_seg = kept = None
+    if labels is not None:
+        ev_seg = attach_labels(events, labels, "segment", case=case)
+        sizes = count_by(ev_seg, "segment", distinct=case)
+        small = sizes.loc[sizes["n"] < min_segment_customers, "segment"]
+        kept = labels[~labels.isin(small)]
+        if not (sizes["n"] >= min_segment_customers).any():
+            ev_seg = kept = None
+        elif len(small):
+            ev_seg = attach_labels(events, kept, "segment", case=case)
+    st = [step_stats(events, **kw).assign(segment=overall)]
+    vis = [stage_visits(events, step, case=case, expected_s=expected_s).assign(segment=overall)]
+    mix_out = {}
+    for col in mix:
+        if col in events.columns:
+            parts = [count_by(events, [step, col], name="k").assign(segment=overall)]
+            if ev_seg is not None:
+                parts.append(count_by(ev_seg, ["segment", step, col], name="k"))
+            counts = pd.concat(parts, ignore_index=True)
+            mix_out[col] = counts[counts[col].notna()].reset_index(drop=True)
+    if ev_seg is not None:
+        st.append(step_stats(ev_seg, by="segment", **kw))
+        vis.append(stage_visits(ev_seg, step, by="segment", case=case, expected_s=expected_s))
+    return {"segment_customers": sizes, "step_stats": pd.concat(st, ignore_index=True),
+            "visits": pd.concat(vis, ignore_index=True),
+            "dwell_over": dwell_share_over(events, step, expected_s or {}, kept, overall=overall), "mix": mix_out}
+
+
 def customer_stage_dwell(events, step: str = "stage", outcome_stages=()) -> pd.DataFrame:
     """Per (customer, stage) with an event there: the median dwell in seconds of the customer's events
     at the stage, leaving out dwell times whose next step is one of `outcome_stages` (NaN when none
