@@ -110,9 +110,8 @@ def _lexicons():
         hashed = {h(w): v for w, v in words.items()}
         # inflected forms inherit their lemma's valence (spaCy's English lookup table, installed with
         # spacy-lookups-data), so scoring does not need the lemmatizer to run
-        from spacy.lookups import load_lookups
-
-        table = load_lookups("en", ["lemma_lookup"]).get_table("lemma_lookup")
+        # (the file spaCy's Lookups reads, as a plain dict: a Table would hash it again, more slowly)
+        table = {h(form): lemma for form, lemma in _lemma_table("en").items()}
         for form, lemma in table.items():
             if form not in hashed:
                 v = hashed.get(h(lemma.lower()))
@@ -1085,16 +1084,117 @@ def _lemma_table(lang: str):
     return _LEX_CACHE[key]
 
 
+class _LazyPattern:
+    """``re.compile(pattern, flags)`` for spaCy's French ``TOKEN_MATCH``, without compiling it whole.
+
+    ``spacy.lang.fr`` compiles, when imported, one pattern of about 270 anchored alternatives, most
+    with Unicode letter classes: 4 CPU-s, whatever the texts. Here :meth:`match` first tries a
+    *relaxed* pattern, the same alternatives with each letter class replaced by ``.`` (it matches
+    every string the real one matches, and compiles in milliseconds); only when it matches are the
+    alternatives that it matched compiled, one at a time, and tried. The answer is truthy exactly when
+    the whole pattern's ``match`` would be (the alternation matches when one of its alternatives
+    does; spaCy only tests ``token_match(s)`` for truth). Any other use compiles the whole pattern."""
+
+    def __init__(self, pattern, flags, compile_):
+        self.pattern, self.flags, self._compile = pattern, flags, compile_
+        self._full = self._parts = None
+
+    def _whole(self):
+        if self._full is None:
+            self._full = self._compile(self.pattern, self.flags)
+        return self._full
+
+    def match(self, string, *args):
+        if self._full is None and not args:
+            if self._parts is None:
+                self._parts = _relaxed_alternatives(self.pattern, self.flags) or False
+            if self._parts:
+                relaxed, alts, exact = self._parts
+                if relaxed.match(string) is None:
+                    return None
+                for i, (loose, alt) in enumerate(alts):
+                    if loose.match(string) is not None:
+                        if i not in exact:
+                            exact[i] = self._compile("(?iu)(?:" + alt + ")")
+                        hit = exact[i].match(string)
+                        if hit is not None:
+                            return hit
+                return None
+        return self._whole().match(string, *args)
+
+    def __getattr__(self, name):  # anything else: the compiled pattern
+        return getattr(self._whole(), name)
+
+
+def _relaxed_alternatives(pattern: str, flags):
+    """For spaCy's French ``TOKEN_MATCH`` pattern (``"(?iu)"`` and the alternatives of
+    ``spacy.lang.fr.tokenizer_exceptions._regular_exp``): (the relaxed alternation, [(relaxed
+    alternative, alternative)], {}), see :class:`_LazyPattern`; None when the pattern is not built that
+    way or an alternative has a capturing group or a back-reference (then the pattern is compiled whole).
+
+    A letter class is a ``[...]`` whose content is spaCy's ``ALPHA`` or ``ALPHA_LOWER``, or French
+    ``HYPHENS + ALPHA_LOWER + ELISION``: letters, hyphens and apostrophes, never a line break, so
+    ``.`` matches every character it matches (in any case)."""
+    import re
+    import sys
+
+    mod = sys.modules.get("spacy.lang.fr.tokenizer_exceptions")
+    punct = sys.modules.get("spacy.lang.fr.punctuation")
+    chars = sys.modules.get("spacy.lang.char_classes")
+    alts = getattr(mod, "_regular_exp", None)
+    if not alts or punct is None or chars is None or flags or \
+            pattern != "(?iu)" + "|".join("(?:{})".format(m) for m in alts):
+        return None
+    letters = {"[" + chars.ALPHA + "]", "[" + chars.ALPHA_LOWER + "]",
+               "[" + punct.HYPHENS + chars.ALPHA_LOWER + punct.ELISION + "]"}
+    if any(len(c) < 3 or "\n" in c or "\\n" in c or c.startswith("[^") for c in letters):
+        return None
+    # longest first, so that a class containing another's text is replaced whole
+    cls = re.compile("|".join(re.escape(c) for c in sorted(letters, key=len, reverse=True)))
+    loose = []
+    for m in alts:
+        if re.search(r"\((?!\?)|\\\d", m):  # a capturing group or a back-reference
+            return None
+        loose.append(cls.sub(".", m))
+    relaxed = re.compile("(?iu)" + "|".join("(?:{})".format(m) for m in loose))
+    return relaxed, [(re.compile("(?iu)(?:" + lm + ")"), m) for lm, m in zip(loose, alts)], {}
+
+
+def _blank(lang: str):
+    """``spacy.blank(lang)``; for French, with the tokenizer's ``token_match`` compiled on first need
+    (:class:`_LazyPattern`: the same tokens, without 4 CPU-s of regular-expression compiling when
+    the texts hold no hyphen)."""
+    import sys
+
+    import spacy
+
+    if lang == "fr" and "spacy.lang.fr" not in sys.modules:
+        import importlib
+        import re
+
+        real = re.compile
+
+        def lazy(pattern, flags=0):
+            if sys._getframe(1).f_globals.get("__name__") == "spacy.lang.fr.tokenizer_exceptions":
+                return _LazyPattern(pattern, flags, real)
+            return real(pattern, flags)
+
+        re.compile = lazy
+        try:
+            importlib.import_module("spacy.lang.fr")
+        finally:
+            re.compile = real
+    return spacy.blank(lang)
+
+
 def _spacy_words(texts: list[str], lang: str) -> list[str]:
     """Lower-cased lemmas (spaCy's lookup table for ``lang`` when spacy-lookups-data has one, else the
     lower-cased token) of ``spacy.blank(lang)``'s tokens, joined by spaces; punctuation kept as tokens
     so word pairs stop at it. A language spaCy does not know falls back to its multi-language tokenizer."""
-    import spacy
-
     try:
-        nlp = spacy.blank(lang)
+        nlp = _blank(lang)
     except Exception:
-        nlp = spacy.blank("xx")
+        nlp = _blank("xx")
     lemma = _lemma_table(lang)
     codes, uniq = pd.factorize(pd.Series(texts, dtype=object))  # identical texts tokenised once
     out = []

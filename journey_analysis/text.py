@@ -136,15 +136,20 @@ def redact(texts):
         raise JourneyError("redact() takes a str or a pandas Series of str",
                            expected="str or pd.Series", fix="wrap lists with pd.Series(...)")
     out = texts.copy()
-    s = texts.astype("string")
-    cand = s.str.contains(_MAYBE, na=False)
-    if not cand.any():
+    # each distinct text once (feedback repeats its texts), spread back to the rows by its code
+    codes, uniq = texts.astype("string").factorize()
+    s = pd.Series(uniq, dtype="string")
+    cand_u = s.str.contains(_MAYBE, na=False).to_numpy(dtype=bool)
+    if not cand_u.any():
         return out
-    sub = s[cand]
+    sub = s[cand_u]
     for pattern, repl in _STEPS:
         sub = sub.str.replace(pattern, repl, regex=True)
+    red = np.empty(len(uniq), dtype=object)
+    red[cand_u] = sub.astype(object).to_numpy()
+    cand = np.append(cand_u, False)[codes]  # code -1 (missing): never a candidate
     out = out.astype(object)
-    out.loc[cand] = sub.astype(object).to_numpy()
+    out.loc[cand] = red[codes[cand]]
     return out
 
 

@@ -291,3 +291,45 @@ def test_score_feedback_cross_fits_rated_texts_and_reports_unscored_languages():
     flipped.loc[i, "rating"] = 1.0
     out2, _ = S.score_feedback(flipped, "stars", (1, 5), min_rated=200)
     assert out2["sentiment"].iloc[i] == out["sentiment"].iloc[i]
+
+
+def test_french_tokenizer_without_its_compiled_pattern_gives_spacys_tokens():
+    """spaCy's French ``token_match`` answered by the relaxed alternatives (S._LazyPattern) is truthy
+    exactly when the compiled pattern matches, and the tokenizer splits text as spaCy's own does."""
+    import subprocess
+    import sys
+
+    # a fresh interpreter: French must not be imported yet for the lazy pattern to be installed
+    code = r'''
+import random, re, sys
+import spacy
+from journey_analysis import sentiment as S
+nlp = S._blank("fr")
+lazy = nlp.tokenizer.token_match.__self__
+assert isinstance(lazy, S._LazyPattern) and lazy._full is None
+texts = ["Tout s'est bien passé, merci beaucoup.", "Très déçu, personne ne m'a aidé aujourd'hui.",
+         "Le technicien est-il venu ? Peut-être après-midi, au-delà du rendez-vous.",
+         "Un anti-virus, un saut-de-ski, pet-en-l'air, entr'abat, grand'mère, z'yeutent et prud'hommes.",
+         "Qu'est-ce que c'est ? Est-ce l'abonnement ? ch'tiis AUJOURD'HUI rock-and-roll"]
+mod = sys.modules["spacy.lang.fr.tokenizer_exceptions"]
+words = {w for t in texts for w in t.split()} | set(mod.TOKENIZER_EXCEPTIONS)
+rng = random.Random(0)
+for _ in range(20000):
+    words.add("".join(rng.choice("abceéèàçio'’-‐ZRE") for _ in range(rng.randint(1, 12))))
+for m in mod._regular_exp:  # strings shaped like each alternative
+    w = re.sub(r"\[[^\]]*\][+*]?|\^|\$|\?", "", m).replace("(:l)", "")
+    words.update([w, w + "e", "x" + w, w.upper(), w.replace("-", "'")])
+lazy_tokens = [[t.text for t in d] for d in nlp.tokenizer.pipe(texts)]
+assert lazy._full is None  # never compiled whole
+full = re.compile(lazy.pattern, lazy.flags)
+bad = [w for w in words if bool(lazy.match(w)) != bool(full.match(w))]
+assert not bad, bad[:5]
+assert sum(bool(full.match(w)) for w in words) > 50  # the comparison includes matching strings
+ref = spacy.blank("fr")
+ref.tokenizer.token_match = full.match
+assert [[t.text for t in d] for d in ref.tokenizer.pipe(texts)] == lazy_tokens
+print("ok", len(words))
+'''
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("ok")
