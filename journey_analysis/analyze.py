@@ -298,6 +298,15 @@ def _plain(name: str) -> str:
     return str(name).replace("_", " ").strip()
 
 
+def _as_numbers(s: pd.Series) -> pd.Series:
+    """``pd.to_numeric(s, errors="coerce").astype(float)``, parsed once per distinct value (a text column
+    has a few levels, not one per customer)."""
+    codes, uniques = pd.factorize(s)
+    values = pd.to_numeric(pd.Series(uniques), errors="coerce").astype(float).to_numpy()
+    return pd.Series(np.where(codes >= 0, values[np.maximum(codes, 0)] if len(values) else np.nan, np.nan),
+                     index=s.index)
+
+
 def attribute_features(customers: pd.DataFrame, exclude=(), min_n: int = MIN_TESTED):
     """Customer attributes as candidate drivers: (features indexed by customer_id, meta, left_out).
 
@@ -338,7 +347,7 @@ def attribute_features(customers: pd.DataFrame, exclude=(), min_n: int = MIN_TES
             meta[key] = {"kind": "attribute", "stage": None, "measure": str(col), "label": _plain(col),
                          "binary": True, "source": col}
             continue
-        num = pd.to_numeric(s, errors="coerce") if not pd.api.types.is_numeric_dtype(s) else s.astype(float)
+        num = _as_numbers(s) if not pd.api.types.is_numeric_dtype(s) else s.astype(float)
         if num.notna().sum() == n:  # every value is a number
             key = f"|{col}"
             feats[key] = num.astype(float)
@@ -580,8 +589,9 @@ def moments_of_truth(events: pd.DataFrame | None, feedback: pd.DataFrame | None,
     # collinear candidates: keep the one most correlated with the outcome, the others join it
     collinear = {c: [] for c in keep}
     if len(keep) > 1:
-        R = np.corrcoef(Zf.to_numpy(dtype=float).T)
-        ry = np.abs(np.nan_to_num([np.corrcoef(Zf[c], yy)[0, 1] for c in keep]))
+        with _one_blas_thread():  # narrow products: two spinning BLAS threads took 3 CPU-s, one 0.07
+            R = np.corrcoef(Zf.to_numpy(dtype=float).T)
+            ry = np.abs(np.nan_to_num([np.corrcoef(Zf[c], yy)[0, 1] for c in keep]))
         controls = [i for i, c in enumerate(keep) if meta[c]["kind"] == "control"]
         order = controls + [i for i in np.argsort(-ry, kind="stable") if i not in controls]
         kept: list[int] = []
@@ -886,7 +896,7 @@ def theme_drivers(feedback: pd.DataFrame | None, customers: pd.DataFrame | None,
     y.index = customers["customer_id"].astype(str)
     y = y[~y.index.duplicated(keep="last")].dropna()
     fb["customer_id"] = fb["customer_id"].astype(str)
-    fb = fb[fb["customer_id"].isin(y.index)]
+    fb = fb[y.index.get_indexer(fb["customer_id"]) >= 0]  # isin(y.index): a hash lookup, not a pyarrow scalar per id
     mem = themes.theme_members(fb) if members is None else members
     if fb.empty or mem.empty:
         empty.attrs["reason"] = "No themes in the feedback of customers with an outcome."
