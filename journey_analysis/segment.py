@@ -82,50 +82,78 @@ def _is_text(s: pd.Series) -> bool:
 # --------------------------------------------------------------------------------------------------
 # 1. features
 # --------------------------------------------------------------------------------------------------
-def _row_shares(rows: pd.Series, cols: pd.Series) -> pd.DataFrame:
-    """``pd.crosstab(rows, cols, normalize="index")`` (sorted labels, missing keys left out) from one
-    bincount instead of a pivot table."""
-    ok = (rows.notna() & cols.notna()).to_numpy()
-    r_codes, r_labels = pd.factorize(rows[ok], sort=True)
-    c_codes, c_labels = pd.factorize(cols[ok], sort=True)
-    counts = np.bincount(r_codes * len(c_labels) + c_codes, minlength=len(r_labels) * len(c_labels))
-    counts = counts.reshape(len(r_labels), len(c_labels)).astype(float)
-    return pd.DataFrame(counts / counts.sum(axis=1, keepdims=True),
-                        index=pd.Index(r_labels, name=rows.name), columns=pd.Index(c_labels, name=cols.name))
+def _customer_codes(ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Each row's position in the sorted distinct customer ids (-1 where missing) and those ids
+    (``pd.factorize(ids, sort=True)``), computed once: every per-customer aggregate then groups by
+    integers, not by text. Rows already in customer order (events are) take one comparison of
+    neighbours instead of hashing and sorting."""
+    if len(ids) > 1 and pd.api.types.is_string_dtype(ids.dtype) and not ids.hasnans:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        arr = pa.array(ids.to_numpy(dtype=object)) if not hasattr(ids.array, "_pa_array") \
+            else ids.array._pa_array.combine_chunks()
+        a, b = arr[1:], arr[:-1]
+        if pc.all(pc.greater_equal(a, b)).as_py():
+            new = np.r_[True, pc.not_equal(a, b).to_numpy(zero_copy_only=False)]
+            codes = np.cumsum(new) - 1
+            return codes, pd.Index(ids[new], name="customer_id").astype(ids.dtype)
+    codes, uniques = pd.factorize(ids, sort=True)
+    return codes, pd.Index(uniques, name="customer_id")
 
 
 @dispatch(op="customer_behaviour")
 def _behaviour(events, step, purchase_stage, support_stage, as_of, notes):
-    """Behaviour features per customer from events (vectorised groupby / crosstab; on Spark:
+    """Behaviour features per customer from events (vectorised: one factorisation of the customer ids,
+    then bincounts and groupbys on integer codes; on Spark:
     :func:`journey_analysis.engines.spark.customer_behaviour`)."""
     _require(events, ["customer_id", "timestamp", step], "events")
-    ev = events[["customer_id", "timestamp", step]].copy()
-    for extra in ("channel",) + MONEY_COLUMNS:
-        if extra in events.columns:
-            ev[extra] = events[extra]
-    ts = ev["timestamp"]
+    ts = events["timestamp"]
     if not pd.api.types.is_datetime64_any_dtype(ts):
         raise JourneyError("events.timestamp is not a datetime column", column="timestamp",
                            expected="datetime64[ns, UTC]", fix="load events with journey_analysis.gather")
-    g = ev.groupby("customer_id", sort=True)
-    out = pd.DataFrame({"n_events": g.size().astype(float), "n_stages": g[step].nunique().astype(float)})
-    first_ts, last_ts = g["timestamp"].min(), g["timestamp"].max()
+    codes, index = _customer_codes(events["customer_id"])
+    keep = codes >= 0  # rows without a customer id are left out (as a groupby on the ids does)
+    ev = events if keep.all() else events.loc[keep]
+    codes, ts = codes[keep], ev["timestamp"]
+    m = len(index)
 
-    stages = set(ev[step].dropna().unique())
+    def per_customer(series: pd.Series) -> pd.Series:
+        return series.set_axis(index) if len(series) == m else series.reindex(range(m)).set_axis(index)
+
+    s_codes, s_uniques = pd.factorize(ev[step])
+    n_s = max(len(s_uniques), 1)
+    seen = np.zeros(m * n_s, dtype=bool)  # (customer, stage) pairs that occur
+    seen[codes[s_codes >= 0].astype(np.int64) * n_s + s_codes[s_codes >= 0]] = True
+    out = pd.DataFrame({"n_events": np.bincount(codes, minlength=m).astype(float),
+                        "n_stages": seen.reshape(m, n_s).sum(axis=1).astype(float)}, index=index)
+    by_customer = ts.groupby(codes, sort=True)
+    first_ts, last_ts = per_customer(by_customer.min()), per_customer(by_customer.max())
+
+    stages = set(s_uniques)
     if purchase_stage in stages:
-        first_buy = ev.loc[ev[step] == purchase_stage].groupby("customer_id")["timestamp"].min()
-        out["time_to_purchase_s"] = (first_buy.reindex(out.index) - first_ts).dt.total_seconds()
+        buy = s_codes == list(s_uniques).index(purchase_stage)
+        first_buy = per_customer(ts[buy].groupby(codes[buy], sort=True).min())
+        out["time_to_purchase_s"] = (first_buy - first_ts).dt.total_seconds()
     else:
         notes["time_to_purchase_s"] = ("behaviour", "skipped", f"no stage {purchase_stage!r} in the data")
     if support_stage in stages:
-        out["support_contacts"] = (ev[step] == support_stage).groupby(ev["customer_id"]).sum().astype(float)
+        support = s_codes == list(s_uniques).index(support_stage)
+        out["support_contacts"] = np.bincount(codes[support], minlength=m).astype(float)
     else:
         notes["support_contacts"] = ("behaviour", "skipped", f"no stage {support_stage!r} in the data")
 
     if "channel" in ev.columns:
-        ch = ev["channel"].astype("string").fillna("").str.strip().replace("", "unknown")
-        shares = _row_shares(ev["customer_id"], ch)
-        shares.columns = [f"share_channel_{_slug(c)}" for c in shares.columns]
+        # blank or missing channels are "unknown"; the text is cleaned once per distinct channel
+        c_codes, c_uniques = pd.factorize(ev["channel"])
+        names = pd.Series(c_uniques).astype("string").str.strip().replace("", "unknown").tolist() + ["unknown"]
+        l_codes, labels = pd.factorize(pd.Series(names), sort=True)
+        col = l_codes[np.where(c_codes >= 0, c_codes, len(names) - 1)]
+        used = np.flatnonzero(np.bincount(col, minlength=len(labels)))  # channels that occur (sorted names)
+        col = np.searchsorted(used, col)
+        counts = np.bincount(codes.astype(np.int64) * len(used) + col, minlength=m * len(used))
+        counts = counts.reshape(m, len(used)).astype(float)
+        shares = pd.DataFrame(counts / counts.sum(axis=1, keepdims=True), index=index,
+                              columns=[f"share_channel_{_slug(c)}" for c in np.asarray(labels)[used]])
         shares = shares.T.groupby(level=0).sum().T  # channels that slug to the same name are merged
         out = out.join(shares)
     else:
@@ -134,13 +162,21 @@ def _behaviour(events, step, purchase_stage, support_stage, as_of, notes):
     as_of = last_ts.max() if as_of is None else pd.Timestamp(as_of)
     out["recency_days"] = (as_of - last_ts).dt.total_seconds() / 86400.0
     utc = ts.dt.tz_convert("UTC") if ts.dt.tz is not None else ts
-    month = utc.dt.year * 12 + utc.dt.month
-    n_months = month.groupby(ev["customer_id"]).nunique()
-    out["frequency_per_month"] = out["n_events"] / n_months.reindex(out.index)
+    month = (utc.dt.year * 12 + utc.dt.month).to_numpy(dtype=float, na_value=np.nan)
+    has = ~np.isnan(month)
+    lo = month[has].min() if has.any() else 0.0
+    span = int(month[has].max() - lo + 1) if has.any() else 1
+    if m * span <= 50_000_000:  # (customer, month) pairs that occur
+        seen = np.zeros(m * span, dtype=bool)
+        seen[codes[has].astype(np.int64) * span + (month[has] - lo).astype(np.int64)] = True
+        n_months = pd.Series(seen.reshape(m, span).sum(axis=1), index=index)
+    else:
+        n_months = per_customer(pd.Series(month).groupby(codes, sort=True).nunique())
+    out["frequency_per_month"] = out["n_events"] / n_months
 
     money = next((c for c in MONEY_COLUMNS if c in ev.columns and pd.api.types.is_numeric_dtype(ev[c])), None)
     if money is not None:
-        out["monetary"] = ev.groupby("customer_id")[money].sum(min_count=1).astype(float)
+        out["monetary"] = per_customer(ev[money].groupby(codes, sort=True).sum(min_count=1)).astype(float)
         notes["monetary"] = ("behaviour", "kept", f"sum of events.{money} per customer")
     return out
 
@@ -151,20 +187,27 @@ def _experience(feedback, step, default_rating_type, notes):
     if fb.empty:
         notes["experience"] = ("experience", "skipped", "no feedback with a customer_id")
         return pd.DataFrame(index=pd.Index([], name="customer_id")), None
-    cid = fb["customer_id"]
-    out = pd.DataFrame({"n_feedback": fb.groupby(cid).size().astype(float)})
+    codes, index = _customer_codes(fb["customer_id"])  # (grouped by integer codes, not by text)
+    m_ids = len(index)
+
+    def per_customer(series: pd.Series) -> pd.Series:
+        return series.reindex(range(m_ids)).set_axis(index)
+
+    out = pd.DataFrame({"n_feedback": np.bincount(codes, minlength=m_ids).astype(float)}, index=index)
     worst = None
     if "sentiment" in fb.columns:
         sent = pd.to_numeric(fb["sentiment"], errors="coerce")
-        out["sentiment_mean"] = sent.groupby(cid).mean()
+        out["sentiment_mean"] = per_customer(sent.groupby(codes, sort=True).mean())
         stage_col = "stage" if "stage" in fb.columns else (step if step in fb.columns else None)
         if stage_col is not None:
-            ok = sent.notna() & fb[stage_col].notna()
-            per = (pd.DataFrame({"customer_id": cid[ok], "stage": fb.loc[ok, stage_col], "s": sent[ok]})
-                   .groupby(["customer_id", "stage"], sort=False)["s"].mean().reset_index()
-                   .sort_values(["customer_id", "s", "stage"], kind="mergesort")
-                   .drop_duplicates("customer_id"))
-            worst = per.set_index("customer_id")["stage"].astype(object).rename("worst_stage")
+            s_codes, s_names = pd.factorize(fb[stage_col], sort=True)  # code order = name order
+            ok = (sent.notna().to_numpy() & (s_codes >= 0))
+            per = (pd.DataFrame({"c": codes[ok], "stage": s_codes[ok], "s": sent.to_numpy()[ok]})
+                   .groupby(["c", "stage"], sort=False)["s"].mean().reset_index()
+                   .sort_values(["c", "s", "stage"], kind="mergesort")
+                   .drop_duplicates("c"))
+            worst = pd.Series(np.asarray(s_names, dtype=object)[per["stage"].to_numpy()],
+                              index=index[per["c"].to_numpy()], name="worst_stage", dtype=object)
     if "rating" in fb.columns:
         rating = pd.to_numeric(fb["rating"], errors="coerce")
         rtype = (fb["rating_type"].astype("string").str.strip().str.lower()
@@ -176,9 +219,9 @@ def _experience(feedback, step, default_rating_type, notes):
                 notes[f"rating_{_slug(rt)}_01"] = ("experience", "skipped", f"unknown rating_type {rt!r}")
                 continue
             lo, hi = RATING_SCALES[rt]
-            m = (rtype == rt) & rating.notna()
+            m = ((rtype == rt) & rating.notna()).to_numpy(dtype=bool, na_value=False)
             norm = ((rating[m] - lo) / (hi - lo)).clip(0, 1)
-            out[f"rating_{rt}_01"] = norm.groupby(cid[m]).mean()
+            out[f"rating_{rt}_01"] = per_customer(norm.groupby(codes[m], sort=True).mean())
     return out, worst
 
 
@@ -188,7 +231,7 @@ def _demographics(customers, exclude, notes, levels_ref=None):
     Text columns whose non-blank values are >= 95 % numbers are parsed as numbers (blanks -> missing).
     Returns (numeric frame, levels dict {column: [levels]}).
     """
-    from journey_analysis.outcome import id_like
+    from journey_analysis.outcome import id_like, to_numbers
 
     cust = customers.set_index("customer_id")
     num, levels = {}, {}
@@ -213,10 +256,10 @@ def _demographics(customers, exclude, notes, levels_ref=None):
             continue
         text = s.astype("string").str.strip()
         blank = text.isna() | (text == "")
-        parsed = pd.to_numeric(text.where(~blank), errors="coerce")
+        parsed = pd.Series(to_numbers(text.where(~blank)), index=text.index)
         if (levels_ref is None or col not in levels_ref) and (~blank).any() \
                 and parsed.notna().sum() >= 0.95 * (~blank).sum():
-            num[col] = parsed.astype(float)
+            num[col] = parsed
             notes[col] = ("demographic", "parsed as numeric",
                           f"{int(blank.sum())} blank, {int((~blank & parsed.isna()).sum())} not a number")
             continue
@@ -611,7 +654,8 @@ class _SampledKMeans:
     def fit(self, X):
         from sklearn.cluster import KMeans
         idx = np.sort(np.random.default_rng(self.random_state).choice(len(X), self.fit_rows, replace=False))
-        self._km = KMeans(n_clusters=self.n_clusters, n_init=self.n_init, random_state=self.random_state).fit(X[idx])
+        self._km = KMeans(n_clusters=self.n_clusters, n_init=self.n_init, random_state=self.random_state,
+                          algorithm="elkan").fit(X[idx])
         self.cluster_centers_ = self._km.cluster_centers_
         self.labels_ = self._km.predict(X)
         self.inertia_ = -float(self._km.score(X))
@@ -628,7 +672,9 @@ def _kmeans(k, n, random_state, n_init, large_n, batch_size, large_algorithm="sa
                                max_no_improvement=10)
     if n > large_n:
         return _SampledKMeans(k, n_init, random_state, min(n, fit_rows))
-    return KMeans(n_clusters=k, n_init=n_init, random_state=random_state)
+    # Elkan's exact bounds give the same iterations (same centres, labels and inertia) as Lloyd, in
+    # about 0.7x the time on customer features (measured at 91,345 x 41)
+    return KMeans(n_clusters=k, n_init=n_init, random_state=random_state, algorithm="elkan")
 
 
 class Segmentation:
@@ -637,7 +683,10 @@ class Segmentation:
     Parameters: ``k`` ("auto" or an int); ``k_range`` (inclusive (min, max) tried when auto);
     ``random_state``; ``names`` (dict segment -> name, or list, overriding generated names);
     ``sample_size`` (rows used for the silhouette, seeded, when there are more); ``n_init`` (k-means
-    restarts; default 10 up to 20,000 rows, else 3); ``large_n`` and ``large_algorithm``: above
+    restarts; default 10 up to 20,000 rows, else 3; when not given and above 20,000 rows the k search
+    makes one k-means++ start per k, as scikit-learn's ``n_init="auto"``, and the chosen k is refitted
+    with the 3 starts: the same fit, labels and scores at that k as a search with 3 starts per k, in a
+    third of the search's time); ``large_n`` and ``large_algorithm``: above
     ``large_n`` rows, ``"sample"`` (default) fits KMeans on a seeded ``fit_sample_size``-row sample and
     assigns every row to its nearest centre (inertia and Calinski-Harabasz still on all rows), while
     ``"minibatch"`` uses MiniBatchKMeans with ``batch_size`` on all rows. Measured on 1 M x 30 on a loaded
@@ -647,7 +696,8 @@ class Segmentation:
     than two values and skewness > 1, i.e. counts and money but not shares or 0/1 columns; or False).
 
     Method: numeric feature columns (non-numeric descriptor columns are kept for the profiles only) ->
-    log1p where chosen -> standardised with the fitted mean and sd (ddof=0) -> k-means per k. For each k:
+    log1p where chosen -> standardised with the fitted mean and sd (ddof=0) -> k-means per k (Elkan's
+    algorithm: the same result as Lloyd's, faster on these data). For each k:
     ``silhouette`` (Euclidean, on a seeded sample of ``sample_size`` rows when larger), ``calinski_harabasz``
     (all rows), ``inertia`` (all rows, scaled space), ``seconds`` (wall) and ``cpu_seconds`` (all threads; the
     silhouettes of all k come from one pass over the distances, their time shared equally among the k).
@@ -751,6 +801,9 @@ class Segmentation:
 
         n_init = self.n_init or (10 if n <= 20_000 else 3)
         self._n_init_used = n_init
+        # the k search: above 20,000 rows (n_init not given) one k-means++ start per k (scikit-learn's
+        # n_init="auto"); the chosen k is then refitted with n_init starts (see _fit_scaled)
+        self._search_n_init = n_init if (self.n_init or n <= 20_000 or len(ks) == 1) else 1
         self.algorithm = ("KMeans" if n <= self.large_n else "MiniBatchKMeans" if self.large_algorithm == "minibatch"
                           else f"KMeans on a seeded {min(n, self.fit_sample_size):,}-row sample, all rows assigned")
         import sklearn.cluster  # noqa: F401  (loads OpenMP before the thread limit below, so it applies)
@@ -762,33 +815,52 @@ class Segmentation:
         return self
 
     def _fit_scaled(self, X, features, ks, n, n_init):
-        from sklearn.metrics import adjusted_rand_score, calinski_harabasz_score, silhouette_score
+        from sklearn.metrics import adjusted_rand_score
         rng = np.random.default_rng(self.random_state)
         sil_idx = np.sort(rng.choice(n, self.sample_size, replace=False)) if n > self.sample_size else None
-        rows, models = [], {}
-        for k in ks:
+        Xs = X if sil_idx is None else X[sil_idx]
+        total_ss = float(((X - X.mean(axis=0)) ** 2).sum())
+
+        def fit_k(k, starts):
             t0, c0 = time.perf_counter(), time.process_time()
-            model = _kmeans(k, n, self.random_state, n_init, self.large_n, self.batch_size,
+            model = _kmeans(k, n, self.random_state, starts, self.large_n, self.batch_size,
                             self.large_algorithm, self.fit_sample_size).fit(X)
             lab = model.labels_
-            ch = calinski_harabasz_score(X, lab) if len(np.unique(lab)) > 1 else np.nan
-            rows.append([k, np.nan, float(ch), float(model.inertia_), time.perf_counter() - t0,
-                         time.process_time() - c0])
-            models[k] = model
-        # silhouettes of every k from one pass over the pairwise distances of the (sampled) rows;
-        # its time is shared equally among the k's seconds
-        t0, c0 = time.perf_counter(), time.process_time()
-        Xs = X if sil_idx is None else X[sil_idx]
-        labs = [models[k].labels_ if sil_idx is None else models[k].labels_[sil_idx] for k in ks]
-        sils = _silhouettes(Xs, labs)
-        wall, cpu = (time.perf_counter() - t0) / len(ks), (time.process_time() - c0) / len(ks)
-        for row, sil in zip(rows, sils):
-            row[1], row[4], row[5] = float(sil), row[4] + wall, row[5] + cpu
-        rows = [tuple(r) for r in rows]
+            ch = _calinski_harabasz(X, lab, total_ss) if len(np.unique(lab)) > 1 else np.nan
+            return model, [k, np.nan, float(ch), float(model.inertia_), time.perf_counter() - t0,
+                           time.process_time() - c0]
+
+        def add_silhouettes(rows, labelings):
+            # silhouettes of several labelings from one pass over the pairwise distances of the (sampled)
+            # rows; its time is shared equally among them
+            t0, c0 = time.perf_counter(), time.process_time()
+            sils = _silhouettes(Xs, [lab if sil_idx is None else lab[sil_idx] for lab in labelings])
+            wall, cpu = (time.perf_counter() - t0) / len(rows), (time.process_time() - c0) / len(rows)
+            for row, sil in zip(rows, sils):
+                row[1], row[4], row[5] = float(sil), row[4] + wall, row[5] + cpu
+
+        rows, models = [], {}
+        for k in ks:
+            models[k], row = fit_k(k, self._search_n_init)
+            rows.append(row)
+        add_silhouettes(rows, [models[k].labels_ for k in ks])
         scores = pd.DataFrame(rows, columns=["k", "silhouette", "calinski_harabasz", "inertia", "seconds",
                                             "cpu_seconds"])
         best = int(scores.sort_values(["silhouette", "k"], ascending=[False, True], kind="mergesort")["k"].iloc[0]) \
             if self.k_param == "auto" else ks[0]
+        if self._search_n_init != n_init:
+            # the chosen k refitted with n_init starts (the same fit as a search with n_init starts per k);
+            # its row of scores is the refit's (silhouette recomputed only when its labels changed)
+            search = models[best]
+            models[best], row = fit_k(best, n_init)
+            i = ks.index(best)
+            row[4] += rows[i][4]
+            row[5] += rows[i][5]
+            if np.array_equal(search.labels_, models[best].labels_):
+                row[1] = rows[i][1]
+            else:
+                add_silhouettes([row], [models[best].labels_])
+            scores.iloc[i, :] = row
         scores["chosen"] = scores["k"] == best
         self.scores = scores.set_index("k")
         self.k = best
@@ -869,6 +941,24 @@ class Segmentation:
         return f"Segmentation(k={k if k is not None else self.k_param!r}, random_state={self.random_state})"
 
 
+def _calinski_harabasz(X: np.ndarray, labels: np.ndarray, total_ss: float | None = None) -> float:
+    """``sklearn.metrics.calinski_harabasz_score(X, labels)`` (equal to rounding, about 1e-13): the
+    cluster means from one matrix product, the within-cluster dispersion as the total sum of squares
+    about the mean (``total_ss``, computed once for every k when given) minus the between-cluster one."""
+    uniq, codes = np.unique(labels, return_inverse=True)
+    n, m = len(X), len(uniq)
+    counts = np.bincount(codes, minlength=m)
+    onehot = np.zeros((n, m))
+    onehot[np.arange(n), codes] = 1.0
+    mean = X.mean(axis=0)
+    means = (onehot.T @ X) / counts[:, None]
+    extra = float((counts * ((means - mean) ** 2).sum(axis=1)).sum())
+    if total_ss is None:
+        total_ss = float(((X - mean) ** 2).sum())
+    intra = max(total_ss - extra, 0.0)
+    return 1.0 if intra == 0.0 else extra * (n - m) / (intra * (m - 1.0))
+
+
 def _silhouettes(X: np.ndarray, labelings: list[np.ndarray]) -> list[float]:
     """``sklearn.metrics.silhouette_score(X, labels)`` for several labelings of the same rows (NaN for a
     labeling with one cluster), the Euclidean distances computed once in chunks (sklearn's
@@ -880,16 +970,22 @@ def _silhouettes(X: np.ndarray, labelings: list[np.ndarray]) -> list[float]:
     for lab in labelings:
         _, codes = np.unique(lab, return_inverse=True)
         freqs = np.bincount(codes)
-        enc.append((codes, freqs, np.eye(len(freqs))[codes]) if 1 < len(freqs) < n else None)
+        enc.append((codes, freqs) if 1 < len(freqs) < n else None)
     live = [e for e in enc if e is not None]
     if not live:
         return [float("nan")] * len(labelings)
+    # every labeling's one-hot columns side by side: one product per chunk of distances for all of them
+    offsets = np.cumsum([0] + [len(freqs) for _, freqs in live])
+    onehot = np.zeros((n, offsets[-1]))
+    for (codes, _), off in zip(live, offsets):
+        onehot[np.arange(n), off + codes] = 1.0
 
     def reduce(D, start):
         out = []
         rows = np.arange(len(D))
-        for codes, freqs, onehot in live:
-            dist = D @ onehot  # distance sums from each row to each cluster
+        sums = D @ onehot  # distance sums from each row to each cluster of every labeling
+        for (codes, freqs), off, end in zip(live, offsets[:-1], offsets[1:]):
+            dist = sums[:, off:end]
             own = codes[start:start + len(D)]
             intra = dist[rows, own]
             dist[rows, own] = np.inf
@@ -898,7 +994,7 @@ def _silhouettes(X: np.ndarray, labelings: list[np.ndarray]) -> list[float]:
 
     parts = list(zip(*pairwise_distances_chunked(X, reduce_func=reduce, working_memory=256)))
     res = []
-    for i, (codes, freqs, _) in enumerate(live):
+    for i, (codes, freqs) in enumerate(live):
         intra = np.concatenate(parts[2 * i]) / (freqs - 1).take(codes, mode="clip")
         inter = np.concatenate(parts[2 * i + 1])
         with np.errstate(divide="ignore", invalid="ignore"):
