@@ -407,7 +407,8 @@ def flow_data(events: pd.DataFrame, step: str = "stage", stages=None) -> pd.Data
     """Transitions between steps with drop-off: one row per (from_stage, to_stage), ``to_stage`` END for ends.
 
     Definition: consecutive events of a customer in the order (customer_id, timestamp, row_id); a
-    customer's last event counts as a transition to "(end)" (:func:`journey_analysis.steps.transitions` and
+    customer's last event counts as a transition to "(end)" (:func:`journey_analysis.steps.transitions`;
+    the events at a stage that are a customer's last = events there - transitions out of it, the ends of
     :func:`~journey_analysis.steps.start_end_counts`). Columns: from_stage, to_stage, count,
     customers (distinct), share_of_from (count / all transitions out of from_stage). ``stages`` fixes
     the order (others after, by volume).
@@ -415,7 +416,9 @@ def flow_data(events: pd.DataFrame, step: str = "stage", stages=None) -> pd.Data
     from journey_analysis import steps
 
     tr = steps.transitions(events, step=step)
-    ends = steps.start_end_counts(events, step=step)
+    vol = steps.count_by(events, step)
+    out_n = tr.groupby("from_step", sort=False)["count"].sum()
+    ends = vol.assign(ends=vol["n"] - vol[step].map(out_n).fillna(0).astype(np.int64).to_numpy())
     ends = ends[ends["ends"] > 0]
     out = pd.concat([
         pd.DataFrame({"from_stage": tr["from_step"], "to_stage": tr["to_step"], "count": tr["count"],
@@ -425,7 +428,7 @@ def flow_data(events: pd.DataFrame, step: str = "stage", stages=None) -> pd.Data
     ], ignore_index=True)
     out["share_of_from"] = out["count"] / out.groupby("from_stage")["count"].transform("sum")
     order = list(stages or [])
-    vol = steps.count_by(events, step).sort_values(["n", step], ascending=[False, True], kind="stable")
+    vol = vol.sort_values(["n", step], ascending=[False, True], kind="stable")
     order += [s for s in vol[step] if s not in order]
     pos = {s: i for i, s in enumerate(order + [END])}
     out["from_order"] = out["from_stage"].map(pos)

@@ -127,6 +127,8 @@ def _case_codes(values: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Codes of the journey id column. Fast path when every id's rows are contiguous (the usual
     export order): compare neighbours instead of hashing every row; else pd.factorize."""
     n = len(values)
+    if n > 4096 and not _runs_distinct(values.iloc[:4096]):  # not even the first rows are contiguous
+        return _codes(values, name)
     if n > 1 and values.dtype == object:  # Python objects (the loaders' ids): compare neighbours in numpy
         v = values.to_numpy()
         try:
@@ -159,6 +161,17 @@ def _case_codes(values: pd.Series, name: str) -> tuple[np.ndarray, np.ndarray]:
             if pc.count_distinct(ids).as_py() == len(firsts):
                 return (np.cumsum(new) - 1).astype(np.int64), np.asarray(ids.to_pandas(), dtype=object)
     return _codes(values, name)
+
+
+def _runs_distinct(head: pd.Series) -> bool:
+    """Whether each value of `head` stands in one run of neighbours (an id's rows together); missing or
+    incomparable values: True (the caller's full check decides)."""
+    try:
+        v = head.to_numpy(dtype=object)
+        runs = 1 + int(np.count_nonzero(v[1:] != v[:-1]))
+        return bool(pd.isna(v).any()) or runs == len(pd.unique(v))
+    except (TypeError, ValueError):
+        return True
 
 
 def _group_codes(frame: pd.DataFrame, by: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
@@ -670,14 +683,52 @@ def stage_dwell_summary(events: pd.DataFrame, step: str = "stage") -> pd.DataFra
     """Per step (the index): ``customers`` (distinct customers with an event there), ``dwell_n``,
     ``dwell_median_s``, ``dwell_q25_s``, ``dwell_q75_s`` (dwell of :func:`event_dwell`; pandas'
     linear quantiles) and ``last_customers`` (customers whose last event is there)."""
-    ev = event_dwell(events, step)
-    g = ev.groupby(step, sort=False)
-    d = g["dwell_s"]
-    out = pd.DataFrame({"customers": g["customer_id"].nunique(), "dwell_n": d.count(),
-                        "dwell_median_s": d.median(), "dwell_q25_s": d.quantile(0.25),
-                        "dwell_q75_s": d.quantile(0.75)})
-    # every event has a time, so only a customer's last event has no dwell
-    out["last_customers"] = ev[ev["dwell_s"].isna().to_numpy()].groupby(step, sort=False)["customer_id"].nunique()
+    log = _prepare(events, step)
+    n_steps = len(log.step_labels)
+    dwell = _dwell(log)
+    u, _ = _case_key_counts(log.step, log.case, n_steps, log.memo)
+    q = _grouped_quantiles(log.step, dwell, n_steps, (0.5, 0.25, 0.75))
+    # every event has a time, so only a customer's last event has no dwell: one per customer
+    last = np.bincount(log.step[log.last], minlength=n_steps)
+    seen = np.zeros(n_steps, dtype=bool)
+    seen[log.step] = True
+    first_row = np.full(n_steps, len(log.step), dtype=np.int64)
+    np.minimum.at(first_row, log.step, np.arange(len(log.step)))
+    order = np.flatnonzero(seen)[np.argsort(first_row[seen], kind="stable")]  # steps in order of first event
+    out = pd.DataFrame({"customers": np.bincount(u % max(n_steps, 1), minlength=n_steps)[order],
+                        "dwell_n": q["n"][order], "dwell_median_s": q[0.5][order], "dwell_q25_s": q[0.25][order],
+                        "dwell_q75_s": q[0.75][order]},
+                       index=pd.Index(log.step_labels[order], name=step))
+    out["last_customers"] = pd.Series(last[order], index=out.index).where(last[order] > 0)
+    return out
+
+
+def _grouped_quantiles(key: np.ndarray, values: np.ndarray, n_keys: int, qs) -> dict:
+    """Count and linear quantiles (pandas' ``quantile``: ``v[i] + (v[i+1] - v[i]) * frac`` at position
+    ``q * (n - 1)`` of the sorted values) of `values` per integer `key`, NaN values ignored; NaN for keys
+    without values. One sort by (key, value)."""
+    ok = ~np.isnan(values)
+    key, values = key[ok], values[ok]
+    count = np.bincount(key, minlength=n_keys)
+    start = np.zeros(n_keys, dtype=np.int64)
+    np.cumsum(count[:-1], out=start[1:])
+    nz = np.flatnonzero(count)
+    pos = {q: q * (count[nz] - 1) for q in qs}
+    lo = {q: np.floor(p).astype(np.int64) for q, p in pos.items()}
+    hi = {q: np.minimum(lo[q] + 1, count[nz] - 1) for q in qs}
+    if n_keys < 2**16 and len(nz) <= 64:  # few keys (steps): values grouped by a radix sort, a partition per key
+        vs = values[np.argsort(key.astype(np.uint16), kind="stable")]
+        for i, k in enumerate(nz.tolist()):  # loop over keys (steps), not rows
+            seg = vs[start[k]:start[k] + count[k]]
+            seg[:] = np.partition(seg, sorted({int(d[q][i]) for d in (lo, hi) for q in qs}))
+    else:
+        vs = values[np.lexsort((values, key))]
+    out = {"n": count}
+    for q in qs:
+        r = np.full(n_keys, np.nan)
+        a, b = vs[start[nz] + lo[q]], vs[start[nz] + hi[q]]
+        r[nz] = a + (b - a) * (pos[q] - lo[q])
+        out[q] = r
     return out
 
 

@@ -102,10 +102,11 @@ def _lemma_table(lang: str):
     if key not in _CACHE:
         table = None
         if lang in LEMMA_TABLES:
-            try:
-                from spacy.lookups import load_lookups
+            try:  # the table's file as a dict (spaCy's Table would hash every one of its keys first)
+                from spacy.lookups import load_language_data
+                from spacy.util import registry
 
-                table = load_lookups(lang, ["lemma_lookup"]).get_table("lemma_lookup")
+                table = load_language_data(registry.lookups.get(lang)["lemma_lookup"])
             except Exception:
                 table = None
         _CACHE[key] = table
@@ -597,12 +598,13 @@ def _typical_rows(frame: pd.DataFrame, key: list, n: int) -> pd.DataFrame:
     if f.empty:
         return f.assign(quote=pd.Series(dtype=object))
     codes, distinct = pd.factorize(f["text"].astype(str))
-    f["quote"] = _quote_texts(pd.Series(distinct, dtype=object)).to_numpy()[codes]
-    f["_norm"] = f["quote"].str.lower().str.replace(r"[\W_]+", " ", regex=True).str.strip()
+    q = _quote_texts(pd.Series(distinct, dtype=object))  # once per distinct text, as are _norm and _len
+    f["quote"] = q.to_numpy()[codes]
+    f["_norm"] = q.str.lower().str.replace(r"[\W_]+", " ", regex=True).str.strip().to_numpy()[codes]
+    f["_len"] = q.str.len().to_numpy()[codes]
     f = f[f["_norm"] != ""].drop_duplicates([*key, "_norm"])
     g = f.groupby(key, dropna=False, sort=False)
     f["_dist"] = (f["sentiment"] - g["sentiment"].transform("median")).abs()
-    f["_len"] = f["quote"].str.len()
     f["_dlen"] = (f["_len"] - f.groupby(key, dropna=False, sort=False)["_len"].transform("median")).abs()
     f["_order"] = np.arange(len(f))
     f = f.sort_values([*key, "_dist", "_dlen", "_order"], kind="stable")

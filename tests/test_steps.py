@@ -502,3 +502,18 @@ def test_segment_stage_tables_equal_separate_calls():
     # no segment big enough: all customers only
     none = S.segment_stage_tables(ev, "stage", labels, overall="all", min_segment_customers=10**6)
     assert set(none["step_stats"]["segment"]) == {"all"} and len(none["segment_customers"]) == 3
+
+
+@needs_data
+@pytest.mark.parametrize("name", ["helpdesk", "bpic2012"])
+def test_stage_dwell_summary_is_pandas_groupby_of_event_dwell(name):
+    """Per step: distinct customers, dwell count, median and linear quartiles (pandas' groupby) of
+    event_dwell, customers whose last event is there; steps in order of their first event; exact."""
+    ev = _log(name)
+    d = S.event_dwell(ev, "activity")
+    g = d.groupby("activity", sort=False)
+    ref = pd.DataFrame({"customers": g["customer_id"].nunique(), "dwell_n": g["dwell_s"].count(),
+                        "dwell_median_s": g["dwell_s"].median(), "dwell_q25_s": g["dwell_s"].quantile(0.25),
+                        "dwell_q75_s": g["dwell_s"].quantile(0.75)})
+    ref["last_customers"] = d[d["dwell_s"].isna()].groupby("activity", sort=False)["customer_id"].nunique()
+    pd.testing.assert_frame_equal(S.stage_dwell_summary(ev, "activity"), ref, check_exact=True)
