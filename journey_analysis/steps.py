@@ -643,11 +643,14 @@ def count_by(events: pd.DataFrame, keys, *, distinct: str | None = None, name: s
     (both engines). A missing key value is a group of its own. Columns: keys..., `name` (int64);
     sorted by the keys (missing last)."""
     keys = _as_list(keys)
-    g = events.groupby(keys, dropna=False, sort=False, observed=True)
+    # sort=True gives the groups in key order with missing values last, the order sort_values(keys) gave
+    # afterwards (each group once), without sorting the result's text columns again (1.5 of 2.8 CPU-s for
+    # notebook 05's touchpoint table at 100,000 customers)
+    g = events.groupby(keys, dropna=False, sort=True, observed=True)
     sizes = g[distinct].nunique() if distinct else g.size()
     out = sizes.rename(name).reset_index()
     out[name] = out[name].astype(np.int64)
-    return out.sort_values(keys, kind="stable", ignore_index=True)
+    return out
 
 
 @dispatch
