@@ -124,6 +124,15 @@ def _validate(args) -> int:
     for fig, val in summary.itertuples(index=False):
         print(f"  {fig:<40} {val}")
     q = g.quality
+    from journey_analysis.text import language_quality_sample
+
+    lq = language_quality_sample(g.feedback)  # what the run's quality table will say about languages
+    if len(lq):
+        print(f"\nLanguages of the comments (a seeded sample of {lq.attrs['sampled']:,} of {lq.attrs['with_text']:,} "
+              "with text; the run identifies every comment):")
+        for e in lq.itertuples(index=False):
+            where = f" (rows {e.first_rows}{', ...' if e.rows > 5 else ''})" if e.first_rows else ""
+            print(f"  - {e.rows:,} {e.check.replace('_', ' ')}{' [' + e.detail + ']' if e.detail else ''}{where}")
     if len(q):
         print("\nDoubtful rows and what was done with them:")
         for e in q.itertuples(index=False):

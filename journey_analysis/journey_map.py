@@ -122,6 +122,50 @@ def map_segment(journey_map: pd.DataFrame, segment: str = ALL) -> pd.DataFrame:
     return m.sort_values("stage_order", kind="stable").reset_index(drop=True)
 
 
+def lead_with_finding_quotes(journey_map: pd.DataFrame, pain_points: pd.DataFrame | None = None,
+                             drivers: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The map with the quote that matches each finding first (issue 14, item 5).
+
+    A (segment, stage) row is flagged when it is a pain point (rank 1-3 in ``pain_points``, of its
+    ``segment``; the whole map when ``pain_points`` has no segment column) or the negative moment of
+    truth (the stage of the top significant driver of ``drivers`` whose worse experience or longer time
+    raises the bad outcome, ``worse_raises_bad``; every segment). On a flagged row with a
+    ``negative_theme_quote`` (a negative comment about its top negative theme), ``quotes`` starts with
+    that quote (not repeated, as many quotes as before) and ``quote`` is it; other rows are unchanged.
+    Returns a new frame (the input is not modified); ``attrs["finding_quotes"]`` counts the rows changed.
+    """
+    m = journey_map.copy()
+    if m.empty or "negative_theme_quote" not in m.columns or "quotes" not in m.columns:
+        m.attrs["finding_quotes"] = 0
+        return m
+    flagged = np.zeros(len(m), dtype=bool)
+    if pain_points is not None and len(pain_points):
+        pp = pain_points[pd.to_numeric(pain_points["rank"], errors="coerce") <= 3]
+        keys = ["segment", "stage"] if "segment" in pp.columns else ["stage"]
+        hit = m[keys].merge(pp[keys].drop_duplicates().assign(_hit=True), on=keys, how="left")["_hit"]
+        flagged |= hit.fillna(False).to_numpy(dtype=bool)
+    if drivers is not None and len(drivers) and {"role", "significant", "rank", "stage"} <= set(drivers.columns):
+        d = drivers[(drivers["role"] == "driver") & drivers["significant"].astype(bool)].sort_values("rank")
+        if len(d) and bool(d.iloc[0].get("worse_raises_bad", False)):
+            flagged |= (m["stage"] == d.iloc[0]["stage"]).to_numpy()
+    nq = m["negative_theme_quote"]
+    pick = flagged & nq.map(lambda q: isinstance(q, str) and q != "").to_numpy(dtype=bool)
+    if pick.any():
+        idx = np.flatnonzero(pick)
+        old = m["quotes"].iloc[idx]
+        lead = nq.iloc[idx]
+        new = [([q] + [x for x in list(o) if x != q])[:max(len(o), 1)]  # the flagged rows (a few stages)
+               for q, o in zip(lead, (v if isinstance(v, (list, np.ndarray)) else [] for v in old))]
+        col = m["quotes"].tolist()
+        for i, v in zip(idx, new):
+            col[i] = v
+        m["quotes"] = col
+        if "quote" in m.columns:
+            m.loc[m.index[idx], "quote"] = lead.to_numpy()
+    m.attrs["finding_quotes"] = int(pick.sum())
+    return m
+
+
 def _check_events(events: pd.DataFrame, step: str) -> None:
     for col in ("customer_id", "timestamp", step):
         if col not in events.columns:

@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pandas as pd
 
-__all__ = ["redact", "redact_feedback", "identify_languages", "detect_language", "chunk_texts", "language_quality",
+__all__ = ["redact", "redact_feedback", "identify_languages", "detect_language", "chunk_texts", "language_quality", "language_quality_sample",
            "PII_TAGS", "GUARD_LANGUAGES"]
 
 PII_TAGS = ("[EMAIL]", "[PHONE]", "[CARD]", "[IBAN]", "[URL]", "[POSTCODE]")
@@ -614,3 +614,36 @@ def language_quality(feedback: pd.DataFrame | None, file: str = "feedback") -> p
     log.add(file, "language_undetermined", int(und.sum()), np.flatnonzero(und) + 1, severity="info",
             detail=f"{und.sum() / max(n, 1):.1%} of the comments with text")
     return log.frame()
+
+
+#: Comments ``journey validate`` reads (a seeded sample) to show the language mix the run would use.
+VALIDATE_SAMPLE = 2_000
+
+
+def language_quality_sample(feedback: pd.DataFrame | None, n: int = VALIDATE_SAMPLE, random_state: int = 0,
+                            file: str = "feedback") -> pd.DataFrame:
+    """The language rows of the quality table as ``journey validate`` shows them, without scoring anything:
+    :func:`language_quality` on a seeded sample of up to ``n`` comments with text, each redacted and
+    identified by :func:`identify_languages` on its first 1,000 characters (the run's rules; the
+    candidate languages come from that sample). ``rows`` count the sampled comments (shares in
+    ``detail`` are of the sample), ``first_rows`` are row numbers of the feedback; ``attrs["sampled"]`` and
+    ``attrs["with_text"]`` say how many comments were read of how many with text. Empty when there is
+    no text."""
+    from journey_analysis.schema import QualityLog
+
+    if feedback is None or len(feedback) == 0 or "text" not in feedback.columns:
+        return QualityLog().frame()
+    text = feedback["text"].astype("string").fillna("")
+    pos = np.flatnonzero((text.str.strip() != "").to_numpy(dtype=bool))
+    if len(pos) == 0:
+        return QualityLog().frame()
+    take = pos if len(pos) <= n else np.sort(np.random.default_rng(random_state).choice(pos, n, replace=False))
+    head = redact(text.iloc[take].astype(str).str.slice(0, 1_000).reset_index(drop=True))
+    lf = identify_languages(head)
+    frame = pd.DataFrame({"language": pd.Series(None, index=range(len(feedback)), dtype=object),
+                          "language_rule": pd.Series("", index=range(len(feedback)), dtype=object)})
+    frame.iloc[take, 0] = lf["language"].to_numpy(dtype=object)
+    frame.iloc[take, 1] = lf["language_rule"].to_numpy(dtype=object)
+    q = language_quality(frame, file)
+    q.attrs.update({"sampled": len(take), "with_text": len(pos)})
+    return q

@@ -44,6 +44,9 @@ def test_validate_passes_on_the_demo_config(capsys):
     assert main(["validate", "--config", str(DEMO_CONFIG)]) == 0
     out = capsys.readouterr().out
     assert "Usable." in out and "5,000" in out
+    # the language mix the run will report, from a seeded sample (validate scores nothing)
+    assert "Languages of the comments (a seeded sample of 2,000 of " in out
+    assert "language [en: " in out.split("Languages of the comments")[1]
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (RAW_DIR / "demo").iterdir()}
     assert before == after
 

@@ -235,3 +235,29 @@ def test_map_equals_step_stats_exactly():
     assert len(segm) == len(by)
     for col in ("customers", "share_customers", "dwell_median_s", "dwell_max_s", "service_mean_s"):
         assert np.array_equal(segm[col].to_numpy(float), segm[f"{col}_steps"].to_numpy(float), equal_nan=True), col
+
+
+def test_finding_quotes_lead_on_pain_points_and_the_negative_moment_of_truth():
+    """Issue 14, item 5 on the map itself: a pain point (rank 1-3 of its segment) or the negative moment of
+    truth shows first the negative quote about its top negative theme; other stages keep their quotes."""
+    from journey_analysis.journey_map import lead_with_finding_quotes
+
+    m = pd.DataFrame({"segment": [ALL] * 4 + ["b"] * 4, "stage": ["s1", "s2", "s3", "s4"] * 2,
+                      "quotes": [["typical 1", "neg 1"], ["typical 2"], ["typical 3"], []] * 2,
+                      "negative_theme_quote": ["neg 1", "neg 2", None, "neg 4"] * 2})
+    m["quote"] = [q[0] if q else None for q in m["quotes"]]
+    pain = pd.DataFrame({"segment": ALL, "stage": ["s1", "s3", "s2", "s4"], "rank": [1, 2, 3, 4]})
+    drivers = pd.DataFrame({"role": ["driver", "driver"], "significant": [True, True], "rank": [1, 2],
+                            "stage": ["s4", "s2"], "worse_raises_bad": [True, True]})
+    out = lead_with_finding_quotes(m, pain, drivers)
+    a = out[out.segment == ALL].set_index("stage")
+    assert list(a.loc["s1", "quotes"]) == ["neg 1", "typical 1"]  # not repeated, same length
+    assert list(a.loc["s2", "quotes"]) == ["neg 2"] and a.loc["s2", "quote"] == "neg 2"  # pain #3
+    assert list(a.loc["s3", "quotes"]) == ["typical 3"]  # pain #2 without a negative theme quote
+    assert list(a.loc["s4", "quotes"]) == ["neg 4"]  # the negative moment of truth (every segment)
+    b = out[out.segment == "b"].set_index("stage")
+    assert list(b.loc["s1", "quotes"]) == ["typical 1", "neg 1"]  # pain points of All customers only
+    assert list(b.loc["s4", "quotes"]) == ["neg 4"]
+    assert out.attrs["finding_quotes"] == 4 and list(m.loc[0, "quotes"]) == ["typical 1", "neg 1"]
+    positive = drivers.assign(worse_raises_bad=False)
+    assert lead_with_finding_quotes(m, None, positive).attrs["finding_quotes"] == 0

@@ -85,6 +85,12 @@ def test_05_theme_drivers_and_the_language_mix_in_the_quality_table(demo):
 
     text = html_.unescape(demo["result"].report.read_text(encoding="utf-8"))
     assert f"Customers mentioning '{r['top_theme_driver']}' (mostly at Onboarding) churned" in text
+    # the map's own quotes: the top pain point leads with a negative quote about its top negative theme
+    jm = pd.read_parquet(first / "journey_map.parquet")
+    top = jm[(jm["segment"] == "All customers") & (jm["stage"] == demo["records"]["05_analyze"]["top_pain_point"])].iloc[0]
+    assert isinstance(top["negative_theme_quote"], str)
+    assert top["quotes"][0] == top["quote"] == top["negative_theme_quote"]
+    assert top["top_negative_theme"].lower() in top["quote"].lower()
     q = pd.read_parquet(first / "quality.parquet")
     lang = q[q["check"] == "language"]
     assert lang["detail"].iloc[0].startswith("en: ") and lang["severity"].eq("info").all()

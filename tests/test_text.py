@@ -272,3 +272,26 @@ def test_language_quality_rows_of_the_quality_table():
     short = q[q.check == "language_short_text"].iloc[0]
     assert short["first_rows"] == "3" and "main language" in short["rule"]
     assert language_quality(pd.DataFrame({"text": ["x"]})).empty
+
+
+def test_language_quality_sample_is_the_run_rule_on_a_seeded_sample():
+    """What `journey validate` shows: the run's language rows on a seeded sample, row numbers of the file."""
+    from journey_analysis.text import identify_languages, language_quality, language_quality_sample
+
+    t = pd.Series(["The engineer never came and nobody called", "ok", ":)", "O produto chegou no prazo, muito bom",
+                   "", None, "Der Zug war zu spät, wie immer"])
+    full = language_quality_sample(pd.DataFrame({"text": t}), n=10)
+    run = language_quality(pd.concat([t.rename("text"), identify_languages(t)], axis=1))
+    pd.testing.assert_frame_equal(full, run)  # everything read: exactly the run's rows
+    assert full.attrs == {"sampled": 5, "with_text": 5}
+    many = pd.DataFrame({"text": ["The delivery was late again and the driver was rude"] * 2500
+                         + ["O produto chegou quebrado e ninguém respondeu"] * 1000 + [":)"] * 500})
+    a = language_quality_sample(many, n=400)
+    assert a.equals(language_quality_sample(many, n=400)) and a.attrs == {"sampled": 400, "with_text": 4000}
+    lang = a[a.check == "language"].set_index("detail")["rows"]
+    assert lang.sum() == 400 and lang.index[0].startswith("en: 7") and lang.index[1].startswith("pt: 2")
+    short = a[a.check == "language_short_text"].iloc[0]
+    assert 20 < short["rows"] < 80
+    assert all(int(r) > 3500 for r in short["first_rows"].split(", "))  # rows of the feedback, not of the sample
+    assert language_quality_sample(pd.DataFrame({"text": ["", None]})).empty
+    assert language_quality_sample(None).empty
