@@ -25,6 +25,7 @@ scikit-learn, joblib and matplotlib/seaborn are imported inside the functions th
 from __future__ import annotations
 
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -699,8 +700,10 @@ class Segmentation:
     log1p where chosen -> standardised with the fitted mean and sd (ddof=0) -> k-means per k (Elkan's
     algorithm: the same result as Lloyd's, faster on these data). For each k:
     ``silhouette`` (Euclidean, on a seeded sample of ``sample_size`` rows when larger), ``calinski_harabasz``
-    (all rows), ``inertia`` (all rows, scaled space), ``seconds`` (wall) and ``cpu_seconds`` (all threads; the
-    silhouettes of all k come from one pass over the distances, their time shared equally among the k).
+    (all rows), ``inertia`` (all rows, scaled space), ``seconds`` (wall) and ``cpu_seconds`` (CPU time of the
+    fit's thread; the k are fitted side by side on the cores, each fit on one thread, so that the result does
+    not depend on the number of cores; the silhouettes of all k come from one pass over the distances,
+    their time shared equally among the k).
     ``k="auto"`` takes the largest silhouette (ties: smaller k). Segments are numbered by size, 0 = largest.
 
     Attributes after ``fit``: ``labels`` (Series by customer_id, name "segment"), ``k``, ``scores``
@@ -809,8 +812,10 @@ class Segmentation:
         import sklearn.cluster  # noqa: F401  (loads OpenMP before the thread limit below, so it applies)
         import sklearn.metrics  # noqa: F401
         from threadpoolctl import threadpool_limits
-        # small data: one thread (OpenMP start-up and spin-waits cost more than the work on shared cores)
-        with threadpool_limits(limits=1 if n * X.shape[1] <= 5_000_000 else None):
+        # every k-means fit on one thread (OpenMP start-up and spin-waits cost more than the work on
+        # shared cores, and the result does not depend on the number of cores); independent fits run side
+        # by side (_side_by_side)
+        with threadpool_limits(limits=1):
             self._fit_scaled(X, features, ks, n, n_init)
         return self
 
@@ -818,41 +823,58 @@ class Segmentation:
         from sklearn.metrics import adjusted_rand_score
         rng = np.random.default_rng(self.random_state)
         sil_idx = np.sort(rng.choice(n, self.sample_size, replace=False)) if n > self.sample_size else None
+        ev_idx = np.sort(rng.choice(n, 50_000, replace=False)) if n > 50_000 else np.arange(n)  # stability
         Xs = X if sil_idx is None else X[sil_idx]
         total_ss = float(((X - X.mean(axis=0)) ** 2).sum())
 
         def fit_k(k, starts):
-            t0, c0 = time.perf_counter(), time.process_time()
+            t0, c0 = time.perf_counter(), time.thread_time()
             model = _kmeans(k, n, self.random_state, starts, self.large_n, self.batch_size,
                             self.large_algorithm, self.fit_sample_size).fit(X)
             lab = model.labels_
             ch = _calinski_harabasz(X, lab, total_ss) if len(np.unique(lab)) > 1 else np.nan
             return model, [k, np.nan, float(ch), float(model.inertia_), time.perf_counter() - t0,
-                           time.process_time() - c0]
+                           time.thread_time() - c0]
 
         def add_silhouettes(rows, labelings):
             # silhouettes of several labelings from one pass over the pairwise distances of the (sampled)
-            # rows; its time is shared equally among them
+            # rows, on every core (the same values as on one); its time is shared equally among them
+            from threadpoolctl import threadpool_limits
             t0, c0 = time.perf_counter(), time.process_time()
-            sils = _silhouettes(Xs, [lab if sil_idx is None else lab[sil_idx] for lab in labelings])
+            with threadpool_limits(limits=os.cpu_count() or 1, user_api="blas"):
+                sils = _silhouettes(Xs, [lab if sil_idx is None else lab[sil_idx] for lab in labelings])
             wall, cpu = (time.perf_counter() - t0) / len(rows), (time.process_time() - c0) / len(rows)
             for row, sil in zip(rows, sils):
                 row[1], row[4], row[5] = float(sil), row[4] + wall, row[5] + cpu
 
-        rows, models = [], {}
-        for k in ks:
-            models[k], row = fit_k(k, self._search_n_init)
-            rows.append(row)
+        # the k search: one fit per k, side by side on the cores (each fit on one thread, so its result
+        # does not depend on how many cores there are)
+        fits = _side_by_side(lambda k: fit_k(k, self._search_n_init), ks)
+        models = {k: model for k, (model, _) in zip(ks, fits)}
+        rows = [row for _, row in fits]
         add_silhouettes(rows, [models[k].labels_ for k in ks])
         scores = pd.DataFrame(rows, columns=["k", "silhouette", "calinski_harabasz", "inertia", "seconds",
                                             "cpu_seconds"])
         best = int(scores.sort_values(["silhouette", "k"], ascending=[False, True], kind="mergesort")["k"].iloc[0]) \
             if self.k_param == "auto" else ks[0]
-        if self._search_n_init != n_init:
-            # the chosen k refitted with n_init starts (the same fit as a search with n_init starts per k);
-            # its row of scores is the refit's (silhouette recomputed only when its labels changed)
+
+        # the chosen k refitted with n_init starts (when the search made fewer) and the stability refits:
+        # each bootstrap sample (with replacement; at most 50,000 rows) is fitted with the same k
+        m = min(n, 50_000)
+
+        def stability_fit(i):
+            seed = self.random_state + 1 + i
+            boot = np.random.default_rng(seed).choice(n, m, replace=True)
+            return seed, _kmeans(best, m, seed, n_init, self.large_n, self.batch_size).fit(X[boot])
+
+        tasks = ([("refit", None)] if self._search_n_init != n_init else []) + \
+            [("stability", i) for i in range(self.n_stability)]
+        done = _side_by_side(lambda t: fit_k(best, n_init) if t[0] == "refit" else stability_fit(t[1]), tasks)
+        if tasks and tasks[0][0] == "refit":
+            # (the same fit as a search with n_init starts per k); its row of scores is the refit's
+            # (silhouette recomputed only when its labels changed)
             search = models[best]
-            models[best], row = fit_k(best, n_init)
+            models[best], row = done.pop(0)
             i = ks.index(best)
             row[4] += rows[i][4]
             row[5] += rows[i][5]
@@ -875,15 +897,9 @@ class Segmentation:
         labels = remap[model.labels_]
         self.labels = pd.Series(labels, index=features.index, name="segment")
 
-        # stability: bootstrap refits
-        ev_idx = np.sort(rng.choice(n, 50_000, replace=False)) if n > 50_000 else np.arange(n)
-        stab = []
-        m = min(n, 50_000)
-        for i in range(self.n_stability):
-            seed = self.random_state + 1 + i
-            boot = np.random.default_rng(seed).choice(n, m, replace=True)
-            refit = _kmeans(best, m, seed, n_init, self.large_n, self.batch_size).fit(X[boot])
-            stab.append((i, seed, m, float(adjusted_rand_score(labels[ev_idx], refit.predict(X[ev_idx])))))
+        # stability: the bootstrap refits against the fitted labels on the evaluation rows
+        stab = [(i, seed, m, float(adjusted_rand_score(labels[ev_idx], refit.predict(X[ev_idx]))))
+                for i, (seed, refit) in enumerate(done)]
         self.stability = pd.DataFrame(stab, columns=["run", "seed", "sample_rows", "ari"])
         self.stability_ari = float(self.stability["ari"].mean()) if stab else float("nan")
 
@@ -939,6 +955,27 @@ class Segmentation:
     def __repr__(self) -> str:
         k = getattr(self, "k", None)
         return f"Segmentation(k={k if k is not None else self.k_param!r}, random_state={self.random_state})"
+
+
+def _side_by_side(fn, items: list) -> list:
+    """``[fn(item) for item in items]`` on up to ``os.cpu_count()`` threads, each k-means fit on one
+    OpenMP and one BLAS thread (scikit-learn's k-means loops release the GIL): every result is what one
+    thread gives, whatever the number of cores, in the order of ``items``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    workers = min(len(items), os.cpu_count() or 1)
+    if workers <= 1:
+        with threadpool_limits(limits=1):
+            return [fn(item) for item in items]
+
+    def one(item):
+        with threadpool_limits(limits=1, user_api="openmp"):  # (the OpenMP setting is per thread)
+            return fn(item)
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, items))
 
 
 def _calinski_harabasz(X: np.ndarray, labels: np.ndarray, total_ss: float | None = None) -> float:
