@@ -75,6 +75,12 @@ def _require(frame: pd.DataFrame, columns, what: str) -> None:
                                f"present: {list(frame.columns)[:15]}")
 
 
+def _varies(s: pd.Series) -> bool:
+    """``s.nunique() > 1`` for a numeric or true/false column (missing values left out), from its
+    minimum and maximum instead of hashing every value."""
+    return bool(s.max() > s.min()) if s.notna().any() else False
+
+
 def _is_text(s: pd.Series) -> bool:
     return (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)
             or isinstance(s.dtype, pd.CategoricalDtype))
@@ -431,7 +437,7 @@ def customer_features(events: pd.DataFrame, customers: pd.DataFrame | None = Non
                     rows.append((f"{col}_missing", src, "added missing indicator", 0,
                                  f"1 where {col} was missing ({n_miss / n:.1%} > {MISSING_INDICATOR_SHARE:.0%})"))
                 continue
-        if s.nunique() <= 1:
+        if not _varies(s):
             rows.append((col, src, "dropped constant", n_miss, f"single value {float(s.iloc[0]):g}" if len(s) else ""))
             continue
         if parent is not None:
@@ -764,7 +770,7 @@ class Segmentation:
         if num.shape[1] == 0:
             raise JourneyError("no numeric feature columns to segment on", expected="numeric columns",
                                fix="check segmentation.features in the config")
-        const = [c for c in num.columns if num[c].nunique(dropna=True) <= 1]
+        const = [c for c in num.columns if not _varies(num[c])]
         num = num.drop(columns=const)
         self.dropped_constant = const
         n = len(num)
@@ -1075,7 +1081,7 @@ def try_segment_customers(features: pd.DataFrame, config=None, min_features: int
         return None, (f"Segmentation skipped: too few customers ({n:,}; at least {min_customers} needed): "
                       "one map for all customers.")
     num = features.select_dtypes(include=["number", "bool"])
-    usable = [c for c in num.columns if num[c].nunique(dropna=True) > 1]
+    usable = [c for c in num.columns if _varies(num[c])]
     if len(usable) < min_features:
         return None, (f"Segmentation skipped: too few features ({len(usable)} that vary between customers; "
                       f"at least {min_features} needed): one map for all customers.")
