@@ -277,6 +277,8 @@ def _themes_quotes(fb: pd.DataFrame, step: str, segs: list[str], n_quotes: int) 
     if "feedback_id" not in fb.columns:
         fb = fb.assign(feedback_id=np.arange(len(fb)).astype(str))
     members = themes.theme_members(fb)
+    # stage_voice reads only these columns (members given): the copies it makes stay narrow
+    fb = fb[["feedback_id", "text", "stage", "segment"] + (["sentiment"] if "sentiment" in fb.columns else [])]
     parts = [fb.assign(segment=ALL)]
     if len(segs) > 1:
         parts.append(fb[fb["segment"].isin(segs[1:])])
@@ -378,8 +380,7 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
     rating_type = config.satisfaction.rating_type
     fb = None
     if feedback is not None and len(feedback) and step in feedback.columns:
-        fb = feedback.copy()
-        fb = fb[fb[step].notna()]
+        fb = feedback[feedback[step].notna()].copy()
         fb["customer_id"] = fb["customer_id"].astype(object).where(fb["customer_id"].notna(), None) \
             if "customer_id" in fb.columns else None
         fb["segment"] = fb["customer_id"].map(labels) if labels is not None else None
