@@ -288,6 +288,10 @@ def test_public_functions_dispatch_spark_frames(demo):
     d, sdf = demo
     assert_same(steps.step_stats(sdf, by="channel"), steps.step_stats(d.events, by="channel"), "step_stats")
     assert_same(steps.variants(sdf, top=5), steps.variants(d.events, top=5), "variants")
+    for keys in (["customer_id", "stage", "touchpoint"], ["customer_id", "channel"], "stage"):  # the drivers' tables
+        assert_same(steps.count_by(sdf, keys, name="k"), steps.count_by(d.events, keys, name="k"), f"count_by {keys}")
+    assert_same(steps.count_by(sdf, "stage", distinct="customer_id"),
+                steps.count_by(d.events, "stage", distinct="customer_id"), "count_by distinct")
     ours, _ = SG.customer_features(sdf, d.customers, d.feedback, outcome="churned")
     ref, _ = SG.customer_features(d.events, d.customers, d.feedback, outcome="churned")
     assert_same(ours.reset_index(), ref.reset_index(), "customer_features")
