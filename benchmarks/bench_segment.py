@@ -11,6 +11,14 @@ Prints one line per measurement: what, rows x features, our time, the peer's tim
 (``resource.getrusage`` maximum resident set size of this process, which includes the data).
 
     .venv/bin/python benchmarks/bench_segment.py [--rows 1000000] [--features 30] [--repeats 3]
+
+With ``--artifacts DIR --config PATH`` it times notebook 03's own path instead, on the artifacts of a
+run (``DIR`` = ``data/processed/<run-id>``, e.g. of ``journey run`` on the 100,000-customer demo): the
+three inputs read, ``customer_features(events, customers, feedback, config=config)`` and
+``try_segment_customers(features, config=config)``, each in wall and CPU seconds (``time.process_time``,
+all threads), the chosen k and the adjusted Rand index of the segments against that run's
+``segments.parquet``. Peer, same run: plain ``KMeans(n_init=1)`` per k of the config's range on the
+same scaled features (fit only).
 """
 from __future__ import annotations
 
@@ -35,7 +43,11 @@ def main() -> None:
     ap.add_argument("--centers", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--k-max", type=int, default=10)
+    ap.add_argument("--artifacts", help="a run's processed folder: time notebook 03's path on it")
+    ap.add_argument("--config", help="the run config (with --artifacts)")
     args = ap.parse_args()
+    if args.artifacts:
+        return notebook_path(args)
 
     from sklearn.cluster import KMeans
     from sklearn.datasets import make_blobs
@@ -79,6 +91,52 @@ def main() -> None:
           f"{ours_total:>9.2f}{peer_total:>9.2f}{ours_total / peer_total:>7.2f}  peak {peak_gb():.2f} GB")
     print("ours includes per-k silhouette (10k sample), CH, inertia, plus stability refits and profiles; "
           "peer = KMeans(n_init=1) fit only")
+
+
+def notebook_path(args) -> None:
+    """Notebook 03's calls on a run's artifacts (see the module docstring)."""
+    from pathlib import Path
+
+    def timed(fn):
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = fn()
+        return out, time.perf_counter() - t0, time.process_time() - c0
+
+    print(f"load average at start {os.getloadavg()[0]:.1f}; cores: {os.cpu_count()}")
+    from journey_analysis import segment
+    from journey_analysis.artifacts import load_artifact
+    from journey_analysis.config import load_config
+
+    config = load_config(args.config)
+    folder = Path(args.artifacts)
+    (inputs, t_load, c_load) = timed(lambda: (load_artifact(folder / "events.parquet", config),
+                                              load_artifact(folder / "customers.parquet"),
+                                              load_artifact(folder / "feedback.parquet")))
+    ((features, _), t_feat, c_feat) = timed(lambda: segment.customer_features(*inputs, config=config))
+    ((seg, note), t_seg, c_seg) = timed(lambda: segment.try_segment_customers(features, config=config))
+    if seg is None:
+        print(note)
+        return
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+    Xs = seg.transform_scaled(features)
+    t0, c0 = time.perf_counter(), time.process_time()
+    for k in seg.scores.index:
+        KMeans(n_clusters=int(k), n_init=1, random_state=0).fit(Xs)
+    t_peer, c_peer = time.perf_counter() - t0, time.process_time() - c0
+    ari = float("nan")
+    if (folder / "segments.parquet").exists():
+        ref = pd.read_parquet(folder / "segments.parquet").set_index("customer_id")["segment"]
+        ari = adjusted_rand_score(ref, seg.labels.reindex(ref.index))
+    print(f"{'what':<44}{'rows':>10}{'wall s':>9}{'CPU s':>8}")
+    for what, t, c in [("read events, customers, feedback", t_load, c_load),
+                       ("customer_features", t_feat, c_feat),
+                       (f"try_segment_customers (k {seg.scores.index.min()}..{seg.scores.index.max()})", t_seg, c_seg),
+                       ("peer: KMeans(n_init=1) per k, fit only", t_peer, c_peer)]:
+        print(f"{what:<44}{len(features):>10,}{t:>9.2f}{c:>8.2f}")
+    print(f"chosen k={seg.k} (algorithm {seg.algorithm}); silhouette {seg.scores.loc[seg.k, 'silhouette']:.4f}; "
+          f"stability ARI {seg.stability_ari:.4f}; ARI against the run's segments.parquet {ari:.6f}; "
+          f"peak {peak_gb():.2f} GB; load average at end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
