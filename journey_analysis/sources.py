@@ -368,6 +368,21 @@ def _check_rating_type(feedback: pd.DataFrame, config, log: QualityLog, file) ->
                 detail=names)
 
 
+def _ids_in(ids: pd.Series, pool: pd.Series) -> pd.Series:
+    """``ids.isin(pool)`` (missing matches missing), by pyarrow's hash kernel when both columns are text
+    (each id compared as its UTF-8 bytes, as Python compares the strings); pandas' otherwise."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        hit = pc.is_in(pa.array(ids.to_numpy(), type=pa.large_string(), from_pandas=True),
+                       value_set=pa.array(pool.to_numpy(), type=pa.large_string(), from_pandas=True),
+                       skip_nulls=False)
+    except (pa.ArrowException, TypeError, ValueError, UnicodeError):  # ids that are not all text
+        return ids.isin(pool)
+    return pd.Series(hit.to_numpy(zero_copy_only=False), index=ids.index)
+
+
 def gather(config) -> Gathered:
     """Load, normalise and cross-check the data named in a :class:`~journey_analysis.config.RunConfig`.
 
@@ -437,7 +452,7 @@ def gather(config) -> Gathered:
             if any(e["check"] == "unknown_customer" for e in log.entries):
                 events = spark.keep_customers(events, customers)
         elif ev_tables:
-            unknown = ~events["customer_id"].isin(customers["customer_id"])
+            unknown = ~_ids_in(events["customer_id"], customers["customer_id"])
             log.add(ev_file, "unknown_customer", int(unknown.sum()), events.loc[unknown, "row_id"] + 1)
             if unknown.any():
                 events = events.loc[~unknown.to_numpy()].reset_index(drop=True)
@@ -465,11 +480,11 @@ def gather(config) -> Gathered:
         if "customer_id" in feedback.columns and (customers is not None or ev_tables):
             has_id = feedback["customer_id"].notna()
             if customers is not None:
-                known = feedback["customer_id"].isin(customers["customer_id"])
+                known = _ids_in(feedback["customer_id"], customers["customer_id"])
             elif on_spark:
                 known = spark.ids_known(events, feedback["customer_id"])
             else:
-                known = feedback["customer_id"].isin(events["customer_id"])
+                known = _ids_in(feedback["customer_id"], events["customer_id"])
             phantom = (has_id & ~known).to_numpy()
             log.add(fb_file, "no_customer", int(phantom.sum()), feedback.loc[phantom, "row_id"] + 1,
                     detail="feedback rows whose customer id matches no known customer")
