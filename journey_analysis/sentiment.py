@@ -449,12 +449,30 @@ def _chunk_token_arrays(occ: np.ndarray, chunks: list[str], n: int):
     (:func:`_token_re` matches it whole, unless it starts with "cannot"); the others go through the
     pattern (joined by NUL, in pieces of at most ``_TOKENIZE_CHARS`` characters). Token attributes
     are computed once per distinct token."""
-    from operator import methodcaller
-
     from spacy.strings import get_string_id as h
 
     if not n:
         return np.zeros(0, dtype=np.intp), np.zeros((0, 5), dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    tok, ut, per_text = _chunk_tokens(occ, chunks, n)
+    u = len(ut)
+    lower = list(map(str.lower, ut))
+    attrs = np.empty((u, 5), dtype=np.uint64)
+    attrs[:, 0] = np.fromiter(map(h, lower), dtype=np.uint64, count=u)
+    same = np.fromiter(map(str.__eq__, lower, ut), dtype=bool, count=u)
+    attrs[:, 1] = attrs[:, 0]
+    attrs[~same, 1] = np.fromiter(map(h, (t for t, sm in zip(ut, same.tolist()) if not sm)), dtype=np.uint64,
+                                  count=int(u - same.sum()))
+    attrs[:, 2] = np.fromiter(map(str.isupper, ut), dtype=bool, count=u)
+    attrs[:, 3] = np.fromiter(map(str.isalpha, ut), dtype=bool, count=u)
+    attrs[:, 4] = np.fromiter(map(len, ut), dtype=np.int64, count=u)
+    return tok, attrs, per_text
+
+
+def _chunk_tokens(occ: np.ndarray, chunks: list[str], n: int):
+    """The tokens of ``n`` (at least one) texts given as chunks (see :func:`_chunk_token_arrays`):
+    (distinct-token id of every token, in text order; the distinct tokens as strings; tokens per text)."""
+    from operator import methodcaller
+
     pat = _token_re()
     present = np.zeros(len(chunks), dtype=bool)
     present[occ] = True
@@ -481,17 +499,6 @@ def _chunk_token_arrays(occ: np.ndarray, chunks: list[str], n: int):
         a = b
     tcodes, utok = pd.factorize(pd.Series(toks, dtype=object))
     ut = utok.tolist()
-    u = len(ut)
-    lower = list(map(str.lower, ut))
-    attrs = np.empty((u, 5), dtype=np.uint64)
-    attrs[:, 0] = np.fromiter(map(h, lower), dtype=np.uint64, count=u)
-    same = np.fromiter(map(str.__eq__, lower, ut), dtype=bool, count=u)
-    attrs[:, 1] = attrs[:, 0]
-    attrs[~same, 1] = np.fromiter(map(h, (t for t, sm in zip(ut, same.tolist()) if not sm)), dtype=np.uint64,
-                                  count=int(u - same.sum()))
-    attrs[:, 2] = np.fromiter(map(str.isupper, ut), dtype=bool, count=u)
-    attrs[:, 3] = np.fromiter(map(str.isalpha, ut), dtype=bool, count=u)
-    attrs[:, 4] = np.fromiter(map(len, ut), dtype=np.int64, count=u)
     # tokens of each used chunk, chunk by chunk
     n1 = len(one_ix)
     mcodes = tcodes[n1:]
@@ -511,7 +518,7 @@ def _chunk_token_arrays(occ: np.ndarray, chunks: list[str], n: int):
     doc = np.cumsum(end) - end
     k = per_chunk[occ]
     idx = np.arange(int(k.sum())) + np.repeat(first[occ] - (np.cumsum(k) - k), k)
-    return chunk_tok[idx], attrs, np.bincount(doc, weights=k, minlength=n).astype(np.int64)
+    return chunk_tok[idx], ut, np.bincount(doc, weights=k, minlength=n).astype(np.int64)
 
 
 def _score_arrays(codes: np.ndarray, attrs: np.ndarray, counts: np.ndarray, p: dict | None = None) -> np.ndarray:
@@ -819,31 +826,21 @@ _WORD_PATTERN = r"(?u)\b\w[\w']*\b"
 
 
 def _lemma_tokens(texts: list[str], words: bool = True):
-    """The lemma tokens of many texts at once: :func:`_token_re` over the texts joined by NUL (in
-    pieces of at most ``_TOKENIZE_CHARS`` characters), then, once per distinct token, the lookup lemma
-    of spaCy's English tables (the pipeline's lemmatizer: ``table.get(text, text)``) lower-cased.
+    """The lemma tokens of many texts at once: :func:`_token_re`'s tokens (read from each distinct
+    whitespace chunk once, :func:`journey_analysis.text.chunk_texts` and :func:`_chunk_tokens`: no
+    token spans whitespace, a NUL counts as whitespace), then, once per distinct token, the lookup
+    lemma of spaCy's English tables (the pipeline's lemmatizer: ``table.get(text, text)``) lower-cased.
     ``words``: split each lemma further into the words of :data:`_WORD_PATTERN` (what the n-grams
     count; punctuation drops out). Returns (token strings, the text each belongs to, number of texts)."""
-    pat = _token_re()
+    from journey_analysis.text import chunk_texts
+
     n = len(texts)
-    lens = np.fromiter(map(len, texts), dtype=np.int64, count=n)
-    cum = np.concatenate([[0], np.cumsum(lens + 1)])
-    toks: list[str] = []
-    a = 0
-    while a < n:
-        b = min(n, int(max(a + 1, np.searchsorted(cum, cum[a] + _TOKENIZE_CHARS, side="right") - 1)))
-        toks.extend(pat.findall("\x00".join(t.replace("\x00", " ") for t in texts[a:b])))
-        toks.append("\x00")
-        a = b
     if not n:
         return np.zeros(0, dtype=object), np.zeros(0, dtype=np.int64), 0
-    codes, uniq = pd.factorize(pd.Series(toks, dtype=object))
+    codes, ut, per_text = _chunk_tokens(*chunk_texts(texts), n)
     table = _lemma_table("en")
-    lem = [(table.get(t, t) or t).lower() for t in uniq.tolist()]
-    sep = np.array([t == "\x00" for t in uniq.tolist()])
-    is_sep = sep[codes]
-    doc = (np.cumsum(is_sep) - is_sep)[~is_sep]
-    codes = codes[~is_sep]
+    lem = [(table.get(t, t) or t).lower() for t in ut]
+    doc = np.repeat(np.arange(n, dtype=np.int64), per_text)
     if not words:
         return np.array(lem, dtype=object)[codes], doc, n
     word_re = re.compile(_WORD_PATTERN)
