@@ -13,6 +13,7 @@ the distinct texts; the rules run once per vocabulary entry, never per comment.
 """
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,8 @@ GENERIC_NOUNS = {"en": frozenset("lot bit little couple kind sort type thing stu
                                  "everything nothing someone anyone everyone".split())}
 
 _TOKEN = r"(?u)\b[^\W\d_][^\W\d_'’-]*(?:['’-][^\W\d_]+)*\b"
+_SEP = "\x00"
+_TOKEN_OR_SEP = re.compile("(?u)\x00|" + _TOKEN[len("(?u)"):])
 _TAGS = {"email", "phone", "card", "iban", "url", "postcode"}
 _EMPTY_MEMBERS = ["feedback_id", "theme", "language"]
 
@@ -262,6 +265,54 @@ def _docs(feedback: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _word_matrix(texts: list) -> tuple:
+    """The binary document x term matrix (CSC, int32) of ``texts`` over their words (:data:`_TOKEN`, case
+    kept) and two-word phrases ("word word", consecutive words of one text), columns in sorted order of
+    the terms: what scikit-learn's ``CountVectorizer(lowercase=False, token_pattern=_TOKEN,
+    ngram_range=(1, 2), binary=True)`` gives, without its Python loop joining and looking up every word
+    pair. Words are found in one regex pass over the texts joined by NUL (a text holding a NUL: one pass
+    per text) and coded (``pd.factorize``); the phrases are integer codes of consecutive words of one
+    text, made text once per distinct phrase. Returns (matrix, terms)."""
+    from scipy import sparse
+
+    n = len(texts)
+    joined = _SEP.join(texts)
+    if joined.count(_SEP) == max(n - 1, 0):
+        # one regex pass over all the texts: the separator is no letter, so no word crosses it
+        fcode, fwords = pd.factorize(np.array(_TOKEN_OR_SEP.findall(joined), dtype=object))
+        at = np.flatnonzero(np.asarray(fwords, dtype=object) == np.array([_SEP], dtype=object))  # not a numpy str: it drops NULs
+        sep = fcode == (at[0] if len(at) else -1)
+        doc = np.cumsum(sep)[~sep].astype(np.int64)
+        wcode, words = fcode[~sep].astype(np.int64), np.asarray(fwords, dtype=object)
+        if len(at):  # the separator is no word (codes after it move down one)
+            words = np.delete(words, at[0])
+            wcode = wcode - (wcode > at[0])
+    else:  # a text holds the separator itself: one pass per text
+        toks = pd.Series(texts, dtype=object).str.findall(_TOKEN)
+        lens = toks.str.len().to_numpy(dtype=np.int64)
+        flat = np.fromiter(itertools.chain.from_iterable(toks), dtype=object, count=int(lens.sum()))
+        doc = np.repeat(np.arange(n, dtype=np.int64), lens)
+        wcode, words = pd.factorize(flat)
+        wcode, words = wcode.astype(np.int64), np.asarray(words, dtype=object)
+    if len(wcode) == 0:
+        return sparse.csc_matrix((n, 0), dtype=np.int32), np.array([], dtype=object)
+    nw = len(words)
+    same = doc[1:] == doc[:-1]  # consecutive words of one text
+    pair = wcode[:-1][same] * nw + wcode[1:][same]
+    pcode, pairs = pd.factorize(pair)
+    phrases = (pd.Series(words[pairs // nw], dtype=object) + " " + pd.Series(words[pairs % nw], dtype=object)).to_numpy()
+    terms = np.concatenate([words, phrases])
+    order = np.argsort(terms, kind="stable")  # code-point order, as sorted() (terms are distinct)
+    rank = np.empty(len(terms), dtype=np.int64)
+    rank[order] = np.arange(len(terms))
+    rows = np.concatenate([doc, doc[:-1][same]])
+    cols = np.concatenate([rank[wcode], rank[nw + pcode.astype(np.int64)]])
+    X = sparse.csr_matrix((np.ones(len(rows), dtype=np.int32), (rows, cols)), shape=(n, len(terms)))
+    X.sum_duplicates()
+    X.data[:] = 1
+    return X.tocsc(), terms[order]
+
+
 def theme_vocabulary(texts, language: str = "en", weights=None, sentiment=None) -> tuple[ThemeVocabulary, object, np.ndarray]:
     """Learn one language's themes from its distinct texts.
 
@@ -294,7 +345,6 @@ def theme_vocabulary(texts, language: str = "en", weights=None, sentiment=None) 
     Returns (vocabulary, the document x theme 0/1 sparse matrix of ``texts``, theme labels).
     """
     from scipy import sparse
-    from sklearn.feature_extraction.text import CountVectorizer
 
     from journey_analysis.text import stop_words
 
@@ -302,12 +352,9 @@ def theme_vocabulary(texts, language: str = "en", weights=None, sentiment=None) 
     n = len(texts)
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
     total = float(w.sum())
-    cv = CountVectorizer(lowercase=False, token_pattern=_TOKEN, ngram_range=(1, 2), binary=True, dtype=np.int32)
-    try:
-        X = cv.fit_transform(texts).tocsc()
-    except ValueError:  # no words at all
+    X, vocab = _word_matrix(texts)
+    if len(vocab) == 0:  # no words at all
         return ThemeVocabulary(language, n, pd.DataFrame()), sparse.csr_matrix((n, 0)), np.array([], dtype=object)
-    vocab = cv.get_feature_names_out()
     is_bi = np.char.find(vocab.astype(str), " ") >= 0
     uni = np.flatnonzero(~is_bi)
     bi = np.flatnonzero(is_bi)

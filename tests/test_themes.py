@@ -193,3 +193,33 @@ def demo_feedback():
     fb = fb[fb["text"] != ""].reset_index(drop=True)
     fb["sentiment"] = sentiment.score_frame(fb["text"])["sentiment"].to_numpy()
     return fb
+
+
+def _count_vectorizer(texts):
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    cv = CountVectorizer(lowercase=False, token_pattern=T._TOKEN, ngram_range=(1, 2), binary=True, dtype=np.int32)
+    return cv.fit_transform(texts).tocsc(), cv.get_feature_names_out()
+
+
+def test_word_matrix_is_count_vectorizers():
+    """The words-and-word-pairs matrix equals scikit-learn's CountVectorizer (lowercase=False, the token
+    pattern, ngram_range=(1, 2), binary) entry for entry, terms in the same order: on real comments in
+    three languages (SemEval, B2W, GermEval; apostrophes, hyphens, accents, digits, empty texts), and when
+    a text holds the NUL the one-pass tokenizer joins texts with (then one pass per text)."""
+    b2w = pd.read_csv(SENT / "b2w_10k.csv", usecols=["review_text"], nrows=3000)["review_text"]
+    ge = pd.read_csv(SENT / "germeval2017_de_dev.tsv", sep="\t", header=None, quoting=csv.QUOTE_NONE, usecols=[1])[1]
+    sets = [_semeval()["text"], b2w, ge]
+    sets += [pd.Series(["", "The engineer's van", "", "ok", "!!", "", "rock-solid  Wi-Fi’s 4G router"]),
+             pd.Series(["one\x00two three", "four\x00", "", "five six"])]
+    for texts in sets:
+        texts = texts.fillna("").astype(str).tolist()
+        X0, v0 = _count_vectorizer(texts)
+        X1, v1 = T._word_matrix(texts)
+        assert list(v1) == list(v0)
+        assert X1.dtype == X0.dtype and X1.shape == X0.shape
+        assert np.array_equal(X1.indptr, X0.indptr) and np.array_equal(X1.indices, X0.indices)
+        assert np.array_equal(X1.data, X0.data)
+    X, v = T._word_matrix(["", "123 !!"])
+    assert X.shape == (2, 0) and len(v) == 0
+    assert T.theme_members(pd.DataFrame({"text": ["123", "!!"], "language": "en"})).empty
