@@ -98,20 +98,40 @@ _TAGS = {"email", "phone", "card", "iban", "url", "postcode"}
 _EMPTY_MEMBERS = ["feedback_id", "theme", "language"]
 
 
+def _lookups_table(lang: str, table: str) -> dict | None:
+    """A table of spacy-lookups-data (``<lang>_<table>.json``, else its ``.json.gz``, as spaCy's
+    ``load_language_data`` reads it) as a dict, read from the installed package's data folder without
+    importing spaCy (about 1.2 CPU-s); None when the package or the table is absent."""
+    import gzip
+    import importlib.util
+    import json
+
+    spec = importlib.util.find_spec("spacy_lookups_data")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"{lang}_{table}.json"
+    try:
+        if path.is_file():
+            with open(path, encoding="utf-8") as fh:
+                return json.load(fh)
+        gz = path.with_name(path.name + ".gz")
+        if gz.is_file():
+            with gzip.open(gz, "rt", encoding="utf-8") as fh:
+                return json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def _lemma_table(lang: str):
-    """spaCy's lookup lemma table of ``lang`` (spacy-lookups-data) for the languages where it maps nouns
-    to nouns (English, German); None otherwise (then plurals are merged by :func:`_lemmas`' rule)."""
+    """spaCy's lookup lemma table of ``lang`` (spacy-lookups-data, :func:`_lookups_table`) for the languages
+    where it maps nouns to nouns (English, German); None otherwise (then plurals are merged by
+    :func:`_lemmas`' rule)."""
     key = ("lemma", lang)
     if key not in _CACHE:
         table = None
         if lang in LEMMA_TABLES:
-            try:  # the table's file as a dict (spaCy's Table would hash every one of its keys first)
-                from spacy.lookups import load_language_data
-                from spacy.util import registry
-
-                table = load_language_data(registry.lookups.get(lang)["lemma_lookup"])
-            except Exception:
-                table = None
+            table = _lookups_table(lang, "lemma_lookup")  # a dict (spaCy's Table would hash every key first)
         _CACHE[key] = table
     return _CACHE[key]
 
@@ -144,13 +164,9 @@ def _english_pos() -> dict[str, frozenset]:
     """WordNet's word lists per part of speech, as spacy-lookups-data ships them (``lemma_index``)."""
     key = "pos"
     if key not in _CACHE:
-        try:
-            from spacy.lookups import load_lookups
-
-            t = load_lookups("en", ["lemma_index"]).get_table("lemma_index")
-            _CACHE[key] = {p: frozenset(w for w in t.get(p, []) if "_" not in w) for p in ("noun", "verb", "adj", "adv")}
-        except Exception:
-            _CACHE[key] = {}
+        t = _lookups_table("en", "lemma_index")
+        _CACHE[key] = ({} if t is None else
+                       {p: frozenset(w for w in t.get(p, []) if "_" not in w) for p in ("noun", "verb", "adj", "adv")})
     return _CACHE[key]
 
 

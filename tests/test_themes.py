@@ -223,3 +223,17 @@ def test_word_matrix_is_count_vectorizers():
     X, v = T._word_matrix(["", "123 !!"])
     assert X.shape == (2, 0) and len(v) == 0
     assert T.theme_members(pd.DataFrame({"text": ["123", "!!"], "language": "en"})).empty
+
+
+def test_lookup_tables_are_spacys():
+    """The lemma tables and WordNet's word lists are read from spacy-lookups-data's files as spaCy reads them."""
+    from spacy.lookups import load_language_data, load_lookups
+    from spacy.util import registry
+
+    for lang in T.LEMMA_TABLES:
+        assert T._lookups_table(lang, "lemma_lookup") == load_language_data(registry.lookups.get(lang)["lemma_lookup"])
+    t = load_lookups("en", ["lemma_index"]).get_table("lemma_index")
+    ours = T._lookups_table("en", "lemma_index")
+    for p in ("noun", "verb", "adj", "adv"):
+        assert ours[p] == t.get(p)
+    assert T._lookups_table("xx", "lemma_lookup") is None
