@@ -10,6 +10,9 @@ This module owns:
 * :func:`subsample_customers`: the seeded sample of a quick run (``--param n_customers=500``).
 * :func:`write_student_notebooks`: copies of the notebooks without the cells tagged ``solution``.
 
+Each notebook's kernel is started while the notebook before it runs (:class:`KernelAhead`): it boots and
+imports what the notebook will import on the otherwise idle second core, so the next notebook starts at once.
+
 papermill, nbformat, matplotlib and IPython are imported inside the functions that use them.
 """
 from __future__ import annotations
@@ -36,6 +39,18 @@ KERNEL_NAME = "journey-analysis"
 #: Cell tags: removed from student copies / left out of report.html.
 SOLUTION_TAG = "solution"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,120}$")
+#: Arguments of every notebook kernel: its own warnings (e.g. "TCP without encryption" on a local
+#: kernel) would clutter scheduled-run logs; no history file (as nbclient starts kernels).
+KERNEL_ARGUMENTS: tuple[str, ...] = ("--IPKernelApp.log_level=ERROR", "--HistoryManager.hist_file=:memory:")
+#: Libraries the package's calls in a notebook import on first use (heavy imports live inside functions
+#: so that ``import journey_analysis`` stays light), seen with ``python -X importtime`` on a run of the
+#: demo config at 100,000 customers. A kernel started ahead imports them with the notebook's import cell.
+FIRST_USE_IMPORTS: dict[str, tuple[str, ...]] = {
+    "02_gather": ("pyarrow.compute", "sklearn.linear_model", "spacy", "lingua"),
+    "03_segment": ("sklearn.cluster", "sklearn.metrics", "matplotlib.pyplot", "seaborn"),
+    "04_map": ("scipy.stats", "matplotlib.pyplot", "seaborn"),
+    "05_analyze": ("scipy.stats", "sklearn.linear_model", "spacy", "lingua", "matplotlib.pyplot", "seaborn"),
+}
 
 log = logging.getLogger("journey_analysis.runner")
 
@@ -178,6 +193,114 @@ def _shutdown(config) -> str:
     return "graceful" if getattr(config, "engine", "pandas") == "spark" else "immediate"
 
 
+def notebook_imports(path) -> tuple[str, ...]:
+    """The modules the first code cell of the notebook at ``path`` imports (``import a.b``, ``from a.b import
+    c``), in order; relative imports and a cell that does not parse are left out."""
+    import ast
+
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    cell = next((c for c in nb.get("cells", []) if c.get("cell_type") == "code"), None)
+    if cell is None:
+        return ()
+    source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return ()
+    names: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return tuple(dict.fromkeys(names))
+
+
+def warm_imports(modules) -> None:
+    """Import ``modules`` and bind no name (run in a kernel started ahead of its notebook). A module that
+    fails to import is skipped: the notebook's own import then reports it in its cell, as without warming."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - reported by the notebook's own import
+            pass
+
+
+class KernelAhead:
+    """The kernel of one notebook, started before its turn.
+
+    :meth:`start` launches the kernel process (milliseconds: the process boots on its own) with the
+    notebook's working directory and :data:`KERNEL_ARGUMENTS`; at startup the kernel runs
+    :func:`warm_imports` over the modules of the notebook's import cell and its :data:`FIRST_USE_IMPORTS`,
+    in its own namespace-free call, before it answers papermill. The notebook then runs in that kernel
+    (:meth:`execute`), which is stopped as ``shutdown`` says once every cell has run; :meth:`discard`
+    stops a kernel whose notebook never ran (an earlier notebook failed, the run was interrupted).
+    A fresh kernel per notebook, as before: nothing but imported modules is there before the first cell.
+    """
+
+    def __init__(self, notebook: Path, kernel: str, cwd: Path):
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+
+        self.notebook = Path(notebook)
+        modules = notebook_imports(self.notebook) + FIRST_USE_IMPORTS.get(self.notebook.stem, ())
+        self.modules = tuple(dict.fromkeys(modules))
+        warm = (f"__import__('journey_analysis.runner', fromlist=['warm_imports'])"
+                f".warm_imports({list(self.modules)!r})")
+        self.km = AsyncKernelManager(kernel_name=kernel)
+        run_sync(self.km.start_kernel)(extra_arguments=[*KERNEL_ARGUMENTS, f"--IPKernelApp.exec_lines={warm}"],
+                                       cwd=str(cwd))
+
+    def execute(self, pm, src: Path, out: Path, shutdown: str, **kwargs):
+        """Run the notebook ``src`` (papermill, engine :data:`ENGINE`) in this kernel, writing ``out``."""
+        _register_engine(pm)
+        try:
+            return pm.execute_notebook(str(src), str(out), engine_name=ENGINE, km=self.km,
+                                       shutdown_kernel=shutdown, **kwargs)
+        finally:
+            self.discard()  # no-op when papermill has stopped it; a kernel left by a failure is killed
+
+    def discard(self) -> None:
+        """Stop the kernel now if it is still running (and remove its connection file)."""
+        from jupyter_core.utils import run_sync
+
+        km, self.km = self.km, None
+        if km is None:
+            return
+        if run_sync(km.is_alive)():
+            run_sync(km.shutdown_kernel)(now=True)  # also removes its connection file
+        else:
+            run_sync(km.cleanup_resources)()
+
+
+#: The papermill engine of :class:`KernelAhead`: papermill's own nbclient engine, except that it stops the
+#: kernel it was given (papermill stops only kernels it started, and leaves a given one's channels open).
+ENGINE = "journey-kernel-ahead"
+
+
+def _register_engine(pm) -> None:
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.utils import merge_kwargs, remove_args
+
+    class _GivenKernelEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+            # as NBClientEngine.execute_managed_notebook (papermill 2.x), then cleanup_kc=True
+            kwargs = remove_args(["input_path"], **kwargs)
+            safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
+            final_kwargs = merge_kwargs(safe_kwargs, timeout=execution_timeout or kwargs.get("timeout"),
+                                        startup_timeout=start_timeout, kernel_name=kernel_name,
+                                        log=logging.getLogger("papermill"), log_output=log_output,
+                                        stdout_file=stdout_file, stderr_file=stderr_file)
+            return PapermillNotebookClient(nb_man, **final_kwargs).execute(cleanup_kc=True)
+
+    papermill_engines.register(ENGINE, _GivenKernelEngine)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -264,6 +387,22 @@ def run_pipeline(config_path, run_id: str | None = None, reports_dir=None, proce
 def _run_locked(config, config_path, run_id, reports_dir, processed_dir, extra_parameters, progress, kernel,
                 started) -> RunResult:
     from journey_analysis import config as cfg
+
+    sources = [cfg.NOTEBOOKS_DIR / f"{stem}.ipynb" for stem in NOTEBOOKS]
+    ahead = [KernelAhead(sources[0], kernel, cfg.NOTEBOOKS_DIR)]  # it boots while papermill is imported
+    try:
+        return _run_notebooks(config, config_path, run_id, reports_dir, processed_dir, extra_parameters, progress,
+                              kernel, started, sources, ahead)
+    finally:
+        for k in ahead:  # a failure or an interrupt: kernels started for notebooks that did not run
+            k.discard()
+
+
+def _run_notebooks(config, config_path, run_id, reports_dir, processed_dir, extra_parameters, progress, kernel,
+                   started, sources, ahead) -> RunResult:
+    """The run itself; ``ahead`` holds the started kernels of the notebooks still to run, in order (the
+    first one's is started), and is emptied as they run."""
+    from journey_analysis import config as cfg
     from journey_analysis import report as rep
 
     pm = _import_papermill()
@@ -286,26 +425,25 @@ def _run_locked(config, config_path, run_id, reports_dir, processed_dir, extra_p
         log.info("run %s: config %s, kernel %s, parameters %s", run_id, config_path, kernel,
                  json.dumps(jsonable(parameters)))
         executed: list[Path] = []
-        for i, stem in enumerate(NOTEBOOKS, 1):
-            src = cfg.NOTEBOOKS_DIR / f"{stem}.ipynb"
+        for i, (stem, src) in enumerate(zip(NOTEBOOKS, sources), 1):
             out = tmp / f"{stem}.ipynb"
             if progress:
                 print(f"[{i}/{len(NOTEBOOKS)}] {stem}", file=sys.stderr, flush=True)
             log.info("notebook %s: start", stem)
             t0 = time.perf_counter()
             try:
-                pm.execute_notebook(str(src), str(out), parameters=parameters, kernel_name=kernel,
-                                    progress_bar=progress, log_output=False, cwd=str(cfg.NOTEBOOKS_DIR),
-                                    # the kernel's own warnings (e.g. "TCP without encryption" on a
-                                    # local kernel) would clutter scheduled-run logs
-                                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                                    shutdown_kernel=_shutdown(config))
+                if i < len(NOTEBOOKS):  # the next notebook's kernel boots while this one runs
+                    ahead.append(KernelAhead(sources[i], kernel, cfg.NOTEBOOKS_DIR))
+                ahead[0].execute(pm, src, out, _shutdown(config), parameters=parameters, kernel_name=kernel,
+                                 progress_bar=progress, log_output=False, cwd=str(cfg.NOTEBOOKS_DIR),
+                                 extra_arguments=list(KERNEL_ARGUMENTS))
             except PapermillExecutionError as exc:
                 msg = f"{stem} cell {exc.exec_count}: {exc.ename}: {_one_line(exc.evalue)}"
                 raise _fail(tmp, reports_dir, run_id, msg, out) from None
             except Exception as exc:  # kernel died, notebook missing, papermill problem
                 msg = f"{stem}: {type(exc).__name__}: {_one_line(exc)}"
                 raise _fail(tmp, reports_dir, run_id, msg, out if out.exists() else None) from None
+            ahead.pop(0)
             seconds[stem] = round(time.perf_counter() - t0, 2)
             log.info("notebook %s: done in %.1f s", stem, seconds[stem])
             executed.append(out)

@@ -87,6 +87,65 @@ def test_kernels_are_stopped_at_once_on_pandas_gracefully_on_spark(tmp_path, mon
                                 progress=False)
     assert [k["shutdown_kernel"] for k in seen] == ["immediate", "graceful"]
     assert all("--IPKernelApp.log_level=ERROR" in k["extra_arguments"] for k in seen)
+    # the kernels started for notebook 01 and, ahead, for 02 were stopped by the interrupt
+    assert all(not k["km"].has_kernel for k in seen)
+    assert not _kernel_processes()
+
+
+def _kernel_processes():
+    import psutil
+
+    return [p for p in psutil.Process().children(recursive=True)
+            if any("ipykernel" in part for part in p.cmdline())]
+
+
+def test_the_kernel_started_ahead_has_imported_the_notebook_s_modules_and_bound_no_name():
+    """A notebook's kernel is started while the notebook before it runs: it imports the modules of the
+    notebook's import cell and the libraries its package calls import on first use, and its user namespace
+    holds no name of them (the notebook's own import cell binds them, as in any fresh kernel)."""
+    from jupyter_core.utils import run_sync
+
+    from journey_analysis.config import NOTEBOOKS_DIR
+
+    nb = NOTEBOOKS_DIR / "02_gather.ipynb"
+    modules = runner.notebook_imports(nb)
+    assert modules[0] == "pandas" and "journey_analysis.sources" in modules and "journey_analysis.sentiment" in modules
+    k = runner.KernelAhead(nb, runner.kernel_name(), NOTEBOOKS_DIR)
+    try:
+        kc = k.km.client()
+        kc.start_channels()
+        run_sync(kc.wait_for_ready)(timeout=120)
+        probe = ("import json as _j, os as _o, sys as _s; print(_j.dumps([sorted(m for m in %r if m in _s.modules), "
+                 "sorted(n for n in globals() if not n.startswith('_') and n not in ('In', 'Out', 'get_ipython', "
+                 "'exit', 'quit', 'open')), _o.getcwd()]))" % (list(k.modules),))
+        msg_id = kc.execute(probe)
+        while True:
+            msg = run_sync(kc.get_iopub_msg)(timeout=60)
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                imported, names, cwd = json.loads(msg["content"]["text"])
+                break
+        kc.stop_channels()
+    finally:
+        k.discard()
+    assert imported == sorted(k.modules) and "sklearn.linear_model" in imported
+    assert names == [] and cwd == str(NOTEBOOKS_DIR)
+    assert k.km is None and not _kernel_processes()
+
+
+def test_notebook_imports_and_first_use_imports_name_real_modules(tmp_path):
+    import importlib.util
+
+    from journey_analysis.config import NOTEBOOKS_DIR
+
+    for stem in runner.NOTEBOOKS:
+        mods = runner.notebook_imports(NOTEBOOKS_DIR / f"{stem}.ipynb") + runner.FIRST_USE_IMPORTS.get(stem, ())
+        assert mods and all(importlib.util.find_spec(m) is not None for m in mods), stem
+    bad = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# x"), nbformat.v4.new_code_cell("import (")])
+    nbformat.write(bad, tmp_path / "bad.ipynb")
+    assert runner.notebook_imports(tmp_path / "bad.ipynb") == ()
+    ok = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import a.b as c, d\nfrom e.f import g\nfrom . import h\nx = 1")])
+    nbformat.write(ok, tmp_path / "ok.ipynb")
+    assert runner.notebook_imports(tmp_path / "ok.ipynb") == ("a.b", "d", "e.f")
 
 
 def test_run_id_and_bad_config_fail_before_writing(tmp_path):
