@@ -17,7 +17,8 @@ seconds, one warm-up call first (resource tables loaded), median of 3; and the m
 ``build_map`` makes them (``theme_members`` once, ``stage_voice`` on All customers and 4 seeded segments;
 sentiment from ``score_frame``, outside the timing).
 
-Also printed: the 15 largest themes on B2W (Portuguese) and GermEval (German), to read.
+Also printed: the 15 largest themes on B2W (Portuguese) and GermEval (German), to read, and the two-word
+names (``themes._two_word_names``) found on each set.
 
 Run: .venv/bin/python benchmarks/bench_themes.py [--customers 100000] [--repeat 3]
 """
@@ -162,9 +163,13 @@ def main():
         print("          " + "; ".join(f"{t.theme} ({t.n}, {t.main.split('/')[0]} x{t.lift:.1f}{', opinion' if t.opinion else ''})"
                                        for t in s["table"].itertuples()))
     print(f"# lift ours / baseline: {r['ours']['mean_lift'] / r['baseline']['mean_lift']:.2f}x")
-    for name in ("b2w", "germeval"):
-        cat = pd.DataFrame(theme_members(_load(name)).attrs["themes"]).head(15)
-        print(f"# {name}: " + "; ".join(f"{t.theme} ({t.mentions})" for t in cat.itertuples()))
+    for name in ("semeval", "b2w", "germeval"):
+        m = theme_members(semeval().assign(language="en") if name == "semeval" else _load(name))
+        cat = pd.DataFrame(m.attrs["themes"])
+        if name != "semeval":
+            print(f"# {name}: " + "; ".join(f"{t.theme} ({t.mentions})" for t in cat.head(15).itertuples()))
+        print(f"# {name}, two-word names (comments, rank among {len(cat)} themes): " + "; ".join(
+            f"{t.theme} ({t.mentions}, #{i + 1})" for i, t in enumerate(cat.itertuples()) if " " in t.theme))
     sp = speed(args.customers, args.repeat)
     (w, c), (lw, lc), (bw, bc) = sp["ours"], sp["lane"], sp["baseline"]
     print(f"theme_members, demo {args.customers:,} customers ({sp['rows']:,} feedback rows, {sp['texts']:,} with text): "

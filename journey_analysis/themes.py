@@ -89,6 +89,11 @@ PLURAL_ENDINGS = {"de": ("n", "en", "s", "e")}
 #: English words whose this many most frequent WordNet noun senses share a synset are one theme (1: the
 #: first sense only; measured on SemEval, 2 also joined "green" with "park").
 SYNONYM_SENSES = 1
+#: Two-word names ("Deutsche Bahn", :func:`_two_word_names`): a phrase holding at least this share of the
+#: uses of one of its words, a subject word ...
+NAME_BOUND_SHARE = 0.5
+#: ... written with both words capitalised in at least this share of its uses, is one theme, the name.
+NAME_CAPITAL_SHARE = 0.3
 #: English nouns that name no subject (quantities and placeholders).
 GENERIC_NOUNS = {"en": frozenset("lot bit little couple kind sort type thing stuff way something anything "
                                  "everything nothing someone anyone everyone".split())}
@@ -231,6 +236,100 @@ def _synonym_heads(words: np.ndarray, language: str, senses: int | None = None) 
     return head
 
 
+def _two_word_names(X, bi: np.ndarray, bforms: pd.DataFrame, second: np.ndarray, pos_of: pd.Series,
+                    low: pd.Series, codes: np.ndarray, uni_df: np.ndarray, bi_df: np.ndarray, kept: np.ndarray,
+                    stops: set, min_df: float):
+    """Two-word names customers write as a unit ("Deutsche Bahn", "Lojas Americanas"), found by one
+    statistical rule over the data, the same in every language. A phrase of two consecutive words (case
+    folded) is a name when (1) it is in at least ``min_df`` (weighted) texts, the themes' own threshold;
+    (2) at least :data:`NAME_BOUND_SHARE` of the uses of one of its words (as written, case folded), a
+    word of a kept subject, are inside it ("Deutsche": 82% inside "Deutsche Bahn"; "Bahn": 12%); (3) at
+    least :data:`NAME_CAPITAL_SHARE` of the phrase's uses write both words with a capital, neither of
+    5+ letters in capitals only nor both in capitals (shouting; acronyms such as "DB" count), the first
+    word's written form mostly after another word of its comment (a comment's first word is capitalised
+    anyway: "Schlechter Service."), as ordinary phrases are not written so ("custo benefício", "wine
+    list");
+    (4) neither word is a stop word ("Die Bahn" at a sentence start) nor a redaction tag; (5) no word
+    bound inside it is in another phrase meeting (1), (2) and (4) (a longer repeated sequence is no
+    two-word name). The written
+    forms of one lemma pair are one name (Deutsche Bahn, Deutschen Bahn), labelled by its most used
+    capitalised form. Uses inside the name are no longer uses of the word bound to it (of both words,
+    when both are); the other word keeps them ("Bahn" still counts the "Deutsche Bahn" comments).
+
+    Returns None when no phrase is a name, else (documents x names 0/1 matrix, labels, documents x
+    lemmas matrix of the uses to take from the bound words). Integer codes throughout: no loop over
+    texts or phrases."""
+    from scipy import sparse
+
+    first = bforms[0].map(pos_of).to_numpy(dtype=float)
+    ok = ~(np.isnan(first) | np.isnan(second))
+    if not ok.any():
+        return None
+    at = np.flatnonzero(ok)  # bigram positions with both words known
+    f0, f1 = first[ok].astype(np.int64), second[ok].astype(np.int64)
+    forms = pd.Series(pos_of.index.to_numpy(), dtype=object)
+    lcode, lows = pd.factorize(low.to_numpy())  # case-folded written form of each word
+    nl = len(lows)
+    form_uses = np.bincount(lcode, weights=uni_df, minlength=nl)
+    key = lcode[f0].astype(np.int64) * nl + lcode[f1]
+    k, keys = pd.factorize(key)
+    uses = np.bincount(k, weights=bi_df[at])
+    initial = forms.str[:1]
+    cap = (forms.str.match(r"^[^\W\d_]") & (initial != initial.str.lower())).to_numpy(dtype=bool)
+    upper = (forms == forms.str.upper()).to_numpy(dtype=bool)
+    shout = upper & (forms.str.len() >= 5).to_numpy(dtype=bool)  # "HIMMEL"; acronyms ("DB", "GDL") are shorter
+    # a capital at the start of a comment says nothing ("Schlechter Service."): the first word's written
+    # form must mostly follow another word of its text
+    known = ~np.isnan(second)
+    after = np.bincount(second[known].astype(np.int64), weights=bi_df[known], minlength=len(forms))
+    inside_text = after >= NAME_BOUND_SHARE * uni_df
+    capb = cap[f0] & cap[f1] & ~(upper[f0] & upper[f1]) & ~shout[f0] & ~shout[f1] & inside_text[f0]
+    cap_uses = np.bincount(k, weights=bi_df[at] * capb, minlength=len(keys))
+    wa, wb = keys // nl, keys % nl
+    kept_form = np.bincount(lcode, weights=kept[codes].astype(float), minlength=nl) > 0
+    blocked = pd.Series(lows, dtype=object).isin(stops | _TAGS).to_numpy(dtype=bool)
+    bound_a = kept_form[wa] & (uses >= NAME_BOUND_SHARE * form_uses[wa])
+    bound_b = kept_form[wb] & (uses >= NAME_BOUND_SHARE * form_uses[wb])
+    unit = (uses >= min_df) & (bound_a | bound_b) & ~blocked[wa] & ~blocked[wb] & (wa != wb)
+    # (5) two words only: a word bound inside one frequent phrase and also in another ("Eingabe
+    # Astronomische", "Astronomische Einheit": a longer repeated sequence) rules out every phrase holding it
+    c = np.flatnonzero(unit)
+    word = np.concatenate([wa[c], wb[c]])
+    held = np.bincount(word, minlength=nl)
+    bound_in = np.bincount(word, weights=np.concatenate([bound_a[c], bound_b[c]]).astype(float), minlength=nl)
+    chained = (held >= 2) & (bound_in >= 1)
+    unit[c[chained[wa[c]] | chained[wb[c]]]] = False
+    name = unit & (cap_uses >= NAME_CAPITAL_SHARE * uses)
+    if not name.any():
+        return None
+    sel = name[k]  # bigram forms of a name
+    rows_a, rows_b = bound_a[k][sel], bound_b[k][sel]
+    pos = at[sel]
+    la, lb = codes[f0[sel]], codes[f1[sel]]  # lemma pair: the name
+    ncode, npairs = pd.factorize(la.astype(np.int64) * (int(codes.max()) + 1) + lb)
+    # label: the most used capitalised written form of each name
+    lab = pd.DataFrame({"n": ncode, "form": (forms.to_numpy()[f0[sel]] + " " + forms.to_numpy()[f1[sel]]),
+                        "cap": capb[sel], "df": bi_df[pos]})
+    lab = lab.sort_values(["n", "cap", "df", "form"], ascending=[True, False, False, True]).drop_duplicates("n")
+    labels = lab.set_index("n")["form"].reindex(np.arange(len(npairs))).to_numpy(dtype=object)
+    cols = X[:, bi[pos]]  # documents x name forms
+    to_name = sparse.csr_matrix((np.ones(len(pos)), (np.arange(len(pos)), ncode)), shape=(len(pos), len(npairs)))
+    N = (cols @ to_name).tocsr()
+    N.data[:] = 1
+    n_lem = int(codes.max()) + 1
+    take = np.concatenate([np.flatnonzero(rows_a), np.flatnonzero(rows_b)])
+    tgt = np.concatenate([la[rows_a], lb[rows_b]])
+    S = sparse.csr_matrix((np.ones(len(take)), (take, tgt)), shape=(len(pos), n_lem))
+    sub = (cols @ S).tocsr()
+    sub.data[:] = 1
+    # each bound word's name: the largest phrase it is bound to
+    own = pd.DataFrame({"lemma": tgt, "name": ncode[take], "df": bi_df[pos][take]}).groupby(["lemma", "name"]).df.sum()
+    own = own.reset_index().sort_values(["lemma", "df"], ascending=[True, False]).drop_duplicates("lemma")
+    name_of = np.full(n_lem, -1, dtype=np.int64)
+    name_of[own["lemma"].to_numpy()] = own["name"].to_numpy()
+    return N, labels, sub, name_of
+
+
 _CACHE: dict = {}
 
 
@@ -324,7 +423,9 @@ def theme_vocabulary(texts, language: str = "en", weights=None, sentiment=None) 
     time") are not uses of the noun. **Grouping**: the written forms of one lemma (prices,
     price; Züge, Zug; produtos, produto) are one theme, labelled by the most used form; in English so are
     synonyms, words whose most frequent WordNet sense is one synset (:func:`_synonym_heads`: ambience,
-    ambiance and atmosphere; waiter and server; place and spot), labelled by the most used word. Other
+    ambiance and atmosphere; waiter and server; place and spot), labelled by the most used word; in every
+    language a two-word name written as a unit is one theme labelled by the name (:func:`_two_word_names`:
+    "Deutsche Bahn", "Lojas Americanas"), its uses no longer those of the word bound to it. Other
     grouping by meaning was measured and left out: contexts learned on the data itself (positive PMI,
     truncated SVD) were noise on thousands of comments (SemEval: "beer" with "lobster"), and spaCy's
     word clusters merged "installation" with "sale" (demo) and "Bahn" with "Stadt" (GermEval).
@@ -435,6 +536,28 @@ def theme_vocabulary(texts, language: str = "en", weights=None, sentiment=None) 
         reason[(reason == "") & (terms["intensified_share"] >= ADJECTIVE_SHARE)] = "opinion word (very ...)"
     terms["reason"] = reason
     terms["kept"] = reason == ""
+    # two-word names ("Deutsche Bahn"): a subject word mostly used inside one phrase written as a name
+    nm = _two_word_names(X, bi, bforms, second.to_numpy(dtype=float), pos_of, low, codes, df_cs[uni], df_cs[bi],
+                         terms["kept"].to_numpy(), stops, min_df)
+    if nm is not None:
+        N, name_labels, sub, name_of = nm
+        XL = (XL - sub).tocsr()
+        XL.data = np.clip(XL.data, 0, 1)
+        XL.eliminate_zeros()
+        old_df, df = df, w @ XL
+        # a word now used mostly inside the name (its uses fell by more than half) is no theme of its own
+        inside = terms["kept"].to_numpy() & (df < (1 - NAME_BOUND_SHARE) * old_df)
+        terms["df"] = df
+        inside &= name_of >= 0
+        terms.loc[inside, "reason"] = ("part of the name '" + pd.Series(name_labels[name_of[inside]], dtype=object)
+                                       + "'").to_numpy()
+        terms.loc[inside, "kept"] = False
+        ndf = w @ N
+        names = pd.DataFrame({"term": pd.Series(name_labels, dtype=object).str.lower(), "label": name_labels,
+                              "df": ndf, "kept": True, "reason": "", "name": True})
+        terms = pd.concat([terms.assign(name=False), names], ignore_index=True)
+        XL = sparse.hstack([XL, N], format="csr")
+        df = np.concatenate([df, ndf])
     cand = np.flatnonzero(terms["kept"].to_numpy())
     cand = cand[np.argsort(-terms["df"].to_numpy()[cand], kind="stable")]
     head_of = cand[_synonym_heads(terms["term"].to_numpy()[cand], language)]
@@ -443,7 +566,7 @@ def theme_vocabulary(texts, language: str = "en", weights=None, sentiment=None) 
     heads = np.unique(head_of)
     heads = heads[np.argsort(-df[heads], kind="stable")]
     col = {h: i for i, h in enumerate(heads)}
-    G = sparse.csr_matrix((np.ones(len(cand)), (cand, [col[h] for h in head_of])), shape=(len(lemmas), len(heads)))
+    G = sparse.csr_matrix((np.ones(len(cand)), (cand, [col[h] for h in head_of])), shape=(len(terms), len(heads)))
     D = (XL @ G).tocsr()
     D.data[:] = 1
     labels = terms["label"].to_numpy()[heads]
