@@ -1329,6 +1329,10 @@ def score_feedback(feedback: pd.DataFrame | None, rating_type: str = "csat", sca
     - A language with neither the lexicon nor a usable model: not scored ("not_scored", source "none"),
       counted by :func:`language_report`.
 
+    When both an English model and models of other languages are learned, the other languages' are fitted
+    in a forked process (Linux) while this one fits the English model: the same code on the same inputs,
+    so the same models and scores, on two cores (refitted here if that process fails).
+
     Returns (a copy of ``feedback`` with these columns, :class:`VoiceModels` or None when no model was
     learned). ``feedback=None`` (a run without feedback) gives ``(None, None)``.
     """
@@ -1355,7 +1359,14 @@ def score_feedback(feedback: pd.DataFrame | None, rating_type: str = "csat", sca
     has_text = out["sentiment_status"].ne("empty").to_numpy()
     english = None
     en_rated = rated & (lang == "en") & has_text
+    langs = pd.Series(lang[has_text & rated], dtype=object).value_counts()
+    codes = [c for c, n_rated in langs.items() if c not in ("en", "und") and n_rated >= min_rated]
+    rows_of = {c: has_text & (lang == c) for c in codes}
+    jobs = [(out.loc[rows_of[c], "text"], rating[rows_of[c]].where(rated[rows_of[c]]), c) for c in codes]
+    others = None
     if en_rated.sum() >= min_rated:
+        # the other languages' models are fitted in a forked process meanwhile, when there is one
+        others = _fit_language_models_aside(jobs, scale, random_state)
         english = fit_from_ratings(out.loc[en_rated, "text"], rating[en_rated], scale=scale, random_state=random_state,
                                    languages=["en"], max_texts=max_fit_texts)  # already identified as English
         unrated = ~rated & (lang == "en") & has_text & out["rating"].isna().to_numpy()
@@ -1363,16 +1374,9 @@ def score_feedback(feedback: pd.DataFrame | None, rating_type: str = "csat", sca
             out.loc[unrated, "sentiment"] = english._predict(out.loc[unrated, "text"],
                                                              out.loc[unrated, "sentiment"]).to_numpy()
             out.loc[unrated, "sentiment_source"] = "learned"
-    models = {}
-    langs = pd.Series(lang[has_text & rated], dtype=object).value_counts()
-    for code, n_rated in langs.items():
-        if code in ("en", "und") or n_rated < min_rated:
-            continue
-        rows = has_text & (lang == code)
-        r_rows = rows & rated
-        m = fit_language_model(out.loc[rows, "text"], rating[rows].where(rated[rows]), code, scale=scale,
-                               random_state=random_state)
-        models[code] = m
+    models = _collect_language_models(others, jobs, scale, random_state)
+    for code, m in models.items():
+        rows = rows_of[code]
         if not m.used:
             continue
         out.loc[rows, "sentiment"] = m.predictions
@@ -1381,6 +1385,51 @@ def score_feedback(feedback: pd.DataFrame | None, rating_type: str = "csat", sca
     if english is None and not models:
         return out, None
     return out, VoiceModels(english=english, languages=models, cv_report=_accuracy_report(out, rating, rated, english, models))
+
+
+def _fit_language_models(jobs, scale, random_state) -> dict:
+    """:func:`fit_language_model` for each (texts, ratings, language) of ``jobs``, in order."""
+    return {code: fit_language_model(t, r, code, scale=scale, random_state=random_state) for t, r, code in jobs}
+
+
+def _quiet_child() -> None:
+    """In a forked worker: print to the process's own file descriptors (a Jupyter kernel's stream objects
+    belong to its parent's threads)."""
+    import sys
+
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+
+
+def _fit_language_models_aside(jobs, scale, random_state):
+    """Start :func:`_fit_language_models` in a forked process (Linux), so that it runs on another core
+    while this process fits the English model; None when there is nothing to fit or no fork. The child
+    gets the same inputs and runs the same code: the models are the same as fitted here."""
+    import sys
+
+    if not jobs or not sys.platform.startswith("linux"):
+        return None
+    try:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("fork"), initializer=_quiet_child)
+        return pool, pool.submit(_fit_language_models, jobs, scale, random_state)
+    except (OSError, ValueError, RuntimeError):  # no process could be started: fitted here instead
+        return None
+
+
+def _collect_language_models(aside, jobs, scale, random_state) -> dict:
+    """The models of :func:`_fit_language_models_aside` once its process is done; fitted here when there
+    was none or it failed in any way (an error of the fit itself is then raised here, as without it)."""
+    if aside is not None:
+        pool, future = aside
+        try:
+            return future.result()
+        except Exception:  # noqa: BLE001 - refitted below, where a real error is raised with its traceback
+            pass
+        finally:
+            pool.shutdown(wait=True)
+    return _fit_language_models(jobs, scale, random_state)
 
 
 def _accuracy_report(out, rating, rated, english, models) -> pd.DataFrame:

@@ -293,6 +293,48 @@ def test_score_feedback_cross_fits_rated_texts_and_reports_unscored_languages():
     assert out2["sentiment"].iloc[i] == out["sentiment"].iloc[i]
 
 
+def test_other_languages_fitted_in_a_forked_process_give_the_same_scores(monkeypatch):
+    """With English and another rated language, the other language's model is fitted in a forked process
+    while the English one is fitted here: the scores and reports are those of fitting both here, also when
+    the forked process fails (it is refitted here), and no worker process is left behind."""
+    import os
+
+    import psutil
+
+    from journey_analysis.datasets import make_demo
+
+    bv = _bench_voice()
+    df, _ = bv.load_sets(600)["b2w (pt, stars 1-5)"]
+    en = make_demo(1500, seed=0).feedback
+    pt = pd.DataFrame({"feedback_id": [f"p{i}" for i in range(len(df))], "text": df["text"].to_numpy(),
+                       "rating": df["truth"].to_numpy(dtype=float), "rating_type": "csat"})
+    fb = pd.concat([en, pt], ignore_index=True)
+    started = []
+    aside = S._fit_language_models_aside
+    monkeypatch.setattr(S, "_fit_language_models_aside", lambda *a: started.append(1) or aside(*a))
+    out, models = S.score_feedback(fb, "csat", (1, 5), min_rated=200)
+    assert started and models.english is not None and models.languages["pt"].used
+    assert out["sentiment_source"].eq("learned_cv").sum() == len(pt) - out.loc[len(en):, "language"].ne("pt").sum()
+    monkeypatch.setattr(S, "_fit_language_models_aside", lambda *a: None)      # everything fitted here
+    here, here_models = S.score_feedback(fb, "csat", (1, 5), min_rated=200)
+    conf = "language_confidence"   # lingua's parallel sums vary by ~1e-16 between runs
+    pd.testing.assert_frame_equal(out.drop(columns=conf), here.drop(columns=conf), check_exact=True)
+    assert np.allclose(out[conf], here[conf], rtol=0, atol=1e-12, equal_nan=True)
+    pd.testing.assert_frame_equal(models.cv_report, here_models.cv_report)
+    parent, fit = os.getpid(), S._fit_language_models
+
+    def fails_in_the_child(*a):
+        if os.getpid() != parent:
+            raise MemoryError("child")
+        return fit(*a)
+
+    monkeypatch.setattr(S, "_fit_language_models_aside", aside)
+    monkeypatch.setattr(S, "_fit_language_models", fails_in_the_child)
+    again, _ = S.score_feedback(fb, "csat", (1, 5), min_rated=200)
+    pd.testing.assert_frame_equal(again.drop(columns=conf), here.drop(columns=conf), check_exact=True)
+    assert not psutil.Process().children(recursive=True)
+
+
 def test_french_tokenizer_without_its_compiled_pattern_gives_spacys_tokens():
     """spaCy's French ``token_match`` answered by the relaxed alternatives (S._LazyPattern) is truthy
     exactly when the compiled pattern matches, and the tokenizer splits text as spaCy's own does."""
