@@ -40,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from journey_analysis.aside import Aside
 from journey_analysis.errors import JourneyError
 
 #: Name of the segment that holds every customer.
@@ -324,6 +325,9 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
     duration_ratio, dwell_share_over_expected, satisfaction_gap, satisfaction_below_target (CI entirely
     below target), low_confidence (bool), low_confidence_reasons, missing (text), needs_review,
     review_reasons.
+
+    The themes and quotes are found in a forked process (:class:`journey_analysis.aside.Aside`) while the
+    behaviour lanes are computed: the same code on the same inputs, so the same map.
     """
     from journey_analysis import steps
 
@@ -334,6 +338,17 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
         raise JourneyError("The events table is empty: a journey map needs at least one event.",
                            fix="Check the events file and its filters.")
     labels = segment_labels(segments)
+    fb = None
+    if feedback is not None and len(feedback) and step in feedback.columns:
+        fb = feedback[feedback[step].notna()].copy()
+        fb["customer_id"] = fb["customer_id"].astype(object).where(fb["customer_id"].notna(), None) \
+            if "customer_id" in fb.columns else None
+        fb["segment"] = fb["customer_id"].map(labels) if labels is not None else None
+    # the themes and quotes (about half the map's work) are found in a forked process meanwhile, for the
+    # segments the labels name; used when those are the map's segments (else found again below)
+    voice_segs = [ALL] + (sorted(pd.unique(labels.dropna()).tolist()) if labels is not None else [])
+    voice_job = (Aside(_themes_quotes, fb.rename(columns={step: "stage"}) if step != "stage" else fb, "stage",
+                       voice_segs, n_quotes) if fb is not None and len(fb) else None)
     gap_h = inactivity_gap_h if inactivity_gap_h is not None else getattr(config, "session_gap_h", None)
     as_of = facts["last"] if as_of is None else as_of
     configured = list(config.stage_names)
@@ -378,12 +393,6 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
 
     # voice of the customer
     rating_type = config.satisfaction.rating_type
-    fb = None
-    if feedback is not None and len(feedback) and step in feedback.columns:
-        fb = feedback[feedback[step].notna()].copy()
-        fb["customer_id"] = fb["customer_id"].astype(object).where(fb["customer_id"].notna(), None) \
-            if "customer_id" in fb.columns else None
-        fb["segment"] = fb["customer_id"].map(labels) if labels is not None else None
     voice_cols = ["feedback_n"]
     if fb is not None and len(fb):
         vparts = [_voice(fb, [step], rating_type).reset_index().assign(segment=ALL)]
@@ -394,7 +403,12 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
         voice = pd.concat(vparts, ignore_index=True).rename(columns={step: "stage"})
         voice_cols = [c for c in voice.columns if c not in ("segment", "stage")]
         m = m.merge(voice, on=["segment", "stage"], how="left")
-        tq = _themes_quotes(fb.rename(columns={step: "stage"}) if step != "stage" else fb, "stage", seg_names, n_quotes)
+        if seg_names == voice_segs:
+            tq = voice_job.result()
+        else:
+            voice_job.cancel()
+            tq = _themes_quotes(fb.rename(columns={step: "stage"}) if step != "stage" else fb, "stage", seg_names,
+                                n_quotes)
         m = m.merge(tq, on=["segment", "stage"], how="left")
     for c in ("feedback_n", "feedback_text_n", "satisfaction_n", "sentiment_n", "sentiment_negative_n"):
         m[c] = m[c].fillna(0).astype("int64") if c in m.columns else 0

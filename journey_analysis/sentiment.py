@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from journey_analysis.aside import Aside
+
 __all__ = ["score", "score_frame", "score_feedback", "get_nlp", "fit_from_ratings", "RatingModel",
            "fit_language_model", "LanguageModel", "VoiceModels", "language_report", "language_sentence",
            "POLARITY_THRESHOLD", "MODEL_VERSION"]
@@ -1366,7 +1368,7 @@ def score_feedback(feedback: pd.DataFrame | None, rating_type: str = "csat", sca
     others = None
     if en_rated.sum() >= min_rated:
         # the other languages' models are fitted in a forked process meanwhile, when there is one
-        others = _fit_language_models_aside(jobs, scale, random_state)
+        others = Aside(_fit_language_models, jobs, scale, random_state) if jobs else None
         english = fit_from_ratings(out.loc[en_rated, "text"], rating[en_rated], scale=scale, random_state=random_state,
                                    languages=["en"], max_texts=max_fit_texts)  # already identified as English
         unrated = ~rated & (lang == "en") & has_text & out["rating"].isna().to_numpy()
@@ -1374,7 +1376,7 @@ def score_feedback(feedback: pd.DataFrame | None, rating_type: str = "csat", sca
             out.loc[unrated, "sentiment"] = english._predict(out.loc[unrated, "text"],
                                                              out.loc[unrated, "sentiment"]).to_numpy()
             out.loc[unrated, "sentiment_source"] = "learned"
-    models = _collect_language_models(others, jobs, scale, random_state)
+    models = others.result() if others is not None else _fit_language_models(jobs, scale, random_state)
     for code, m in models.items():
         rows = rows_of[code]
         if not m.used:
@@ -1390,46 +1392,6 @@ def score_feedback(feedback: pd.DataFrame | None, rating_type: str = "csat", sca
 def _fit_language_models(jobs, scale, random_state) -> dict:
     """:func:`fit_language_model` for each (texts, ratings, language) of ``jobs``, in order."""
     return {code: fit_language_model(t, r, code, scale=scale, random_state=random_state) for t, r, code in jobs}
-
-
-def _quiet_child() -> None:
-    """In a forked worker: print to the process's own file descriptors (a Jupyter kernel's stream objects
-    belong to its parent's threads)."""
-    import sys
-
-    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-
-
-def _fit_language_models_aside(jobs, scale, random_state):
-    """Start :func:`_fit_language_models` in a forked process (Linux), so that it runs on another core
-    while this process fits the English model; None when there is nothing to fit or no fork. The child
-    gets the same inputs and runs the same code: the models are the same as fitted here."""
-    import sys
-
-    if not jobs or not sys.platform.startswith("linux"):
-        return None
-    try:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("fork"), initializer=_quiet_child)
-        return pool, pool.submit(_fit_language_models, jobs, scale, random_state)
-    except (OSError, ValueError, RuntimeError):  # no process could be started: fitted here instead
-        return None
-
-
-def _collect_language_models(aside, jobs, scale, random_state) -> dict:
-    """The models of :func:`_fit_language_models_aside` once its process is done; fitted here when there
-    was none or it failed in any way (an error of the fit itself is then raised here, as without it)."""
-    if aside is not None:
-        pool, future = aside
-        try:
-            return future.result()
-        except Exception:  # noqa: BLE001 - refitted below, where a real error is raised with its traceback
-            pass
-        finally:
-            pool.shutdown(wait=True)
-    return _fit_language_models(jobs, scale, random_state)
 
 
 def _accuracy_report(out, rating, rated, english, models) -> pd.DataFrame:

@@ -188,6 +188,10 @@ def lingua_languages() -> dict:
 
 def _detector(codes: tuple[str, ...], low_accuracy: bool = False):
     """A lingua detector for these languages (all of lingua's when ``codes`` is empty), built once."""
+    from journey_analysis.aside import in_child
+
+    if in_child():  # lingua's thread pool does not survive a fork (the caller then does the work itself)
+        raise RuntimeError("language identification in a forked process")
     key = ("det", codes, low_accuracy)
     if key not in _LANG_CACHE:
         from lingua import LanguageDetectorBuilder

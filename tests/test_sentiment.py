@@ -295,12 +295,13 @@ def test_score_feedback_cross_fits_rated_texts_and_reports_unscored_languages():
 
 def test_other_languages_fitted_in_a_forked_process_give_the_same_scores(monkeypatch):
     """With English and another rated language, the other language's model is fitted in a forked process
-    while the English one is fitted here: the scores and reports are those of fitting both here, also when
-    the forked process fails (it is refitted here), and no worker process is left behind."""
+    (journey_analysis.aside) while the English one is fitted here: the scores and reports are those of
+    fitting both here, also when the forked process fails (refitted here); no process is left behind."""
     import os
 
     import psutil
 
+    from journey_analysis import aside
     from journey_analysis.datasets import make_demo
 
     bv = _bench_voice()
@@ -309,14 +310,28 @@ def test_other_languages_fitted_in_a_forked_process_give_the_same_scores(monkeyp
     pt = pd.DataFrame({"feedback_id": [f"p{i}" for i in range(len(df))], "text": df["text"].to_numpy(),
                        "rating": df["truth"].to_numpy(dtype=float), "rating_type": "csat"})
     fb = pd.concat([en, pt], ignore_index=True)
-    started = []
-    aside = S._fit_language_models_aside
-    monkeypatch.setattr(S, "_fit_language_models_aside", lambda *a: started.append(1) or aside(*a))
+    forked = []
+
+    class Spy(aside.Aside):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            forked.append(self.forked)
+
+    monkeypatch.setattr(S, "Aside", Spy)
     out, models = S.score_feedback(fb, "csat", (1, 5), min_rated=200)
-    assert started and models.english is not None and models.languages["pt"].used
-    assert out["sentiment_source"].eq("learned_cv").sum() == len(pt) - out.loc[len(en):, "language"].ne("pt").sum()
-    monkeypatch.setattr(S, "_fit_language_models_aside", lambda *a: None)      # everything fitted here
+    assert forked == [True] and models.english is not None and models.languages["pt"].used
+    class Here:  # everything fitted in this process
+        def __init__(self, fn, *a):
+            self.call = (fn, a)
+            forked.append(False)
+
+        def result(self):
+            return self.call[0](*self.call[1])
+
+    monkeypatch.setattr(S, "Aside", Here)
     here, here_models = S.score_feedback(fb, "csat", (1, 5), min_rated=200)
+    monkeypatch.setattr(S, "Aside", Spy)
+    assert forked == [True, False]
     conf = "language_confidence"   # lingua's parallel sums vary by ~1e-16 between runs
     pd.testing.assert_frame_equal(out.drop(columns=conf), here.drop(columns=conf), check_exact=True)
     assert np.allclose(out[conf], here[conf], rtol=0, atol=1e-12, equal_nan=True)
@@ -328,9 +343,9 @@ def test_other_languages_fitted_in_a_forked_process_give_the_same_scores(monkeyp
             raise MemoryError("child")
         return fit(*a)
 
-    monkeypatch.setattr(S, "_fit_language_models_aside", aside)
     monkeypatch.setattr(S, "_fit_language_models", fails_in_the_child)
     again, _ = S.score_feedback(fb, "csat", (1, 5), min_rated=200)
+    assert forked == [True, False, True]
     pd.testing.assert_frame_equal(again.drop(columns=conf), here.drop(columns=conf), check_exact=True)
     assert not psutil.Process().children(recursive=True)
 
