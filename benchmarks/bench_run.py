@@ -7,10 +7,11 @@ kernel) is sampled every --interval seconds with psutil:
 
 * time per notebook: the runner's own wall times (``run.json`` "seconds"), total = the CLI process
   from spawn to exit (report and index written);
-* peak memory: the largest sum of RSS over the tree (CLI + kernel), overall and while each notebook's
-  kernel was alive;
-* CPU seconds (user + system) of each process at its last sample, per notebook (its kernel) and in
-  total (the tree): on a shared machine they move far less with the load than wall times do;
+* peak memory: the largest sum of PSS over the tree (the CLI, the kernels, the processes they fork; PSS
+  splits a page shared by several processes among them, so a forked child's inherited pages count once;
+  the RSS sum is in the JSON too), overall and while each notebook ran (its kernel the oldest alive);
+* CPU seconds (user + system) of each process at its last sample, per notebook (its kernel and the
+  processes it forked) and in total (the tree): on a shared machine they move far less with the load than wall times do;
 * load: the 1-minute load average (os.getloadavg) sampled during the run, mean and max, overall and per
   notebook. The machine may be shared: a load above the core count means the times include waiting.
 
@@ -81,7 +82,22 @@ def _tree(proc):
         return [proc]
 
 
+def _memory(proc) -> tuple[int, int]:
+    """(RSS, PSS) of a process in bytes; PSS splits the pages it shares (a forked child's inherited pages,
+    shared libraries) among the processes sharing them, so a sum of PSS counts each page once."""
+    try:
+        full = proc.memory_full_info()
+        return full.rss, getattr(full, "pss", full.rss)
+    except Exception:  # noqa: BLE001 - no smaps access: RSS alone
+        rss = proc.memory_info().rss
+        return rss, rss
+
+
 def run_once(cfg: Path, n: int, workdir: Path, interval: float) -> dict:
+    """One `journey run`, sampled every ``interval`` s. A notebook's kernel is a direct child of the CLI
+    (started while the notebook before it runs); the processes it forks (aside.Aside) are its children.
+    A sample belongs to the notebook whose kernel is the oldest alive (the one running: the next one is
+    waiting); a notebook's CPU seconds are its kernel's and its forks'."""
     import psutil
 
     run_id = f"bench{n}-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -92,23 +108,28 @@ def run_once(cfg: Path, n: int, workdir: Path, interval: float) -> dict:
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     root = psutil.Process(p.pid)
-    samples = []  # (t, total_rss, load, {kernel_pid: rss})
+    samples = []  # (t, total_rss, load, running kernel pid or None, total_pss)
     kernels = {}  # pid -> create_time, for the notebook kernels (one per notebook, in order)
     cpu = {}  # pid -> CPU seconds (user + system) at its last sample: load-robust, unlike wall time
+    parent = {}  # pid -> parent pid
     while p.poll() is None:
-        total, per = 0, {}
+        total = total_pss = 0
+        alive = []
         for proc in _tree(root):
             try:
-                rss = proc.memory_info().rss
+                rss, pss = _memory(proc)
                 c = proc.cpu_times()
                 cpu[proc.pid] = c.user + c.system
+                parent.setdefault(proc.pid, proc.ppid())
                 total += rss
-                if proc.pid != root.pid and "ipykernel" in " ".join(proc.cmdline()):
+                total_pss += pss
+                if parent[proc.pid] == root.pid and "ipykernel" in " ".join(proc.cmdline()):
                     kernels.setdefault(proc.pid, proc.create_time())
-                    per[proc.pid] = rss
+                    alive.append(proc.pid)
             except psutil.Error:
                 continue
-        samples.append((time.perf_counter() - t0, total, os.getloadavg()[0], per))
+        running = min(alive, key=kernels.get) if alive else None
+        samples.append((time.perf_counter() - t0, total, os.getloadavg()[0], running, total_pss))
         time.sleep(interval)
     wall = time.perf_counter() - t0
     out = p.stdout.read()
@@ -120,11 +141,13 @@ def run_once(cfg: Path, n: int, workdir: Path, interval: float) -> dict:
     per_nb = {}
     for i, stem in enumerate(NOTEBOOKS):
         pid = order[i] if i < len(order) and len(order) == len(NOTEBOOKS) else None
-        rows = [s for s in samples if pid in s[3]] if pid is not None else []
+        rows = [s for s in samples if s[3] == pid] if pid is not None else []
+        forks = [q for q, pp in parent.items() if pp == pid]
         per_nb[stem] = {"seconds": seconds.get(stem),
-                        "peak_mb": max((s[1] for s in rows), default=float("nan")) / 2 ** 20,
-                        "kernel_peak_mb": max((s[3][pid] for s in rows), default=float("nan")) / 2 ** 20,
-                        "cpu_s": cpu.get(pid, float("nan")),
+                        "peak_mb": max((s[4] for s in rows), default=float("nan")) / 2 ** 20,
+                        "peak_rss_mb": max((s[1] for s in rows), default=float("nan")) / 2 ** 20,
+                        "cpu_s": cpu.get(pid, float("nan")) + sum(cpu[q] for q in forks),
+                        "forks": len(forks),
                         "load_mean": sum(s[2] for s in rows) / len(rows) if rows else float("nan")}
     loads = [s[2] for s in samples] or [os.getloadavg()[0]]
     facts = {}
@@ -136,7 +159,8 @@ def run_once(cfg: Path, n: int, workdir: Path, interval: float) -> dict:
         rec = read_records(nb02)
         facts = {k: rec.get(k) for k in ("n_events", "n_customers", "n_feedback")}
     return {"customers": n, **facts, "run_id": run_id, "wall_s": wall, "runner_total_s": seconds.get("total"),
-            "peak_mb": max((s[1] for s in samples), default=0) / 2 ** 20, "cpu_s": sum(cpu.values()),
+            "peak_mb": max((s[4] for s in samples), default=0) / 2 ** 20,
+            "peak_rss_mb": max((s[1] for s in samples), default=0) / 2 ** 20, "cpu_s": sum(cpu.values()),
             "load_mean": sum(loads) / len(loads), "load_max": max(loads), "cores": os.cpu_count(),
             "notebooks": per_nb, "reports": str(reports / run_id), "processed": str(processed / run_id)}
 
@@ -152,7 +176,8 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
           "user path: journey demo-data --customers N, then journey run --config <demo config on that data>; "
-          "peak = largest RSS sum over the CLI and its kernel; load = 1-min load average during the step")
+          "peak = largest sum of PSS (resident pages, shared ones split among their processes) over the CLI, "
+          "its kernels and their forked processes; load = 1-min load average during the step")
     print(f"{'customers':>10s} {'events':>11s} {'step':22s} {'seconds':>8s} {'cpu_s':>8s} {'peak_MB':>8s} {'load':>5s}")
     results = []
     for n in (int(s) for s in a.sizes.split(",")):

@@ -246,3 +246,24 @@ def test_pandas_style_blocks_are_dropped_not_shown_as_text():
 
     out = sanitize_html('<style scoped>.dataframe tbody tr th {vertical-align: top;}</style><table><tr><td>x</td></tr></table>')
     assert out == "<table><tr><td>x</td></tr></table>"
+
+
+def test_a_notebook_whose_kernel_dies_is_written_with_every_output_so_far(tmp_path):
+    """The executed notebook is written at its start, at its end and at most every SAVE_EVERY_S seconds in
+    between (not before and after every cell): when the kernel dies mid-notebook, papermill still writes it
+    with the outputs of the cells that ran, and the kernel is gone."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import os"),
+                                         nbformat.v4.new_code_cell("print('first cell ran')"),
+                                         nbformat.v4.new_code_cell("os._exit(1)"),
+                                         nbformat.v4.new_code_cell("print('never')")])
+    nb.metadata["kernelspec"] = {"name": runner.kernel_name(), "display_name": "k", "language": "python"}
+    src, out = tmp_path / "dies.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nb, src)
+    pm = runner._import_papermill()
+    k = runner.KernelAhead(src, runner.kernel_name(), tmp_path)
+    with pytest.raises(Exception):
+        k.execute(pm, src, out, "immediate", kernel_name=runner.kernel_name(), progress_bar=False,
+                  log_output=False, cwd=str(tmp_path), extra_arguments=list(runner.KERNEL_ARGUMENTS))
+    done = nbformat.read(out, as_version=4)
+    assert done.cells[1].outputs[0]["text"] == "first cell ran\n" and not done.cells[3].outputs
+    assert k.km is None and not _kernel_processes()
