@@ -112,6 +112,7 @@ def run_once(cfg: Path, n: int, workdir: Path, interval: float) -> dict:
     kernels = {}  # pid -> create_time, for the notebook kernels (one per notebook, in order)
     cpu = {}  # pid -> CPU seconds (user + system) at its last sample: load-robust, unlike wall time
     parent = {}  # pid -> parent pid
+    is_kernel = {}  # pid -> whether it is a notebook's kernel
     while p.poll() is None:
         total = total_pss = 0
         alive = []
@@ -120,10 +121,12 @@ def run_once(cfg: Path, n: int, workdir: Path, interval: float) -> dict:
                 rss, pss = _memory(proc)
                 c = proc.cpu_times()
                 cpu[proc.pid] = c.user + c.system
-                parent.setdefault(proc.pid, proc.ppid())
+                if proc.pid not in parent:  # read once per process: the sampler's own cost stays small
+                    parent[proc.pid] = proc.ppid()
+                    is_kernel[proc.pid] = parent[proc.pid] == root.pid and "ipykernel" in " ".join(proc.cmdline())
                 total += rss
                 total_pss += pss
-                if parent[proc.pid] == root.pid and "ipykernel" in " ".join(proc.cmdline()):
+                if is_kernel[proc.pid]:
                     kernels.setdefault(proc.pid, proc.create_time())
                     alive.append(proc.pid)
             except psutil.Error:
