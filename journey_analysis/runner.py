@@ -231,10 +231,10 @@ def warm_imports(modules) -> None:
 class KernelAhead:
     """The kernel of one notebook, started before its turn.
 
-    :meth:`start` launches the kernel process (milliseconds: the process boots on its own) with the
+    Creating one launches the kernel process (milliseconds: the process boots on its own) with the
     notebook's working directory and :data:`KERNEL_ARGUMENTS`; at startup the kernel runs
-    :func:`warm_imports` over the modules of the notebook's import cell and its :data:`FIRST_USE_IMPORTS`,
-    in its own namespace-free call, before it answers papermill. The notebook then runs in that kernel
+    :func:`warm_imports` over the modules of the notebook's import cell and its :data:`FIRST_USE_IMPORTS`
+    (a call that binds no name), before it answers papermill. The notebook then runs in that kernel
     (:meth:`execute`), which is stopped as ``shutdown`` says once every cell has run; :meth:`discard`
     stops a kernel whose notebook never ran (an earlier notebook failed, the run was interrupted).
     A fresh kernel per notebook, as before: nothing but imported modules is there before the first cell.
@@ -440,8 +440,8 @@ def _run_locked(config, config_path, run_id, reports_dir, processed_dir, extra_p
 
 def _run_notebooks(config, config_path, run_id, reports_dir, processed_dir, extra_parameters, progress, kernel,
                    started, sources, ahead) -> RunResult:
-    """The run itself; ``ahead`` holds the started kernels of the notebooks still to run, in order (the
-    first one's is started), and is emptied as they run."""
+    """The run itself. ``ahead`` holds the kernels started for the notebooks still to run, in order (on
+    entry, the first notebook's); each notebook's kernel leaves it once the notebook has run."""
     from journey_analysis import config as cfg
     from journey_analysis import report as rep
 
