@@ -347,8 +347,7 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
     # the themes and quotes (about half the map's work) are found in a forked process meanwhile, for the
     # segments the labels name; used when those are the map's segments (else found again below)
     voice_segs = [ALL] + (sorted(pd.unique(labels.dropna()).tolist()) if labels is not None else [])
-    voice_job = (Aside(_themes_quotes, fb.rename(columns={step: "stage"}) if step != "stage" else fb, "stage",
-                       voice_segs, n_quotes) if fb is not None and len(fb) else None)
+    voice_job = Aside(_themes_quotes, fb, step, voice_segs, n_quotes) if fb is not None and len(fb) else None
     gap_h = inactivity_gap_h if inactivity_gap_h is not None else getattr(config, "session_gap_h", None)
     as_of = facts["last"] if as_of is None else as_of
     configured = list(config.stage_names)
@@ -407,8 +406,7 @@ def build_map(events: pd.DataFrame, feedback: pd.DataFrame | None, segments, con
             tq = voice_job.result()
         else:
             voice_job.cancel()
-            tq = _themes_quotes(fb.rename(columns={step: "stage"}) if step != "stage" else fb, "stage", seg_names,
-                                n_quotes)
+            tq = _themes_quotes(fb, step, seg_names, n_quotes)
         m = m.merge(tq, on=["segment", "stage"], how="left")
     for c in ("feedback_n", "feedback_text_n", "satisfaction_n", "sentiment_n", "sentiment_negative_n"):
         m[c] = m[c].fillna(0).astype("int64") if c in m.columns else 0
